@@ -1,0 +1,40 @@
+"""dcgan: Deep Convolutional GANs (Radford, Metz, Chintala 2015) that work for real.
+
+Three lines to train on the digits bundled with scikit-learn:
+
+>>> import dcgan
+>>> trainer = dcgan.Trainer.from_options(data="digits", image_size=32, steps=200, run_dir="runs/demo")
+>>> trainer.train()
+"""
+
+__version__ = "0.1.0"
+
+from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
+from .data import DATASETS, ImageData, load_dataset  # noqa: E402
+from .errors import CheckpointError, ConfigError, DataError, DCGANError  # noqa: E402
+from .models import Discriminator, Generator, ModelConfig, format_summary, model_summary  # noqa: E402
+from .sampling import generate, sample_z  # noqa: E402
+from .training import TrainConfig, Trainer  # noqa: E402
+
+__all__ = [
+    "__version__",
+    "Checkpoint",
+    "CheckpointError",
+    "ConfigError",
+    "DATASETS",
+    "DCGANError",
+    "DataError",
+    "Discriminator",
+    "Generator",
+    "ImageData",
+    "ModelConfig",
+    "TrainConfig",
+    "Trainer",
+    "format_summary",
+    "generate",
+    "load_checkpoint",
+    "load_dataset",
+    "model_summary",
+    "sample_z",
+    "save_checkpoint",
+]

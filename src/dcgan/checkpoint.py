@@ -1,0 +1,230 @@
+"""Checkpoints: safetensors for every tensor, JSON for everything else, written atomically.
+
+One checkpoint is one `.safetensors` file. Its tensors are named by owner
+(`G.*`, `D.*`, `opt_g.*`, `opt_d.*`, `extra.*`) and its header metadata holds
+JSON: the model config, the trainer's state and the optimizers' hyper-parameters.
+Nothing is unpickled, so loading a file never runs code from it.
+
+A run directory keeps its checkpoints in `RUN_DIR/checkpoints/`; `latest` is
+the one `--resume` and every `CKPT` argument use by default.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save as safetensors_save
+from torch import nn
+
+from . import __version__
+from .errors import CheckpointError
+from .models import Discriminator, Generator, ModelConfig
+
+__all__ = [
+    "Checkpoint",
+    "save_checkpoint",
+    "load_checkpoint",
+    "resolve_checkpoint",
+    "atomic_write_bytes",
+    "CHECKPOINT_DIR",
+    "LATEST",
+]
+
+FORMAT = "dcgan-checkpoint"
+FORMAT_VERSION = 1
+CHECKPOINT_DIR = "checkpoints"
+LATEST = "latest.safetensors"
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` so that a crash at any moment leaves the old file or the new one.
+
+    Write to a temporary file in the same folder, flush and fsync it, rename it
+    over the target (atomic on POSIX), then fsync the folder so the rename itself
+    survives a power cut.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:  # some filesystems cannot fsync a directory; the rename is still atomic
+        pass
+    return path
+
+
+def _pack_optimizer(prefix: str, optimizer: torch.optim.Optimizer, tensors: dict) -> dict:
+    """Put an optimizer's per-parameter tensors into `tensors`; return its JSON-able rest."""
+    state = optimizer.state_dict()
+    scalars: dict[str, dict] = {}
+    for param_id, param_state in state["state"].items():
+        for key, value in param_state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{prefix}.state.{param_id}.{key}"] = value.detach().contiguous().clone()
+            else:
+                scalars.setdefault(str(param_id), {})[key] = value
+    return {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _unpack_optimizer(prefix: str, packed: dict, tensors: dict) -> dict:
+    state: dict[int, dict] = {}
+    marker = f"{prefix}.state."
+    for name, value in tensors.items():
+        if name.startswith(marker):
+            param_id, key = name[len(marker) :].split(".", 1)
+            state.setdefault(int(param_id), {})[key] = value
+    for param_id, extra in packed.get("scalars", {}).items():
+        state.setdefault(int(param_id), {}).update(extra)
+    groups = []
+    for group in packed["param_groups"]:
+        group = dict(group)
+        if isinstance(group.get("betas"), list):
+            group["betas"] = tuple(group["betas"])
+        groups.append(group)
+    return {"state": state, "param_groups": groups}
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the model config, every tensor by name, and the JSON state."""
+
+    model_config: ModelConfig
+    tensors: dict[str, torch.Tensor]
+    state: dict = field(default_factory=dict)  # the trainer's JSON state (step, epoch, train config, data)
+    optimizers: dict = field(default_factory=dict)  # packed optimizer hyper-parameters by prefix
+    dcgan_version: str = ""
+    path: Path | None = None
+
+    def _sub(self, prefix: str) -> dict[str, torch.Tensor]:
+        return {k[len(prefix) + 1 :]: v for k, v in self.tensors.items() if k.startswith(prefix + ".")}
+
+    @property
+    def step(self) -> int:
+        return int(self.state.get("step", 0))
+
+    def has(self, prefix: str) -> bool:
+        return any(k.startswith(prefix + ".") for k in self.tensors)
+
+    def load_module(self, prefix: str, module: nn.Module) -> nn.Module:
+        try:
+            module.load_state_dict(self._sub(prefix), strict=True)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()
+            raise CheckpointError(f"{self.path}: {prefix} weights do not fit the model in its config ({first[1].strip() if len(first) > 1 else first[0]})") from None
+        return module
+
+    def load_optimizer(self, prefix: str, optimizer: torch.optim.Optimizer) -> None:
+        try:
+            optimizer.load_state_dict(_unpack_optimizer(prefix, self.optimizers[prefix], self.tensors))
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f"{self.path}: optimizer state {prefix} does not fit the model ({exc})") from None
+
+    def build_generator(self, device: torch.device | str = "cpu") -> Generator:
+        """A Generator with this checkpoint's weights, in eval mode, on `device`."""
+        G = self.load_module("G", Generator(self.model_config))
+        return G.to(device).eval()
+
+    def build_discriminator(self, device: torch.device | str = "cpu") -> Discriminator:
+        if not self.has("D"):
+            raise CheckpointError(f"{self.path} holds no discriminator")
+        D = self.load_module("D", Discriminator(self.model_config))
+        return D.to(device).eval()
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model_config: ModelConfig,
+    G: nn.Module,
+    D: nn.Module | None = None,
+    optimizers: dict[str, torch.optim.Optimizer] | None = None,
+    extra: dict[str, torch.Tensor] | None = None,
+    state: dict | None = None,
+) -> Path:
+    """Write a checkpoint atomically; returns its path.
+
+    `optimizers` maps a prefix ("opt_g", "opt_d") to an optimizer; `extra` holds
+    further tensors (fixed noise, RNG states); `state` must be JSON-serialisable.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+    for prefix, module in (("G", G), ("D", D)):
+        if module is not None:
+            for k, v in module.state_dict().items():
+                tensors[f"{prefix}.{k}"] = v.detach().cpu().contiguous().clone()
+    packed = {}
+    for prefix, opt in (optimizers or {}).items():
+        packed[prefix] = _pack_optimizer(prefix, opt, tensors)
+    for k, v in (extra or {}).items():
+        tensors[f"extra.{k}"] = v.detach().cpu().contiguous().clone()
+    tensors = {k: v.cpu() for k, v in tensors.items()}
+    metadata = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "dcgan_version": __version__,
+        "model_config": json.dumps(model_config.to_dict()),
+        "state": json.dumps(state or {}),
+        "optimizers": json.dumps(packed),
+    }
+    return atomic_write_bytes(path, safetensors_save(tensors, metadata=metadata))
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """A checkpoint file, or a run directory (meaning its latest checkpoint), as a file path."""
+    path = Path(path)
+    if path.is_dir():
+        for candidate in (path / CHECKPOINT_DIR / LATEST, path / LATEST):
+            if candidate.is_file():
+                return candidate
+        raise CheckpointError(f"{path} is a folder with no checkpoint (looked for {CHECKPOINT_DIR}/{LATEST})")
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu") -> Checkpoint:
+    """Read a checkpoint file or a run directory's latest checkpoint.
+
+    Raises CheckpointError, with one line saying why, for anything that is not a
+    complete dcgan checkpoint: another format, a truncated file, a foreign
+    safetensors file, or a config that no model can be built from.
+    """
+    path = resolve_checkpoint(path)
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as f:
+            metadata = f.metadata() or {}
+            if metadata.get("format") != FORMAT:
+                raise CheckpointError(f"{path} is a safetensors file but not a dcgan checkpoint")
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except CheckpointError:
+        raise
+    except Exception as exc:  # safetensors reports bad headers and short files with its own error types
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path} is not a readable dcgan checkpoint ({reason})") from None
+    try:
+        version = int(metadata.get("format_version", "0"))
+        if version > FORMAT_VERSION:
+            raise CheckpointError(f"{path} was written by a newer dcgan (format {version}); upgrade dcgan to read it")
+        model_config = ModelConfig.from_dict(json.loads(metadata["model_config"]))
+        state = json.loads(metadata.get("state", "{}"))
+        optimizers = json.loads(metadata.get("optimizers", "{}"))
+    except CheckpointError:
+        raise
+    except (KeyError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path} has a damaged header ({exc})") from None
+    return Checkpoint(model_config, tensors, state, optimizers, metadata.get("dcgan_version", ""), path)

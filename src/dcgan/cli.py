@@ -1,0 +1,390 @@
+"""The `dcgan` command line: a thin layer that parses, calls the library and saves files.
+
+Commands are looked up by name in COMMANDS; each has a `--help` with an example.
+User mistakes end in one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import secrets
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import Callable
+
+from . import __version__
+from .errors import ConfigError, DCGANError
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (plus where to get help), not a usage dump."""
+
+    def error(self, message: str):  # noqa: D401
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _unit_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
+def _help_formatter(prog: str) -> argparse.HelpFormatter:
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
+# --------------------------------------------------------------------------- #
+# dcgan train
+# --------------------------------------------------------------------------- #
+TRAIN_EXAMPLES = """examples:
+  dcgan train                                   # digits bundled with scikit-learn, 32x32, a short CPU run
+  dcgan train --data mnist --data-dir ../shared/data/mnist --epochs 1 --out runs/mnist
+  dcgan train --resume runs/mnist --epochs 5    # continue exactly where it stopped
+"""
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    from .data import DATASETS
+    from .models import DOWNSAMPLE_BLOCKS, PRIORS, SUPPORTED_SIZES, UPSAMPLE_BLOCKS
+
+    data = p.add_argument_group("data")
+    data.add_argument("--data", default=None, metavar="NAME", help=f"dataset: {', '.join(sorted(DATASETS))} (default: digits)")
+    data.add_argument("--data-dir", default=None, metavar="DIR", help="folder holding the dataset's files (mnist: the four IDX .gz files)")
+
+    model = p.add_argument_group("model (fixed for a run; ignored with --resume)")
+    model.add_argument("--image-size", type=int, default=None, metavar="N", help=f"{', '.join(map(str, SUPPORTED_SIZES))} (default: the dataset's, digits 32, mnist 28)")
+    model.add_argument("--channels", type=int, default=None, choices=(1, 3), help="1 grey or 3 RGB (default: the dataset's)")
+    model.add_argument("--z-dim", type=_positive_int, default=None, metavar="N", help="latent size, the paper's nz (default 100)")
+    model.add_argument("--width", type=_positive_int, default=None, metavar="N", help="G's last / D's first hidden channels, doubling towards 4x4 (default 64; the paper's 64x64 model is 128)")
+    model.add_argument("--max-channels", type=_positive_int, default=None, metavar="N", help="cap on channels per layer (default 1024)")
+    model.add_argument("--prior", choices=PRIORS, default=None, help="distribution of z (default normal)")
+    model.add_argument("--g-block", choices=tuple(UPSAMPLE_BLOCKS), default=None, help="G upsampling (default transposed, as in the paper)")
+    model.add_argument("--d-block", choices=tuple(DOWNSAMPLE_BLOCKS), default=None, help="D downsampling (default strided, as in the paper)")
+
+    train = p.add_argument_group("training")
+    budget = train.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=_positive_int, default=None, metavar="N", help="total iterations (one real batch each)")
+    budget.add_argument("--epochs", type=_positive_int, default=None, metavar="N", help="total passes over the data (digits default 25, others 1)")
+    train.add_argument("--batch-size", type=_positive_int, default=None, metavar="N", help="default 128 (paper)")
+    train.add_argument("--lr", type=_positive_float, default=None, metavar="LR", help="Adam learning rate of both G and D (default 2e-4, paper)")
+    train.add_argument("--lr-g", type=_positive_float, default=None, metavar="LR", help="G's learning rate (overrides --lr)")
+    train.add_argument("--lr-d", type=_positive_float, default=None, metavar="LR", help="D's learning rate (overrides --lr)")
+    train.add_argument("--beta1", type=_unit_float, default=None, help="Adam beta1 (default 0.5, paper)")
+    train.add_argument("--beta2", type=_unit_float, default=None, help="Adam beta2 (default 0.999)")
+    train.add_argument("--label-smoothing", type=_unit_float, default=None, metavar="S", help="one-sided: real targets 1-S (default 0, off)")
+    train.add_argument("--d-steps", type=_positive_int, default=None, metavar="N", help="D updates per iteration (default 1)")
+    train.add_argument("--g-steps", type=_positive_int, default=None, metavar="N", help="G updates per iteration (default 1)")
+    train.add_argument("--seed", type=_nonnegative_int, default=None, help="makes CPU runs repeatable (default: a random seed, recorded in the run)")
+    train.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"), help="default auto: cuda when present")
+
+    out = p.add_argument_group("outputs")
+    out.add_argument("--out", default=None, metavar="RUN_DIR", help="run directory (default runs/DATA-DATE-TIME)")
+    out.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue this run exactly; --steps/--epochs set the new total")
+    out.add_argument("--log-every", type=_positive_int, default=None, metavar="N", help="iterations between progress/log updates (default 20)")
+    out.add_argument("--sample-every", type=_positive_int, default=None, metavar="N", help="iterations between sample grids (default: every epoch)")
+    out.add_argument("--checkpoint-every", type=_positive_int, default=None, metavar="N", help="iterations between checkpoints (default: every epoch)")
+    out.add_argument("--num-samples", type=_positive_int, default=None, metavar="N", help="images in the fixed-noise grid (default 64)")
+    out.add_argument("--tensorboard", action="store_true", default=None, help="also log to RUN_DIR/tensorboard (needs tensorboard)")
+    out.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+DEFAULT_EPOCHS = {"digits": 25}  # the demo's budget; other datasets default to one epoch
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from .models import ModelConfig
+    from .training import TrainConfig, Trainer
+
+    if args.lr is not None:
+        args.lr_g = args.lr if args.lr_g is None else args.lr_g
+        args.lr_d = args.lr if args.lr_d is None else args.lr_d
+    progress = not args.quiet
+
+    if args.resume:
+        if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
+            raise ConfigError("--out and --resume name different folders; a resumed run stays in its own folder")
+        ignored = [n for n in ("data", "image_size", "channels", "z_dim", "width", "max_channels", "prior", "g_block", "d_block",
+                               "batch_size", "lr_g", "lr_d", "beta1", "beta2", "label_smoothing", "d_steps", "g_steps", "seed", "num_samples")
+                   if getattr(args, n) is not None]
+        if ignored:
+            raise ConfigError(f"--resume keeps the run's own settings; drop {', '.join('--' + n.replace('_', '-') for n in ignored)}")
+        trainer = Trainer.resume(
+            args.resume, progress=progress, steps=args.steps, epochs=args.epochs, log_every=args.log_every,
+            sample_every=args.sample_every, checkpoint_every=args.checkpoint_every, device=args.device,
+            tensorboard=args.tensorboard, data_dir=args.data_dir,
+        )
+        if trainer.step >= trainer.total_steps():
+            raise ConfigError(
+                f"{args.resume} is already at step {trainer.step} of {trainer.total_steps()}; "
+                "pass a larger --steps or --epochs to train further"
+            )
+        print(f"resuming {trainer.run_dir} at step {trainer.step} (epoch {trainer.epoch}), training to step {trainer.total_steps()}")
+    else:
+        data = args.data or "digits"
+        epochs = args.epochs
+        if args.steps is None and epochs is None:
+            epochs = DEFAULT_EPOCHS.get(data, 1)
+        seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+        options = {f.name: getattr(args, f.name) for f in fields(ModelConfig) if getattr(args, f.name, None) is not None}
+        options.update({f.name: getattr(args, f.name) for f in fields(TrainConfig)
+                        if f.name not in ("data", "epochs", "seed") and getattr(args, f.name, None) is not None})
+        run_dir = Path(args.out) if args.out else Path("runs") / f"{data}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if (run_dir / "checkpoints").exists() and any((run_dir / "checkpoints").iterdir()):
+            raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --out")
+        trainer = Trainer.from_options(run_dir=run_dir, progress=progress, data=data, epochs=epochs, seed=seed, **options)
+        mc = trainer.model_config
+        print(
+            f"training on {data} ({len(trainer.data)} images, {mc.image_size}x{mc.image_size}x{mc.channels}) "
+            f"for {trainer.total_steps()} iterations of batch {trainer.config.batch_size} on {trainer.device}, seed {seed}"
+        )
+        print(f"run directory: {run_dir}")
+    _print_model_line(trainer)
+    result = trainer.train()
+    run = trainer.run_dir
+    if result.interrupted:
+        print(
+            f"\ninterrupted at step {result.step}: checkpoint saved to {result.checkpoint}\n"
+            f"continue with: dcgan train --resume {run}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    last = result.last
+    print(
+        f"done: {result.step} iterations ({result.epoch:.2f} epochs) in {result.seconds:.1f} s"
+        + (f"; last loss_D {last['loss_d']:.3f} loss_G {last['loss_g']:.3f} D(x) {last['d_real']:.2f} D(G(z)) {last['d_fake']:.2f}" if last else "")
+    )
+    print(f"  samples (latest): {run / 'samples.png'}")
+    print(f"  progress GIF:     {run / 'progress.gif'}")
+    print(f"  loss curves:      {run / 'losses.png'}")
+    print(f"  checkpoint:       {result.checkpoint}")
+    print(f"  generate more:    dcgan generate {run} -n 64 --out {run / 'generated.png'}")
+    return 0
+
+
+def _print_model_line(trainer) -> None:
+    from .models import model_summary
+
+    mc = trainer.model_config
+    g = model_summary(trainer.G, trainer.fixed_noise[:1])
+    d = model_summary(trainer.D, trainer.fixed_noise.new_zeros(1, mc.channels, mc.image_size, mc.image_size))
+    print(
+        f"G: {sum(r['params'] for r in g) / 1e6:.2f}M params, {sum(r['macs'] for r in g) / 1e6:.1f}M MACs/image; "
+        f"D: {sum(r['params'] for r in d) / 1e6:.2f}M params, {sum(r['macs'] for r in d) / 1e6:.1f}M MACs/image"
+    )
+
+
+# --------------------------------------------------------------------------- #
+# dcgan generate
+# --------------------------------------------------------------------------- #
+GENERATE_EXAMPLES = """examples:
+  dcgan generate runs/demo -n 64 --seed 1 --out grid.png     # one grid
+  dcgan generate runs/demo -n 100 --out samples/             # one PNG per sample
+"""
+
+IMAGE_SUFFIXES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP"}
+
+
+def _add_generate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", metavar="CKPT", help="a run directory (its latest checkpoint) or a checkpoint file")
+    p.add_argument("-n", "--num", type=_positive_int, default=64, help="number of samples (default 64)")
+    p.add_argument("--seed", type=_nonnegative_int, default=0, help="noise seed: the same seed gives the same images (default 0)")
+    p.add_argument("--out", required=True, metavar="FILE.png|DIR/", help="a grid image file, or a folder (ending in /) for one PNG per sample")
+    p.add_argument("--nrow", type=_positive_int, default=None, help="images per grid row (default: square)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+
+
+MAX_GENERATE = 100_000
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    import torch
+
+    from .checkpoint import load_checkpoint
+    from .imaging import grid_image, save_image_atomic, tensor_to_pil
+    from .sampling import generate, sample_z
+    from .training import resolve_device
+
+    if args.num > MAX_GENERATE:
+        raise ConfigError(f"-n {args.num} is more than {MAX_GENERATE:,} samples in one call")
+    out = Path(args.out)
+    as_folder = args.out.endswith(("/", "\\")) or out.is_dir()
+    if not as_folder and out.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ConfigError(f"--out {args.out}: use an image file ({', '.join(IMAGE_SUFFIXES)}) or a folder ending in /")
+    device = resolve_device(args.device)
+    ckpt = load_checkpoint(args.checkpoint)
+    G = ckpt.build_generator(device)
+    mc = ckpt.model_config
+    z = sample_z(args.num, mc.z_dim, mc.prior, torch.Generator().manual_seed(args.seed))
+    images = generate(G, z)
+    if as_folder:
+        out.mkdir(parents=True, exist_ok=True)
+        for i, image in enumerate(images):
+            save_image_atomic(tensor_to_pil(image), out / f"sample_{args.seed}_{i:05d}.png")
+        print(f"wrote {len(images)} images ({mc.image_size}x{mc.image_size}) to {out}/")
+    else:
+        save_image_atomic(grid_image(images, nrow=args.nrow), out, format=IMAGE_SUFFIXES[out.suffix.lower()])
+        print(f"wrote a grid of {len(images)} samples to {out}")
+    return 0
+
+
+# --------------------------------------------------------------------------- #
+# dcgan info
+# --------------------------------------------------------------------------- #
+INFO_EXAMPLES = """examples:
+  dcgan info runs/demo
+  dcgan info runs/demo/checkpoints/latest.safetensors --json
+"""
+
+
+def _add_info_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", metavar="CKPT", help="a run directory (its latest checkpoint) or a checkpoint file")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--layers", action="store_true", help="also print every layer's shape, parameters and MACs")
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    import torch
+
+    from .checkpoint import load_checkpoint
+    from .models import format_summary, model_summary
+
+    ckpt = load_checkpoint(args.checkpoint)
+    mc = ckpt.model_config
+    G = ckpt.build_generator()
+    g_rows = model_summary(G, torch.zeros(1, mc.z_dim))
+    d_rows = None
+    if ckpt.has("D"):
+        d_rows = model_summary(ckpt.build_discriminator(), torch.zeros(1, mc.channels, mc.image_size, mc.image_size))
+    state = ckpt.state
+    info = {
+        "checkpoint": str(ckpt.path),
+        "file_bytes": ckpt.path.stat().st_size,
+        "dcgan_version": ckpt.dcgan_version,
+        "model": mc.to_dict(),
+        "step": state.get("step"),
+        "epoch": (state.get("epoch", 0) + state.get("batch_in_epoch", 0) / max(state.get("steps_per_epoch", 1), 1)) if state else None,
+        "train": state.get("train_config"),
+        "data": state.get("data"),
+        "last": state.get("last"),
+        "elapsed_s": state.get("elapsed_s"),
+        "saved_at": state.get("saved_at"),
+        "generator": {"params": sum(r["params"] for r in g_rows), "macs_per_image": sum(r["macs"] for r in g_rows)},
+        "discriminator": None if d_rows is None else {"params": sum(r["params"] for r in d_rows), "macs_per_image": sum(r["macs"] for r in d_rows)},
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    data = info["data"] or {}
+    train = info["train"] or {}
+    print(f"checkpoint   {info['checkpoint']} ({info['file_bytes'] / 1e6:.1f} MB, dcgan {info['dcgan_version']})")
+    print(f"model        {mc.image_size}x{mc.image_size}x{mc.channels}, z_dim {mc.z_dim} ({mc.prior}), width {mc.width}, "
+          f"G block {mc.g_block}, D block {mc.d_block}")
+    print(f"generator    {info['generator']['params']:,} params, {info['generator']['macs_per_image'] / 1e6:.1f}M MACs/image")
+    if info["discriminator"]:
+        print(f"discriminator {info['discriminator']['params']:,} params, {info['discriminator']['macs_per_image'] / 1e6:.1f}M MACs/image")
+    if state:
+        print(f"progress     step {info['step']}, epoch {info['epoch']:.2f}, {info['elapsed_s'] or 0:.0f} s of training, saved {info['saved_at']}")
+        print(f"data         {data.get('name')} ({data.get('num_images')} images from {data.get('source')}), sha256 {str(data.get('fingerprint'))[:16]}...")
+        print(f"training     batch {train.get('batch_size')}, lr G {train.get('lr_g')} D {train.get('lr_d')}, betas ({train.get('beta1')}, {train.get('beta2')}), seed {train.get('seed')}")
+        last = info["last"] or {}
+        if last:
+            print(f"last losses  loss_D {last['loss_d']:.3f} loss_G {last['loss_g']:.3f} D(x) {last['d_real']:.2f} D(G(z)) {last['d_fake']:.2f}")
+    if args.layers:
+        print()
+        print(format_summary("Generator", g_rows))
+        if d_rows:
+            print()
+            print(format_summary("Discriminator", d_rows))
+    return 0
+
+
+# --------------------------------------------------------------------------- #
+# Registry and entry point
+# --------------------------------------------------------------------------- #
+COMMANDS: dict[str, tuple[str, str, Callable, Callable]] = {
+    # name: (one-line help, examples, add-arguments, run)
+    "train": ("train a DCGAN (with no options: a short demo on scikit-learn's digits)", TRAIN_EXAMPLES, _add_train_args, _run_train),
+    "generate": ("write samples from a checkpoint as a grid or one PNG each", GENERATE_EXAMPLES, _add_generate_args, _run_generate),
+    "info": ("print a checkpoint's config, progress, data and size", INFO_EXAMPLES, _add_info_args, _run_info),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="dcgan",
+        description="Deep Convolutional GANs (Radford et al. 2015): train, generate, inspect.",
+        epilog="examples:\n  dcgan train\n  dcgan generate runs/demo -n 64 --out grid.png\n  dcgan info runs/demo\n\n"
+        "Every command has --help with examples.",
+        formatter_class=_help_formatter,
+    )
+    parser.add_argument("--version", action="version", version=f"dcgan {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, (help_text, examples, add_args, _) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=examples, formatter_class=_help_formatter)
+        add_args(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USER_ERROR
+    run = COMMANDS[args.command][3]
+    try:
+        return run(args)
+    except DCGANError as exc:
+        print(f"dcgan {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"dcgan {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except OSError as exc:  # permissions, full disk, a folder where a file should be: the user's to fix
+        print(f"dcgan {args.command}: error: {exc.strerror or exc}{': ' + str(exc.filename) if exc.filename else ''}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

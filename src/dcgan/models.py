@@ -1,0 +1,280 @@
+"""DCGAN generator and discriminator, following Radford et al. (2015), section 3.
+
+One parametrised pair of models serves every size: the depth is derived from
+`image_size`. The paper's guidelines, as built here:
+
+* no pooling: D downsamples with strided convolutions, G upsamples with
+  transposed convolutions (the two alternative blocks exist to test that claim);
+* batch norm in every layer except G's output layer and D's input layer;
+* ReLU in G with tanh at the output, LeakyReLU(0.2) everywhere in D;
+* no fully connected hidden layers: z is projected to the first 4x4 (or 7x7)
+  feature map by a transposed convolution, and D ends in a convolution that
+  covers its last feature map and gives one logit;
+* weights from N(0, 0.02), batch-norm scales from N(1, 0.02).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .errors import ConfigError
+
+__all__ = [
+    "ModelConfig",
+    "Generator",
+    "Discriminator",
+    "init_weights",
+    "UPSAMPLE_BLOCKS",
+    "DOWNSAMPLE_BLOCKS",
+    "PRIORS",
+    "model_summary",
+    "format_summary",
+]
+
+SUPPORTED_SIZES = (16, 28, 32, 64, 128, 256)
+PRIORS = ("normal", "uniform")
+
+
+# --------------------------------------------------------------------------- #
+# Resampling blocks, looked up by name. Each maps (B, c_in, H, W) to
+# (B, c_out, 2H, 2W) (upsampling) or (B, c_out, H/2, W/2) (downsampling).
+# --------------------------------------------------------------------------- #
+def _transposed_up(c_in: int, c_out: int, bias: bool) -> nn.Module:
+    # The paper's "fractionally-strided convolution": kernel 4, stride 2, pad 1 doubles H and W.
+    return nn.ConvTranspose2d(c_in, c_out, kernel_size=4, stride=2, padding=1, bias=bias)
+
+
+def _nearest_up(c_in: int, c_out: int, bias: bool) -> nn.Module:
+    # The seeds' Keras variant: a fixed nearest-neighbour resize, then a 3x3 convolution.
+    return nn.Sequential(
+        nn.Upsample(scale_factor=2, mode="nearest"),
+        nn.Conv2d(c_in, c_out, kernel_size=3, stride=1, padding=1, bias=bias),
+    )
+
+
+def _strided_down(c_in: int, c_out: int, bias: bool) -> nn.Module:
+    # The paper's learned downsampling: kernel 4, stride 2, pad 1 halves H and W.
+    return nn.Conv2d(c_in, c_out, kernel_size=4, stride=2, padding=1, bias=bias)
+
+
+def _maxpool_down(c_in: int, c_out: int, bias: bool) -> nn.Module:
+    # What the paper replaced: a stride-1 convolution followed by a fixed 2x2 max-pool.
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel_size=3, stride=1, padding=1, bias=bias),
+        nn.MaxPool2d(2),
+    )
+
+
+UPSAMPLE_BLOCKS: dict[str, Callable[[int, int, bool], nn.Module]] = {
+    "transposed": _transposed_up,
+    "nearest": _nearest_up,
+}
+DOWNSAMPLE_BLOCKS: dict[str, Callable[[int, int, bool], nn.Module]] = {
+    "strided": _strided_down,
+    "maxpool": _maxpool_down,
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape and architecture of a DCGAN pair. Validated on construction."""
+
+    image_size: int = 64  # side of the square images: 16, 32, 64, 128, 256 (2^k), or 28 (MNIST native)
+    channels: int = 3  # image channels: 1 (grey) or 3 (RGB)
+    z_dim: int = 100  # length of the latent vector z (the paper's `nz`)
+    width: int = 64  # channels of G's last hidden layer and D's first layer (the PyTorch example's ngf/ndf);
+    #                  each step towards 4x4 doubles it: 512 at 4x4 for 64x64; the paper's 1024 is width=128
+    max_channels: int = 1024  # cap on any layer's channels, so that 128 and 256 models stay a sensible size
+    prior: str = "normal"  # distribution of z: "normal" N(0, I) (the paper's code) or "uniform" U(-1, 1) (its text)
+    g_block: str = "transposed"  # G upsampling: "transposed" (paper) or "nearest" (resize + conv)
+    d_block: str = "strided"  # D downsampling: "strided" (paper) or "maxpool" (conv + max-pool)
+
+    def __post_init__(self) -> None:
+        if self.image_size not in SUPPORTED_SIZES:
+            raise ConfigError(
+                f"unsupported image size {self.image_size}: use one of "
+                f"{', '.join(map(str, SUPPORTED_SIZES))}"
+            )
+        if self.channels not in (1, 3):
+            raise ConfigError(f"unsupported channel count {self.channels}: use 1 (grey) or 3 (RGB)")
+        for name in ("z_dim", "width", "max_channels"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if self.prior not in PRIORS:
+            raise ConfigError(f"unknown prior {self.prior!r}: use one of {', '.join(PRIORS)}")
+        if self.g_block not in UPSAMPLE_BLOCKS:
+            raise ConfigError(f"unknown G block {self.g_block!r}: use one of {', '.join(UPSAMPLE_BLOCKS)}")
+        if self.d_block not in DOWNSAMPLE_BLOCKS:
+            raise ConfigError(f"unknown D block {self.d_block!r}: use one of {', '.join(DOWNSAMPLE_BLOCKS)}")
+
+    # Derived geometry -------------------------------------------------------
+    @property
+    def base_size(self) -> int:
+        """Side of the smallest feature map: 4, or 7 for 28x28 (7 -> 14 -> 28)."""
+        return 7 if self.image_size == 28 else 4
+
+    @property
+    def num_resamplings(self) -> int:
+        """How many x2 up- (G) or down-samplings (D) lie between the base map and the image."""
+        return int(math.log2(self.image_size // self.base_size))
+
+    def hidden_widths(self) -> list[int]:
+        """Channels of the hidden feature maps from the image side inwards.
+
+        Entry i is the width at resolution image_size / 2^(i+1): D's i-th block
+        output and G's matching input. For 64x64 with width 64: [64, 128, 256, 512].
+        """
+        return [min(self.width * 2**i, self.max_channels) for i in range(self.num_resamplings)]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def init_weights(module: nn.Module) -> None:
+    """The paper's initialisation: conv weights ~ N(0, 0.02), BN scale ~ N(1, 0.02), biases 0."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+class Generator(nn.Module):
+    """Maps z of shape (B, z_dim) to images of shape (B, channels, size, size) in [-1, 1]."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        widths = config.hidden_widths()[::-1]  # from the base map outwards: 64x64 -> [512, 256, 128, 64]
+        base = config.base_size
+        up = UPSAMPLE_BLOCKS[config.g_block]
+
+        blocks: list[nn.Module] = [
+            # Projection of z, a transposed conv over a 1x1 map: (B, z_dim, 1, 1) -> (B, widths[0], base, base)
+            nn.Sequential(
+                nn.ConvTranspose2d(config.z_dim, widths[0], kernel_size=base, stride=1, padding=0, bias=False),
+                nn.BatchNorm2d(widths[0]),
+                nn.ReLU(inplace=True),
+            )
+        ]
+        for c_in, c_out in zip(widths[:-1], widths[1:]):
+            # (B, c_in, s, s) -> (B, c_out, 2s, 2s); no bias because batch norm's shift replaces it
+            blocks.append(nn.Sequential(up(c_in, c_out, False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)))
+        # Output layer, no batch norm: (B, widths[-1], size/2, size/2) -> (B, channels, size, size)
+        blocks.append(nn.Sequential(up(widths[-1], config.channels, True), nn.Tanh()))
+        self.blocks = nn.Sequential(*blocks)
+        self.apply(init_weights)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        # Accept (B, z_dim) or (B, z_dim, 1, 1).
+        return self.blocks(z.reshape(z.shape[0], self.config.z_dim, 1, 1))
+
+
+class Discriminator(nn.Module):
+    """Maps images (B, channels, size, size) in [-1, 1] to real/fake logits of shape (B,)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        widths = config.hidden_widths()  # from the image inwards: 64x64 -> [64, 128, 256, 512]
+        down = DOWNSAMPLE_BLOCKS[config.d_block]
+
+        blocks: list[nn.Module] = [
+            # Input layer, no batch norm: (B, channels, size, size) -> (B, widths[0], size/2, size/2)
+            nn.Sequential(down(config.channels, widths[0], True), nn.LeakyReLU(0.2, inplace=True))
+        ]
+        for c_in, c_out in zip(widths[:-1], widths[1:]):
+            # (B, c_in, s, s) -> (B, c_out, s/2, s/2)
+            blocks.append(nn.Sequential(down(c_in, c_out, False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, inplace=True)))
+        self.blocks = nn.Sequential(*blocks)
+        # A convolution that covers the whole base map: (B, widths[-1], base, base) -> (B, 1, 1, 1).
+        self.head = nn.Conv2d(widths[-1], 1, kernel_size=config.base_size, stride=1, padding=0, bias=True)
+        self.apply(init_weights)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(x)).flatten()  # (B,) logits; the loss applies the sigmoid
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Each hidden block's output, image side first: the paper's section 5.1 features."""
+        out = []
+        for block in self.blocks:
+            x = block(x)
+            out.append(x)
+        return out
+
+
+# --------------------------------------------------------------------------- #
+# Summary: layer shapes, parameter counts and multiply-accumulates per image.
+# --------------------------------------------------------------------------- #
+def _macs(module: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int:
+    """Multiply-accumulates of one conv layer for one image."""
+    if isinstance(module, nn.ConvTranspose2d):
+        # Every input pixel scatters a (c_out x k x k) patch.
+        k = module.kernel_size[0] * module.kernel_size[1]
+        return inp[0].numel() * (module.out_channels // module.groups) * k
+    if isinstance(module, nn.Conv2d):
+        # Every output pixel gathers a (c_in x k x k) patch.
+        k = module.kernel_size[0] * module.kernel_size[1]
+        return out[0].numel() * (module.in_channels // module.groups) * k
+    return 0
+
+
+def model_summary(model: nn.Module, example: torch.Tensor) -> list[dict]:
+    """Run `example` (a batch of one or more) through `model` and describe each leaf layer.
+
+    Returns rows of {"name", "type", "output_shape", "params", "macs"}, where
+    output_shape leaves out the batch dimension and macs are per image.
+    """
+    rows: list[dict] = []
+    hooks = []
+    for name, module in model.named_modules():
+        if len(list(module.children())) > 0:
+            continue
+
+        def hook(mod, inputs, output, name=name):
+            rows.append(
+                {
+                    "name": name,
+                    "type": type(mod).__name__,
+                    "output_shape": tuple(output.shape[1:]),
+                    "params": sum(p.numel() for p in mod.parameters(recurse=False)),
+                    "macs": _macs(mod, inputs[0], output),
+                }
+            )
+
+        hooks.append(module.register_forward_hook(hook))
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(example)
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    return rows
+
+
+def format_summary(title: str, rows: list[dict]) -> str:
+    """A fixed-width table of `model_summary` rows with totals."""
+    lines = [title, f"  {'layer':<18} {'type':<16} {'output':<18} {'params':>12} {'MACs/image':>14}"]
+    for r in rows:
+        shape = "x".join(map(str, r["output_shape"]))
+        lines.append(f"  {r['name']:<18} {r['type']:<16} {shape:<18} {r['params']:>12,} {r['macs']:>14,}")
+    total_p = sum(r["params"] for r in rows)
+    total_m = sum(r["macs"] for r in rows)
+    lines.append(f"  {'total':<18} {'':<16} {'':<18} {total_p:>12,} {total_m:>14,}")
+    return "\n".join(lines)

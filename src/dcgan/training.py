@@ -1,0 +1,613 @@
+"""The DCGAN trainer: the paper's defaults, an explicit D step and G step, exact resume.
+
+Defaults (section 4 of the paper): Adam with lr 2e-4 and beta1 0.5, batch 128,
+images scaled to [-1, 1]. D sees a real batch and a fake batch in separate
+forward passes, so batch norm computes statistics per batch, as in the paper's
+code. Losses are BCE-with-logits; G uses the non-saturating loss -log D(G(z)).
+
+Typical use, from Python:
+
+>>> trainer = Trainer.from_options(data="digits", image_size=32, steps=200, run_dir="runs/demo")
+>>> result = trainer.train()
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+
+from . import __version__
+from .checkpoint import CHECKPOINT_DIR, LATEST, Checkpoint, load_checkpoint, save_checkpoint
+from .data import DATASETS, ImageData, load_dataset
+from .errors import ConfigError, DataError
+from .imaging import grid_image, save_gif, save_image_atomic
+from .models import Discriminator, Generator, ModelConfig, format_summary, model_summary
+from .sampling import generate, sample_z
+
+__all__ = ["TrainConfig", "Trainer", "TrainResult", "resolve_device"]
+
+METRICS_FILE = "metrics.jsonl"
+SAMPLES_DIR = "samples"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. Model shape lives in ModelConfig; this holds the optimisation and the bookkeeping."""
+
+    data: str = "digits"  # dataset name from the registry (see `dcgan train --help`)
+    data_dir: str | None = None  # folder holding the dataset's files; None = the dataset's default place
+    batch_size: int = 128  # images per batch (paper: 128)
+    lr_g: float = 2e-4  # G's Adam learning rate (paper: 0.0002)
+    lr_d: float = 2e-4  # D's Adam learning rate (paper: 0.0002)
+    beta1: float = 0.5  # Adam beta1 (paper: 0.5; 0.9 "resulted in training oscillation and instability")
+    beta2: float = 0.999  # Adam beta2 (PyTorch default, as in the paper's code)
+    label_smoothing: float = 0.0  # one-sided: D's real targets are 1 - this (0 = off, as in the paper)
+    d_steps: int = 1  # D updates per iteration, each with fresh fakes on the same real batch
+    g_steps: int = 1  # G updates per iteration, each with fresh z
+    steps: int | None = None  # budget in iterations (one real batch each); exclusive with epochs
+    epochs: int | None = None  # budget in passes over the data; when neither is given: 1 epoch
+    seed: int = 0  # seeds model init, data order and noise: equal seeds give equal CPU runs
+    log_every: int = 20  # iterations between reading losses from the device (progress bar, metrics.jsonl)
+    sample_every: int | None = None  # iterations between sample grids; None = at the end of every epoch
+    checkpoint_every: int | None = None  # iterations between checkpoints; None = at the end of every epoch
+    num_samples: int = 64  # size of the fixed-noise sample grid
+    device: str = "auto"  # "auto" (cuda when present), "cpu" or "cuda"
+    tensorboard: bool = False  # also log to TensorBoard (needs the tensorboard package)
+
+    def __post_init__(self) -> None:
+        positive = ("batch_size", "d_steps", "g_steps", "log_every", "num_samples")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        for name in ("steps", "epochs", "sample_every", "checkpoint_every"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if self.steps is not None and self.epochs is not None:
+            raise ConfigError("give either steps or epochs as the budget, not both")
+        for name in ("lr_g", "lr_d"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ConfigError(f"{name.replace('_', '-')} must be a positive number, got {value!r}")
+        for name in ("beta1", "beta2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label-smoothing must be in [0, 1), got {self.label_smoothing!r}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ConfigError(f"unknown device {self.device!r}: use auto, cpu or cuda")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class TrainResult:
+    """What `Trainer.train` did."""
+
+    step: int  # iterations done in total, including earlier sessions of a resumed run
+    epoch: float  # passes over the data so far
+    seconds: float  # wall-clock of this call
+    interrupted: bool  # stopped early by Ctrl-C / SIGTERM (a checkpoint was saved)
+    last: dict  # the last logged figures (loss_d, loss_g, d_real, d_fake, images_per_s)
+    checkpoint: Path | None  # the latest checkpoint written, if any
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" means CUDA when a GPU is visible, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for, but no CUDA GPU is visible (use --device cpu)")
+    return device
+
+
+class Trainer:
+    """Trains one G/D pair on an in-memory dataset, optionally writing a run directory.
+
+    The run directory (when `run_dir` is given) receives `config.json`,
+    `model_summary.txt`, `metrics.jsonl`, `samples/step_*.png` and `samples.png`
+    (the latest grid), `checkpoints/latest.safetensors`, and at the end
+    `progress.gif` and `losses.png`.
+    """
+
+    def __init__(
+        self,
+        model_config: ModelConfig,
+        config: TrainConfig,
+        data: ImageData,
+        run_dir: str | Path | None = None,
+        progress: bool = True,
+    ):
+        if data.images.dtype != torch.uint8 or data.images.ndim != 4:
+            raise DataError("training data must be a uint8 tensor of shape (N, C, H, W)")
+        if tuple(data.images.shape[1:]) != (model_config.channels, model_config.image_size, model_config.image_size):
+            raise ConfigError(
+                f"data is {tuple(data.images.shape[1:])} but the model expects "
+                f"({model_config.channels}, {model_config.image_size}, {model_config.image_size})"
+            )
+        if len(data) < 2:
+            raise DataError(f"the dataset has {len(data)} image(s); training needs at least 2")
+        if config.batch_size > len(data):
+            # Batch norm needs full batches and an epoch needs one: shrink rather than refuse.
+            config = replace(config, batch_size=len(data))
+        self.model_config = model_config
+        self.config = config
+        self.data = data
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.progress = progress
+        self.device = resolve_device(config.device)
+        self.on_log: list[Callable[["Trainer", dict], None]] = []  # called with each logged record
+
+        # Model init draws from the global RNG: seed it without disturbing the caller's stream.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            self.G = Generator(model_config).to(self.device)
+            self.D = Discriminator(model_config).to(self.device)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=config.lr_g, betas=(config.beta1, config.beta2))
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=config.lr_d, betas=(config.beta1, config.beta2))
+
+        # The whole dataset lives on the training device as uint8 (a quarter of float32's size);
+        # batches are gathered and scaled to [-1, 1] there.
+        self.images = data.images.to(self.device)
+        self.steps_per_epoch = len(data) // config.batch_size  # the incomplete last batch is dropped
+
+        # Independent, explicitly seeded streams: training noise, and the fixed grid noise.
+        self.noise_gen = torch.Generator(device=self.device).manual_seed(config.seed)
+        self.fixed_noise = sample_z(
+            config.num_samples, model_config.z_dim, model_config.prior, torch.Generator().manual_seed(config.seed + 1)
+        ).to(self.device)
+
+        self.step = 0  # iterations done
+        self.epoch = 0  # complete epochs done
+        self.batch_in_epoch = 0  # position within the current epoch
+        self.elapsed = 0.0  # training seconds over all sessions of this run
+        self._stop_requested = False
+        self._tb_writer = None
+        self._last_record: dict = {}
+
+    # ------------------------------------------------------------------ #
+    # Construction from options and from checkpoints
+    # ------------------------------------------------------------------ #
+    @classmethod
+    def from_options(cls, run_dir: str | Path | None = None, progress: bool = True, **options) -> "Trainer":
+        """Build a trainer from flat keyword options (any ModelConfig or TrainConfig field).
+
+        `image_size` and `channels` default to the dataset's own; the data is
+        loaded through the registry.
+        """
+        model_keys = {f.name for f in fields(ModelConfig)}
+        train_keys = {f.name for f in fields(TrainConfig)}
+        unknown = set(options) - model_keys - train_keys
+        if unknown:
+            raise ConfigError(f"unknown option(s): {', '.join(sorted(unknown))}")
+        train_config = TrainConfig(**{k: v for k, v in options.items() if k in train_keys})
+        spec = DATASETS.get(train_config.data)
+        model_opts = {k: v for k, v in options.items() if k in model_keys and v is not None}
+        if spec is not None:
+            model_opts.setdefault("image_size", spec.default_size)
+            model_opts.setdefault("channels", spec.native_channels)
+        model_config = ModelConfig(**model_opts)  # validates size and channels before any data is read
+        data = load_dataset(
+            train_config.data, train_config.data_dir, image_size=model_config.image_size, channels=model_config.channels
+        )
+        return cls(model_config, train_config, data, run_dir=run_dir, progress=progress)
+
+    @classmethod
+    def resume(
+        cls, run_dir: str | Path, data: ImageData | None = None, progress: bool = True, **overrides
+    ) -> "Trainer":
+        """Continue the run in `run_dir` exactly where its latest checkpoint left it.
+
+        `overrides` may change the budget and bookkeeping (steps, epochs,
+        log_every, sample_every, checkpoint_every, device, tensorboard), not the
+        model or the optimisation.
+        """
+        ckpt = load_checkpoint(run_dir)
+        allowed = {"steps", "epochs", "log_every", "sample_every", "checkpoint_every", "device", "tensorboard", "data_dir"}
+        bad = {k for k, v in overrides.items() if v is not None} - allowed
+        if bad:
+            raise ConfigError(f"cannot change {', '.join(sorted(bad))} when resuming; start a new run instead")
+        saved = TrainConfig.from_dict(ckpt.state["train_config"])
+        changes = {k: v for k, v in overrides.items() if v is not None}
+        if "steps" in changes:
+            changes.setdefault("epochs", None)
+        if "epochs" in changes:
+            changes.setdefault("steps", None)
+        config = replace(saved, **changes)
+        if data is None:
+            data = load_dataset(config.data, config.data_dir, image_size=ckpt.model_config.image_size, channels=ckpt.model_config.channels)
+        expected = ckpt.state.get("data", {}).get("fingerprint")
+        if expected and data.fingerprint() != expected:
+            raise DataError(
+                f"the data for {config.data!r} differs from the data this run was trained on; "
+                "resume needs the same data (or start a new run)"
+            )
+        run_dir = Path(run_dir) if Path(run_dir).is_dir() else Path(run_dir).parent.parent
+        trainer = cls(ckpt.model_config, config, data, run_dir=run_dir, progress=progress)
+        trainer.load_state(ckpt)
+        return trainer
+
+    # ------------------------------------------------------------------ #
+    # One iteration: the D step, then the G step
+    # ------------------------------------------------------------------ #
+    def d_step(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One D update on a real batch and a (detached) fake batch; figures stay on the device."""
+        self.D.requires_grad_(True)
+        self.opt_d.zero_grad(set_to_none=True)
+        # Separate forward passes: batch norm normalises real and fake batches each by their own statistics.
+        logits_real = self.D(real)  # (B,)
+        logits_fake = self.D(fake)  # (B,)
+        target_real = torch.full_like(logits_real, 1.0 - self.config.label_smoothing)
+        loss = F.binary_cross_entropy_with_logits(logits_real, target_real) + F.binary_cross_entropy_with_logits(
+            logits_fake, torch.zeros_like(logits_fake)
+        )
+        loss.backward()
+        self.opt_d.step()
+        return {
+            "loss_d": loss.detach(),
+            "d_real": torch.sigmoid(logits_real.detach()).mean(),  # D(x)
+            "d_fake": torch.sigmoid(logits_fake.detach()).mean(),  # D(G(z)) before D's update
+        }
+
+    def g_step(self, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One G update through D on a fake batch that still carries G's graph (non-saturating loss)."""
+        self.D.requires_grad_(False)  # gradients flow through D to G, but D's weight gradients are not needed
+        self.opt_g.zero_grad(set_to_none=True)
+        logits = self.D(fake)
+        loss = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+        loss.backward()
+        self.opt_g.step()
+        self.D.requires_grad_(True)
+        return {"loss_g": loss.detach()}
+
+    def train_step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One iteration on a real batch in [-1, 1]: `d_steps` D updates, then `g_steps` G updates.
+
+        As in the paper's code, the fake batch of the last D update is reused for
+        the first G update, which saves one forward pass of G.
+        """
+        batch, cfg = real.shape[0], self.model_config
+        for i in range(self.config.d_steps):
+            z = sample_z(batch, cfg.z_dim, cfg.prior, self.noise_gen)
+            if i == self.config.d_steps - 1:
+                fake = self.G(z)  # (B, C, H, W), keeps its graph for the G step
+            else:
+                with torch.no_grad():
+                    fake = self.G(z)
+            figures = self.d_step(real, fake.detach())
+        figures.update(self.g_step(fake))
+        for _ in range(self.config.g_steps - 1):
+            figures.update(self.g_step(self.G(sample_z(batch, cfg.z_dim, cfg.prior, self.noise_gen))))
+        return figures
+
+    # ------------------------------------------------------------------ #
+    # Data order: a permutation per epoch derived from (seed, epoch) alone,
+    # so that a resumed run sees exactly the batches an uninterrupted one would.
+    # ------------------------------------------------------------------ #
+    def _epoch_order(self, epoch: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
+        return torch.randperm(len(self.data), generator=gen).to(self.device)
+
+    def _batch(self, order: torch.Tensor, index: int) -> torch.Tensor:
+        idx = order[index * self.config.batch_size : (index + 1) * self.config.batch_size]
+        return self.images[idx].float().div_(127.5).sub_(1.0)  # uint8 0..255 -> [-1, 1]
+
+    # ------------------------------------------------------------------ #
+    # The loop
+    # ------------------------------------------------------------------ #
+    def total_steps(self) -> int:
+        """The iteration budget: `steps`, or `epochs` x iterations per epoch (1 epoch by default)."""
+        if self.config.steps is not None:
+            return self.config.steps
+        return (self.config.epochs or 1) * self.steps_per_epoch
+
+    def train(self) -> TrainResult:
+        """Run until the budget is spent or Ctrl-C / SIGTERM asks to stop; save what was learned."""
+        total = self.total_steps()
+        cfg = self.config
+        start = time.perf_counter()
+        self._session_step, self._session_elapsed = self.step, self.elapsed  # for the ETA
+        if self.run_dir is not None:
+            self._prepare_run_dir()
+        sums = torch.zeros(4, device=self.device)  # running sums of loss_d, loss_g, d_real, d_fake
+        window_steps, window_start = 0, time.perf_counter()
+        last_checkpoint: Path | None = None
+        saved_at = sampled_at = -1
+        bar = None
+        order = None
+        with self._stop_signals():
+            try:
+                while self.step < total and not self._stop_requested:
+                    if order is None or self.batch_in_epoch == 0:
+                        order = self._epoch_order(self.epoch)
+                    if bar is None and self.progress:
+                        bar = self._epoch_bar(total)
+                    figures = self.train_step(self._batch(order, self.batch_in_epoch))
+                    sums += torch.stack([figures["loss_d"], figures["loss_g"], figures["d_real"], figures["d_fake"]])
+                    self.step += 1
+                    self.batch_in_epoch += 1
+                    window_steps += 1
+                    epoch_end = self.batch_in_epoch == self.steps_per_epoch
+                    if epoch_end:
+                        self.epoch += 1
+                        self.batch_in_epoch = 0
+                    last_step = self.step == total
+                    if self.step % cfg.log_every == 0 or epoch_end or last_step or self._stop_requested:
+                        # The one host synchronisation: read the window's averages.
+                        now = time.perf_counter()
+                        self.elapsed += now - window_start
+                        values = (sums / window_steps).tolist()
+                        record = {
+                            "step": self.step,
+                            "epoch": round(self.epoch + self.batch_in_epoch / self.steps_per_epoch, 4),
+                            "loss_d": values[0],
+                            "loss_g": values[1],
+                            "d_real": values[2],
+                            "d_fake": values[3],
+                            "images_per_s": window_steps * cfg.batch_size / max(now - window_start, 1e-9),
+                            "elapsed_s": round(self.elapsed, 3),
+                        }
+                        self._log(record, bar, total)
+                        sums.zero_()
+                        window_steps, window_start = 0, time.perf_counter()
+                    if bar is not None:
+                        bar.update(1)
+                        if epoch_end:
+                            bar.close()
+                            bar = None
+                    if self.run_dir is not None:
+                        if (cfg.sample_every and self.step % cfg.sample_every == 0) or (not cfg.sample_every and epoch_end):
+                            self.save_samples()
+                            sampled_at = self.step
+                        if (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0) or (
+                            not cfg.checkpoint_every and epoch_end
+                        ):
+                            last_checkpoint = self.save()
+                            saved_at = self.step
+            finally:
+                if bar is not None:
+                    bar.close()
+            # Whether the budget ran out or a stop was asked for: keep everything learned so far.
+            if self.run_dir is not None:
+                if saved_at != self.step:
+                    last_checkpoint = self.save()
+                if sampled_at != self.step:
+                    self.save_samples()
+                self._finish_pictures()
+        if self._tb_writer is not None:
+            self._tb_writer.close()
+            self._tb_writer = None
+        return TrainResult(
+            step=self.step,
+            epoch=self.epoch + self.batch_in_epoch / self.steps_per_epoch,
+            seconds=time.perf_counter() - start,
+            interrupted=self._stop_requested,
+            last=dict(self._last_record),
+            checkpoint=last_checkpoint,
+        )
+
+    @contextmanager
+    def _stop_signals(self) -> Iterator[None]:
+        """First Ctrl-C / SIGTERM: finish the current iteration, save, return. Second: stop at once."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            if self._stop_requested:
+                raise KeyboardInterrupt
+            self._stop_requested = True
+
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+    def request_stop(self) -> None:
+        """Ask the loop to stop after the current iteration (as Ctrl-C does)."""
+        self._stop_requested = True
+
+    def _epoch_bar(self, total: int):
+        from tqdm.auto import tqdm
+
+        remaining_in_epoch = min(self.steps_per_epoch - self.batch_in_epoch, total - self.step)
+        epochs_total = math.ceil(total / self.steps_per_epoch)
+        return tqdm(
+            total=self.batch_in_epoch + remaining_in_epoch,
+            initial=self.batch_in_epoch,
+            desc=f"epoch {self.epoch + 1}/{epochs_total}",
+            unit="it",
+            dynamic_ncols=True,
+            leave=True,
+            mininterval=0.5,
+        )
+
+    def _log(self, record: dict, bar, total: int) -> None:
+        self._last_record = record
+        if bar is not None:
+            seconds_per_step = (self.elapsed - self._session_elapsed) / max(self.step - self._session_step, 1)
+            eta = (total - self.step) * seconds_per_step
+            bar.set_postfix_str(
+                f"loss_D {record['loss_d']:.3f} loss_G {record['loss_g']:.3f} "
+                f"D(x) {record['d_real']:.2f} D(G(z)) {record['d_fake']:.2f} "
+                f"{record['images_per_s']:.0f} img/s total ETA {_format_seconds(eta)}",
+                refresh=False,
+            )
+        if self.run_dir is not None:
+            with open(self.run_dir / METRICS_FILE, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        if self._tb_writer is not None:
+            for key in ("loss_d", "loss_g", "d_real", "d_fake", "images_per_s"):
+                self._tb_writer.add_scalar(key, record[key], record["step"])
+        for callback in self.on_log:
+            callback(self, record)
+
+    # ------------------------------------------------------------------ #
+    # Run directory: config, samples, pictures, checkpoints
+    # ------------------------------------------------------------------ #
+    def _prepare_run_dir(self) -> None:
+        run = self.run_dir
+        run.mkdir(parents=True, exist_ok=True)
+        (run / SAMPLES_DIR).mkdir(exist_ok=True)
+        (run / "config.json").write_text(json.dumps(self._config_record(), indent=2) + "\n")
+        summary = "\n\n".join(
+            [
+                format_summary("Generator", model_summary(self.G, self.fixed_noise[:1])),
+                format_summary("Discriminator", model_summary(self.D, self.fixed_noise.new_zeros(1, self.model_config.channels, self.model_config.image_size, self.model_config.image_size))),
+            ]
+        )
+        (run / "model_summary.txt").write_text(summary + "\n")
+        # A resumed run may have logged past its last checkpoint before it was killed: drop those lines.
+        metrics = run / METRICS_FILE
+        if metrics.exists():
+            kept = [line for line in metrics.read_text().splitlines() if line.strip() and _record_step(line) <= self.step]
+            metrics.write_text("".join(line + "\n" for line in kept))
+        if self.config.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise ConfigError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+            self._tb_writer = SummaryWriter(str(run / "tensorboard"))
+
+    def _config_record(self) -> dict:
+        return {
+            "dcgan_version": __version__,
+            "model": self.model_config.to_dict(),
+            "train": self.config.to_dict(),
+            "data": self._data_record(),
+        }
+
+    def _data_record(self) -> dict:
+        return {
+            "name": self.data.name,
+            "source": self.data.source,
+            "num_images": len(self.data),
+            "image_size": self.model_config.image_size,
+            "channels": self.model_config.channels,
+            "fingerprint": self.data.fingerprint(),
+        }
+
+    def sample_grid(self):
+        """The fixed-noise samples as a Pillow grid image (G in eval mode)."""
+        img = grid_image(generate(self.G, self.fixed_noise))
+        if img.width < 256:  # enlarge small grids (16x16 digits) so they can be seen
+            img = img.resize((img.width * (512 // img.width), img.height * (512 // img.width)), resample=0)
+        return img
+
+    def save_samples(self) -> Path:
+        """Write samples/step_XXXXXXX.png and samples.png (the latest) into the run directory."""
+        img = self.sample_grid()
+        path = save_image_atomic(img, self.run_dir / SAMPLES_DIR / f"step_{self.step:07d}.png")
+        save_image_atomic(img, self.run_dir / "samples.png")
+        if self._tb_writer is not None:
+            import numpy as np
+
+            self._tb_writer.add_image("samples", np.asarray(img.convert("RGB")), self.step, dataformats="HWC")
+        return path
+
+    def _finish_pictures(self) -> None:
+        """progress.gif from the sample grids so far, and losses.png from metrics.jsonl."""
+        frames = sorted((self.run_dir / SAMPLES_DIR).glob("step_*.png"))
+        if frames:
+            stride = max(1, math.ceil(len(frames) / 100))  # at most ~100 frames
+            chosen = frames[::stride]
+            if chosen[-1] != frames[-1]:
+                chosen.append(frames[-1])
+            from PIL import Image
+
+            images = []
+            for p in chosen:
+                with Image.open(p) as im:
+                    images.append(im.copy())
+            save_gif(images, self.run_dir / "progress.gif")
+        metrics = self.run_dir / METRICS_FILE
+        if metrics.exists():
+            from .plots import plot_losses
+
+            records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+            if records:
+                plot_losses(records, self.run_dir / "losses.png")
+
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / CHECKPOINT_DIR / LATEST
+
+    def save(self, path: str | Path | None = None) -> Path:
+        """Write a checkpoint that resumes exactly (models, optimizers, RNG, data position, noise, config)."""
+        path = Path(path) if path is not None else self.checkpoint_path()
+        extra = {
+            "fixed_noise": self.fixed_noise,
+            "rng.noise": self.noise_gen.get_state(),
+            "rng.torch_cpu": torch.get_rng_state(),
+        }
+        state = {
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "steps_per_epoch": self.steps_per_epoch,
+            "elapsed_s": self.elapsed,
+            "train_config": self.config.to_dict(),
+            "data": self._data_record(),
+            "last": self._last_record,
+            "torch_version": torch.__version__,
+            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        return save_checkpoint(
+            path,
+            self.model_config,
+            self.G,
+            self.D,
+            optimizers={"opt_g": self.opt_g, "opt_d": self.opt_d},
+            extra=extra,
+            state=state,
+        )
+
+    def load_state(self, ckpt: Checkpoint) -> None:
+        """Restore everything `save` wrote."""
+        ckpt.load_module("G", self.G)
+        ckpt.load_module("D", self.D)
+        ckpt.load_optimizer("opt_g", self.opt_g)
+        ckpt.load_optimizer("opt_d", self.opt_d)
+        self.fixed_noise = ckpt.tensors["extra.fixed_noise"].to(self.device)
+        self.noise_gen.set_state(ckpt.tensors["extra.rng.noise"].cpu())
+        torch.set_rng_state(ckpt.tensors["extra.rng.torch_cpu"].cpu())
+        self.step = int(ckpt.state["step"])
+        self.epoch = int(ckpt.state["epoch"])
+        self.batch_in_epoch = int(ckpt.state["batch_in_epoch"])
+        self.elapsed = float(ckpt.state.get("elapsed_s", 0.0))
+        self._last_record = dict(ckpt.state.get("last", {}))
+        if int(ckpt.state.get("steps_per_epoch", self.steps_per_epoch)) != self.steps_per_epoch:
+            raise DataError("the data or batch size differs from the run's; resume needs the same")
+
+
+def _record_step(line: str) -> int:
+    try:
+        return int(json.loads(line).get("step", 0))
+    except (ValueError, AttributeError):
+        return 1 << 62  # unreadable line: drop it
+
+
+def _format_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"

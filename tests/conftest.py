@@ -1,0 +1,45 @@
+"""Shared fixtures: tiny models, small real data, and markers for slow and GPU tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from dcgan.data import load_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("DCGAN_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_slow = pytest.mark.skip(reason="slow: pass --runslow to run")
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "slow" in item.keywords and not config.getoption("--runslow"):
+            item.add_marker(skip_slow)
+        if "gpu" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    path = SHARED_DATA / "mnist"
+    if not (path / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"MNIST not found in {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def digits16():
+    """scikit-learn's digits at 16x16: real data, no files needed."""
+    return load_dataset("digits", image_size=16)
+
+
+TINY = dict(image_size=16, channels=1, z_dim=8, width=8)  # a model that trains in milliseconds

@@ -1,0 +1,145 @@
+import json
+import math
+
+import pytest
+import torch
+
+from conftest import TINY
+from dcgan.errors import ConfigError
+from dcgan.models import ModelConfig
+from dcgan.training import TrainConfig, Trainer
+
+
+def make_trainer(data, run_dir=None, **train):
+    train.setdefault("batch_size", 32)
+    train.setdefault("seed", 0)
+    train.setdefault("device", "cpu")
+    return Trainer(ModelConfig(**TINY), TrainConfig(**train), data, run_dir=run_dir, progress=False)
+
+
+def test_one_step_changes_every_parameter_and_gives_finite_losses(digits16):
+    trainer = make_trainer(digits16)
+    before_g = {k: v.clone() for k, v in trainer.G.named_parameters()}
+    before_d = {k: v.clone() for k, v in trainer.D.named_parameters()}
+    order = trainer._epoch_order(0)
+    figures = trainer.train_step(trainer._batch(order, 0))
+    for key in ("loss_d", "loss_g", "d_real", "d_fake"):
+        assert math.isfinite(figures[key].item())
+    assert 0 < figures["d_real"].item() < 1 and 0 < figures["d_fake"].item() < 1
+    for name, p in trainer.G.named_parameters():
+        assert not torch.equal(p, before_g[name]), f"G.{name} did not change"
+    for name, p in trainer.D.named_parameters():
+        assert not torch.equal(p, before_d[name]), f"D.{name} did not change"
+
+
+def test_batches_are_scaled_to_minus_one_one(digits16):
+    trainer = make_trainer(digits16)
+    batch = trainer._batch(trainer._epoch_order(0), 0)
+    assert batch.shape == (32, 1, 16, 16)
+    assert batch.min().item() == -1.0 and batch.max().item() == 1.0
+
+
+def test_d_loss_falls_when_only_d_trains(digits16):
+    """A sanity check that the D step optimises its objective."""
+    trainer = make_trainer(digits16, lr_d=1e-3)
+    real = trainer._batch(trainer._epoch_order(0), 0)
+    with torch.no_grad():
+        fake = trainer.G(torch.randn(32, 8))
+    first = trainer.d_step(real, fake)["loss_d"].item()
+    for _ in range(20):
+        last = trainer.d_step(real, fake)["loss_d"].item()
+    assert last < 0.5 * first
+
+
+@pytest.mark.parametrize("options", [dict(label_smoothing=0.1), dict(d_steps=2), dict(g_steps=2)])
+def test_stabiliser_options_run(digits16, options):
+    trainer = make_trainer(digits16, steps=3, **options)
+    result = trainer.train()
+    assert result.step == 3 and math.isfinite(result.last["loss_d"])
+
+
+def test_same_seed_same_run_different_seed_different_run(digits16):
+    a = make_trainer(digits16, steps=4, seed=5)
+    b = make_trainer(digits16, steps=4, seed=5)
+    c = make_trainer(digits16, steps=4, seed=6)
+    for t in (a, b, c):
+        t.train()
+    for (_, pa), (_, pb), (_, pc) in zip(a.G.state_dict().items(), b.G.state_dict().items(), c.G.state_dict().items()):
+        assert torch.equal(pa, pb)
+    assert any(not torch.equal(pa, pc) for pa, pc in zip(a.G.parameters(), c.G.parameters()))
+
+
+def _state(trainer):
+    out = {f"G.{k}": v for k, v in trainer.G.state_dict().items()}
+    out.update({f"D.{k}": v for k, v in trainer.D.state_dict().items()})
+    for name, opt in (("opt_g", trainer.opt_g), ("opt_d", trainer.opt_d)):
+        for pid, st in opt.state_dict()["state"].items():
+            for k, v in st.items():
+                out[f"{name}.{pid}.{k}"] = v
+    return out
+
+
+@pytest.mark.parametrize("first,total", [(7, 19), (11, 15)])  # mid-epoch and on an epoch boundary (1437 // 128 = 11)
+def test_resume_equals_uninterrupted_run_bit_for_bit(tmp_path, digits16, first, total):
+    straight = make_trainer(digits16, run_dir=tmp_path / "straight", steps=total, batch_size=128)
+    straight.train()
+
+    part = make_trainer(digits16, run_dir=tmp_path / "resumed", steps=first, batch_size=128)
+    part.train()
+    del part
+    resumed = Trainer.resume(tmp_path / "resumed", progress=False, steps=total)
+    assert resumed.step == first
+    resumed.train()
+
+    a, b = _state(straight), _state(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert torch.equal(straight.noise_gen.get_state(), resumed.noise_gen.get_state())
+    # The metrics log of the resumed run has every step once and ends where the straight one does.
+    steps = [json.loads(line)["step"] for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == total
+
+
+def test_request_stop_saves_a_resumable_checkpoint(tmp_path, digits16):
+    trainer = make_trainer(digits16, run_dir=tmp_path / "run", steps=50, log_every=1)
+    trainer.on_log.append(lambda t, record: t.request_stop() if t.step >= 3 else None)
+    result = trainer.train()
+    assert result.interrupted and result.step == 3
+    assert result.checkpoint.exists()
+    resumed = Trainer.resume(tmp_path / "run", progress=False)
+    assert resumed.step == 3 and resumed.total_steps() == 50
+
+
+def test_run_directory_contents(tmp_path, digits16):
+    trainer = make_trainer(digits16, run_dir=tmp_path / "run", epochs=2, batch_size=256)
+    trainer.train()
+    run = tmp_path / "run"
+    for name in ("config.json", "model_summary.txt", "metrics.jsonl", "samples.png", "progress.gif", "losses.png",
+                 "checkpoints/latest.safetensors"):
+        assert (run / name).exists(), name
+    assert len(list((run / "samples").glob("step_*.png"))) == 2  # one grid per epoch
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"]["image_size"] == 16 and config["train"]["batch_size"] == 256
+    assert len(config["data"]["fingerprint"]) == 64
+
+
+def test_resume_refuses_changed_data(tmp_path, digits16):
+    trainer = make_trainer(digits16, run_dir=tmp_path / "run", steps=2)
+    trainer.train()
+    other = type(digits16)(images=digits16.images.flip(0).contiguous(), name="digits")
+    from dcgan.errors import DataError
+
+    with pytest.raises(DataError, match="differs"):
+        Trainer.resume(tmp_path / "run", data=other, progress=False, steps=4)
+
+
+def test_train_config_validation():
+    with pytest.raises(ConfigError):
+        TrainConfig(steps=5, epochs=1)
+    with pytest.raises(ConfigError):
+        TrainConfig(batch_size=0)
+    with pytest.raises(ConfigError):
+        TrainConfig(lr_g=float("nan"))
+    with pytest.raises(ConfigError):
+        TrainConfig(device="tpu")
