@@ -93,7 +93,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     data.add_argument("--data-dir", default=None, metavar="DIR", help="folder holding the dataset's files (mnist: the four IDX .gz files)")
 
     model = p.add_argument_group("model (fixed for a run; ignored with --resume)")
-    model.add_argument("--image-size", type=int, default=None, metavar="N", help=f"{', '.join(map(str, SUPPORTED_SIZES))} (default: the dataset's, digits 32, mnist 28)")
+    model.add_argument("--image-size", type=int, default=None, metavar="N", help=f"{', '.join(map(str, SUPPORTED_SIZES))} (default: the dataset's: 32 for digits and mnist)")
     model.add_argument("--channels", type=int, default=None, choices=(1, 3), help="1 grey or 3 RGB (default: the dataset's)")
     model.add_argument("--z-dim", type=_positive_int, default=None, metavar="N", help="latent size, the paper's nz (default 100)")
     model.add_argument("--width", type=_positive_int, default=None, metavar="N", help="G's last / D's first hidden channels, doubling towards 4x4 (default 64; the paper's 64x64 model is 128)")

@@ -195,7 +195,7 @@ def _load_idx_pair(root: Path | None, split: str, dataset: str, classes: list[st
     )
 
 
-@register_dataset("mnist", default_size=28, native_channels=1, description="MNIST handwritten digits, 28x28 grey (IDX files)")
+@register_dataset("mnist", default_size=32, native_channels=1, description="MNIST handwritten digits, 28x28 grey (IDX files)")
 def _load_mnist(root: Path | None, split: str) -> ImageData:
     return _load_idx_pair(root, split, "mnist", [str(i) for i in range(10)])
 
