@@ -28,6 +28,28 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_gpu)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Decoded-data caches go to a temporary folder, never the user's home."""
+    os.environ["DCGAN_CACHE_DIR"] = str(tmp_path_factory.mktemp("decoded-cache"))
+
+
+@pytest.fixture(scope="session")
+def cifar_partial() -> Path:
+    path = SHARED_DATA / "cifar10-partial"
+    if not (path / "train_first4000.bin").exists():
+        pytest.skip(f"CIFAR-10 partial copy not found in {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def cifar_jpg_tar() -> Path:
+    path = SHARED_DATA / "cifar10-jpg" / "CIFAR-10-images-jpg.tar.gz"
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    return path
+
+
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
     path = SHARED_DATA / "mnist"

@@ -89,11 +89,11 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     from .models import DOWNSAMPLE_BLOCKS, PRIORS, SUPPORTED_SIZES, UPSAMPLE_BLOCKS
 
     data = p.add_argument_group("data")
-    data.add_argument("--data", default=None, metavar="NAME", help=f"dataset: {', '.join(sorted(DATASETS))} (default: digits)")
+    data.add_argument("--data", default=None, metavar="NAME_OR_PATH", help=f"dataset: {', '.join(sorted(DATASETS))}, or a folder / .zip / .tar(.gz) of images (default: digits)")
     data.add_argument("--data-dir", default=None, metavar="DIR", help="folder holding the dataset's files (mnist: the four IDX .gz files)")
 
     model = p.add_argument_group("model (fixed for a run; ignored with --resume)")
-    model.add_argument("--image-size", type=int, default=None, metavar="N", help=f"{', '.join(map(str, SUPPORTED_SIZES))} (default: the dataset's: 32 for digits and mnist)")
+    model.add_argument("--image-size", type=int, default=None, metavar="N", help=f"{', '.join(map(str, SUPPORTED_SIZES))} (default: the dataset's: 32 for the named ones, 64 for folders)")
     model.add_argument("--channels", type=int, default=None, choices=(1, 3), help="1 grey or 3 RGB (default: the dataset's)")
     model.add_argument("--z-dim", type=_positive_int, default=None, metavar="N", help="latent size, the paper's nz (default 100)")
     model.add_argument("--width", type=_positive_int, default=None, metavar="N", help="G's last / D's first hidden channels, doubling towards 4x4 (default 64; the paper's 64x64 model is 128)")
@@ -129,7 +129,16 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     out.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-DEFAULT_EPOCHS = {"digits": 25}  # the demo's budget; other datasets default to one epoch
+DEFAULT_EPOCHS = {"digits": 25}
+
+
+def _run_name(data: str) -> str:
+    """A folder-name-safe stem for a run on `data` (a dataset name or a path)."""
+    stem = Path(data.rstrip("/\\")).name
+    for suffix in (".tar.gz", ".tgz", ".tar", ".zip"):
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) or "data"  # the demo's budget; other datasets default to one epoch
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -169,11 +178,19 @@ def _run_train(args: argparse.Namespace) -> int:
         options = {f.name: getattr(args, f.name) for f in fields(ModelConfig) if getattr(args, f.name, None) is not None}
         options.update({f.name: getattr(args, f.name) for f in fields(TrainConfig)
                         if f.name not in ("data", "epochs", "seed") and getattr(args, f.name, None) is not None})
-        run_dir = Path(args.out) if args.out else Path("runs") / f"{data}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir = Path(args.out) if args.out else Path("runs") / f"{_run_name(data)}-{time.strftime('%Y%m%d-%H%M%S')}"
         if (run_dir / "checkpoints").exists() and any((run_dir / "checkpoints").iterdir()):
             raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --out")
         trainer = Trainer.from_options(run_dir=run_dir, progress=progress, data=data, epochs=epochs, seed=seed, **options)
         mc = trainer.model_config
+        loaded = trainer.data
+        if loaded.skipped:
+            first = "; ".join(f"{n}: {r}" for n, r in loaded.skipped[:2])
+            print(f"skipped {len(loaded.skipped)} file(s) that could not be decoded ({first}); see: dcgan data check {data}")
+        if loaded.stream is not None:
+            print(f"streaming {len(loaded)} images from disk (too large to hold decoded in memory)")
+        elif loaded.from_cache:
+            print("decoded images read from the cache (" + str(_cache_dir()) + ")")
         print(
             f"training on {data} ({len(trainer.data)} images, {mc.image_size}x{mc.image_size}x{mc.channels}) "
             f"for {trainer.total_steps()} iterations of batch {trainer.config.batch_size} on {trainer.device}, seed {seed}"
@@ -200,6 +217,12 @@ def _run_train(args: argparse.Namespace) -> int:
     print(f"  checkpoint:       {result.checkpoint}")
     print(f"  generate more:    dcgan generate {run} -n 64 --out {run / 'generated.png'}")
     return 0
+
+
+def _cache_dir():
+    from .data import default_cache_dir
+
+    return default_cache_dir()
 
 
 def _print_model_line(trainer) -> None:
@@ -340,6 +363,53 @@ def _run_info(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- #
+# dcgan data check | download
+# --------------------------------------------------------------------------- #
+DATA_EXAMPLES = """examples:
+  dcgan data check ~/photos --image-size 64          # every file: formats, sizes, duplicates, failures
+  dcgan data check ../shared/data/cifar10-jpg/CIFAR-10-images-jpg.tar.gz --image-size 32
+  dcgan data check mnist --data-dir ../shared/data/mnist
+  dcgan data download mnist --root data/mnist        # then: dcgan train --data mnist --data-dir data/mnist
+"""
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    from .download import DOWNLOADS
+
+    sub = p.add_subparsers(dest="data_command", metavar="ACTION", parser_class=_Parser, required=True)
+    check = sub.add_parser("check", help="pre-flight check of a dataset (name, folder or archive)", epilog=DATA_EXAMPLES,
+                           description="Report what a dataset holds and what training will do with it.", formatter_class=_help_formatter)
+    check.add_argument("data", metavar="NAME_OR_PATH")
+    check.add_argument("--data-dir", default=None, metavar="DIR", help="folder with a named dataset's files")
+    check.add_argument("--image-size", type=int, default=None, metavar="N", help="training size to check for (default: the dataset's, 64 for folders)")
+    check.add_argument("--channels", type=int, choices=(1, 3), default=None)
+    check.add_argument("--split", choices=("train", "test"), default="train")
+    check.add_argument("--sample", type=_positive_int, default=None, metavar="N", help="check a random sample of N files only")
+    download = sub.add_parser("download", help="download a dataset from its canonical location, with checksums", epilog=DATA_EXAMPLES,
+                              description="Download and verify a dataset's files (resumes partial downloads).", formatter_class=_help_formatter)
+    download.add_argument("name", choices=sorted(DOWNLOADS))
+    download.add_argument("--root", required=True, metavar="DIR", help="folder to put the files in")
+    download.add_argument("--base-url", default=None, metavar="URL", help="fetch from this mirror instead (URL/FILENAME)")
+
+
+def _run_data(args: argparse.Namespace) -> int:
+    if args.data_command == "download":
+        from .download import download_dataset
+
+        root = download_dataset(args.name, args.root, base_url=args.base_url)
+        print(f"{args.name} is ready in {root}: dcgan train --data {args.name} --data-dir {root}")
+        return 0
+    from .datacheck import check_dataset
+    from .models import SUPPORTED_SIZES
+
+    if args.image_size is not None and args.image_size not in SUPPORTED_SIZES:
+        raise ConfigError(f"unsupported image size {args.image_size}: use one of {', '.join(map(str, SUPPORTED_SIZES))}")
+    report = check_dataset(args.data, args.data_dir, args.image_size, args.channels, args.split, args.sample)
+    print(report.text())
+    return 0 if report.usable and report.total else EXIT_USER_ERROR
+
+
+# --------------------------------------------------------------------------- #
 # Registry and entry point
 # --------------------------------------------------------------------------- #
 COMMANDS: dict[str, tuple[str, str, Callable, Callable]] = {
@@ -347,6 +417,7 @@ COMMANDS: dict[str, tuple[str, str, Callable, Callable]] = {
     "train": ("train a DCGAN (with no options: a short demo on scikit-learn's digits)", TRAIN_EXAMPLES, _add_train_args, _run_train),
     "generate": ("write samples from a checkpoint as a grid or one PNG each", GENERATE_EXAMPLES, _add_generate_args, _run_generate),
     "info": ("print a checkpoint's config, progress, data and size", INFO_EXAMPLES, _add_info_args, _run_info),
+    "data": ("check a dataset before training, or download one", DATA_EXAMPLES, _add_data_args, _run_data),
 }
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "PRIORS",
     "model_summary",
     "format_summary",
+    "check_models",
 ]
 
 SUPPORTED_SIZES = (16, 28, 32, 64, 128, 256)
@@ -214,6 +215,20 @@ class Discriminator(nn.Module):
             x = block(x)
             out.append(x)
         return out
+
+
+def check_models(config: ModelConfig) -> None:
+    """Build G and D for `config` and check every shape on a batch of two; raise ConfigError if anything is off."""
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            G, D = Generator(config).eval(), Discriminator(config).eval()
+            images = G(torch.zeros(2, config.z_dim))
+            logits = D(images)
+    except RuntimeError as exc:  # pragma: no cover - a bug, reported in words rather than a trace
+        raise ConfigError(f"the {config.image_size}x{config.image_size}x{config.channels} model does not build: {exc}") from None
+    expected = (2, config.channels, config.image_size, config.image_size)
+    if tuple(images.shape) != expected or tuple(logits.shape) != (2,):
+        raise ConfigError(f"G makes {tuple(images.shape)} (expected {expected}) and D gives {tuple(logits.shape)} (expected (2,))")
 
 
 # --------------------------------------------------------------------------- #

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import threading
 import time
@@ -28,10 +29,10 @@ import torch.nn.functional as F
 
 from . import __version__
 from .checkpoint import CHECKPOINT_DIR, LATEST, Checkpoint, load_checkpoint, save_checkpoint
-from .data import DATASETS, ImageData, load_dataset
+from .data import DATASETS, DEFAULT_FILES_CHANNELS, DEFAULT_FILES_SIZE, ImageData, load_dataset
 from .errors import ConfigError, DataError
 from .imaging import grid_image, save_gif, save_image_atomic
-from .models import Discriminator, Generator, ModelConfig, format_summary, model_summary
+from .models import Discriminator, Generator, ModelConfig, check_models, format_summary, model_summary
 from .sampling import generate, sample_z
 
 __all__ = ["TrainConfig", "Trainer", "TrainResult", "resolve_device"]
@@ -63,6 +64,7 @@ class TrainConfig:
     num_samples: int = 64  # size of the fixed-noise sample grid
     device: str = "auto"  # "auto" (cuda when present), "cpu" or "cuda"
     tensorboard: bool = False  # also log to TensorBoard (needs the tensorboard package)
+    workers: int | None = None  # DataLoader workers for data streamed from disk; None = min(8, cores)
 
     def __post_init__(self) -> None:
         positive = ("batch_size", "d_steps", "g_steps", "log_every", "num_samples")
@@ -136,11 +138,12 @@ class Trainer:
         run_dir: str | Path | None = None,
         progress: bool = True,
     ):
-        if data.images.dtype != torch.uint8 or data.images.ndim != 4:
+        if data.images is not None and (data.images.dtype != torch.uint8 or data.images.ndim != 4):
             raise DataError("training data must be a uint8 tensor of shape (N, C, H, W)")
-        if tuple(data.images.shape[1:]) != (model_config.channels, model_config.image_size, model_config.image_size):
+        shape = (data.channels, data.image_size, data.image_size)
+        if shape != (model_config.channels, model_config.image_size, model_config.image_size):
             raise ConfigError(
-                f"data is {tuple(data.images.shape[1:])} but the model expects "
+                f"data is {shape} but the model expects "
                 f"({model_config.channels}, {model_config.image_size}, {model_config.image_size})"
             )
         if len(data) < 2:
@@ -166,7 +169,7 @@ class Trainer:
 
         # The whole dataset lives on the training device as uint8 (a quarter of float32's size);
         # batches are gathered and scaled to [-1, 1] there.
-        self.images = data.images.to(self.device)
+        self.images = data.images.to(self.device) if data.images is not None else None
         self.steps_per_epoch = len(data) // config.batch_size  # the incomplete last batch is dropped
 
         # Independent, explicitly seeded streams: training noise, and the fixed grid noise.
@@ -201,12 +204,13 @@ class Trainer:
         train_config = TrainConfig(**{k: v for k, v in options.items() if k in train_keys})
         spec = DATASETS.get(train_config.data)
         model_opts = {k: v for k, v in options.items() if k in model_keys and v is not None}
-        if spec is not None:
-            model_opts.setdefault("image_size", spec.default_size)
-            model_opts.setdefault("channels", spec.native_channels)
+        model_opts.setdefault("image_size", spec.default_size if spec else DEFAULT_FILES_SIZE)
+        model_opts.setdefault("channels", spec.native_channels if spec else DEFAULT_FILES_CHANNELS)
         model_config = ModelConfig(**model_opts)  # validates size and channels before any data is read
+        check_models(model_config)  # G and D build and produce the right shapes before any data is read
         data = load_dataset(
-            train_config.data, train_config.data_dir, image_size=model_config.image_size, channels=model_config.channels
+            train_config.data, train_config.data_dir, image_size=model_config.image_size, channels=model_config.channels,
+            progress=progress,
         )
         return cls(model_config, train_config, data, run_dir=run_dir, progress=progress)
 
@@ -310,6 +314,24 @@ class Trainer:
         idx = order[index * self.config.batch_size : (index + 1) * self.config.batch_size]
         return self.images[idx].float().div_(127.5).sub_(1.0)  # uint8 0..255 -> [-1, 1]
 
+    def _epoch_batches(self, epoch: int, start: int) -> Iterator[torch.Tensor]:
+        """The batches of `epoch` from batch index `start` on, as float tensors in [-1, 1] on the device."""
+        order = self._epoch_order(epoch)
+        if self.images is not None:
+            for index in range(start, self.steps_per_epoch):
+                yield self._batch(order, index)
+            return
+        # Streamed data: the same order, decoded by DataLoader workers.
+        B = self.config.batch_size
+        indices = order[start * B : self.steps_per_epoch * B].cpu().tolist()
+        workers = self.config.workers if self.config.workers is not None else min(8, os.cpu_count() or 1)
+        loader = torch.utils.data.DataLoader(
+            self.data.stream, batch_size=B, sampler=indices, drop_last=True, num_workers=workers,
+            pin_memory=self.device.type == "cuda", prefetch_factor=4 if workers else None,
+        )
+        for batch in loader:
+            yield batch.to(self.device, non_blocking=True).float().div_(127.5).sub_(1.0)
+
     # ------------------------------------------------------------------ #
     # The loop
     # ------------------------------------------------------------------ #
@@ -332,15 +354,15 @@ class Trainer:
         last_checkpoint: Path | None = None
         saved_at = sampled_at = -1
         bar = None
-        order = None
+        batches = None
         with self._stop_signals():
             try:
                 while self.step < total and not self._stop_requested:
-                    if order is None or self.batch_in_epoch == 0:
-                        order = self._epoch_order(self.epoch)
+                    if batches is None:
+                        batches = self._epoch_batches(self.epoch, self.batch_in_epoch)
                     if bar is None and self.progress:
                         bar = self._epoch_bar(total)
-                    figures = self.train_step(self._batch(order, self.batch_in_epoch))
+                    figures = self.train_step(next(batches))
                     sums += torch.stack([figures["loss_d"], figures["loss_g"], figures["d_real"], figures["d_fake"]])
                     self.step += 1
                     self.batch_in_epoch += 1
@@ -349,6 +371,7 @@ class Trainer:
                     if epoch_end:
                         self.epoch += 1
                         self.batch_in_epoch = 0
+                        batches = None
                     last_step = self.step == total
                     if self.step % cfg.log_every == 0 or epoch_end or last_step or self._stop_requested:
                         # The one host synchronisation: read the window's averages.
