@@ -117,6 +117,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     train.add_argument("--g-steps", type=_positive_int, default=None, metavar="N", help="G updates per iteration (default 1)")
     train.add_argument("--seed", type=_nonnegative_int, default=None, help="makes CPU runs repeatable (default: a random seed, recorded in the run)")
     train.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"), help="default auto: cuda when present")
+    train.add_argument("--workers", type=_nonnegative_int, default=None, metavar="N", help="DataLoader workers when data streams from disk (default min(8, cores))")
 
     out = p.add_argument_group("outputs")
     out.add_argument("--out", default=None, metavar="RUN_DIR", help="run directory (default runs/DATA-DATE-TIME)")
@@ -154,7 +155,7 @@ def _run_train(args: argparse.Namespace) -> int:
         if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
             raise ConfigError("--out and --resume name different folders; a resumed run stays in its own folder")
         ignored = [n for n in ("data", "image_size", "channels", "z_dim", "width", "max_channels", "prior", "g_block", "d_block",
-                               "batch_size", "lr_g", "lr_d", "beta1", "beta2", "label_smoothing", "d_steps", "g_steps", "seed", "num_samples")
+                               "batch_size", "lr_g", "lr_d", "beta1", "beta2", "label_smoothing", "d_steps", "g_steps", "seed", "num_samples", "workers")
                    if getattr(args, n) is not None]
         if ignored:
             raise ConfigError(f"--resume keeps the run's own settings; drop {', '.join('--' + n.replace('_', '-') for n in ignored)}")
