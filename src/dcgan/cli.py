@@ -155,14 +155,14 @@ def _run_train(args: argparse.Namespace) -> int:
         if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
             raise ConfigError("--out and --resume name different folders; a resumed run stays in its own folder")
         ignored = [n for n in ("data", "image_size", "channels", "z_dim", "width", "max_channels", "prior", "g_block", "d_block",
-                               "batch_size", "lr_g", "lr_d", "beta1", "beta2", "label_smoothing", "d_steps", "g_steps", "seed", "num_samples", "workers")
+                               "batch_size", "lr_g", "lr_d", "beta1", "beta2", "label_smoothing", "d_steps", "g_steps", "seed", "num_samples")
                    if getattr(args, n) is not None]
         if ignored:
             raise ConfigError(f"--resume keeps the run's own settings; drop {', '.join('--' + n.replace('_', '-') for n in ignored)}")
         trainer = Trainer.resume(
             args.resume, progress=progress, steps=args.steps, epochs=args.epochs, log_every=args.log_every,
             sample_every=args.sample_every, checkpoint_every=args.checkpoint_every, device=args.device,
-            tensorboard=args.tensorboard, data_dir=args.data_dir,
+            tensorboard=args.tensorboard, data_dir=args.data_dir, workers=args.workers,
         )
         if trainer.step >= trainer.total_steps():
             raise ConfigError(

@@ -225,7 +225,7 @@ class Trainer:
         model or the optimisation.
         """
         ckpt = load_checkpoint(run_dir)
-        allowed = {"steps", "epochs", "log_every", "sample_every", "checkpoint_every", "device", "tensorboard", "data_dir"}
+        allowed = {"steps", "epochs", "log_every", "sample_every", "checkpoint_every", "device", "tensorboard", "data_dir", "workers"}
         bad = {k for k, v in overrides.items() if v is not None} - allowed
         if bad:
             raise ConfigError(f"cannot change {', '.join(sorted(bad))} when resuming; start a new run instead")
