@@ -23,6 +23,7 @@ from torch import nn
 
 from . import __version__
 from .errors import CheckpointError
+from .fileio import atomic_write_bytes
 from .models import Discriminator, Generator, ModelConfig
 
 __all__ = [
@@ -39,35 +40,6 @@ FORMAT = "dcgan-checkpoint"
 FORMAT_VERSION = 1
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest.safetensors"
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write `data` to `path` so that a crash at any moment leaves the old file or the new one.
-
-    Write to a temporary file in the same folder, flush and fsync it, rename it
-    over the target (atomic on POSIX), then fsync the folder so the rename itself
-    survives a power cut.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:  # some filesystems cannot fsync a directory; the rename is still atomic
-        pass
-    return path
 
 
 def _pack_optimizer(prefix: str, optimizer: torch.optim.Optimizer, tensors: dict) -> dict:

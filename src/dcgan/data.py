@@ -416,7 +416,7 @@ def _read_cache(path: Path) -> ImageData | None:
 def _write_cache(path: Path, data: ImageData) -> None:
     from safetensors.torch import save as st_save
 
-    from .checkpoint import atomic_write_bytes
+    from .fileio import atomic_write_bytes
 
     tensors = {"images": data.images.contiguous()}
     if data.labels is not None:

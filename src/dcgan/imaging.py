@@ -6,6 +6,7 @@ Only `save_*` functions touch the filesystem, and the CLI and trainer call them.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from pathlib import Path
@@ -14,6 +15,8 @@ from typing import Sequence
 import numpy as np
 import torch
 from PIL import Image
+
+from .fileio import atomic_write_bytes
 
 __all__ = [
     "to_uint8",
@@ -86,21 +89,13 @@ def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
     return torch.cat(out)
 
 
-def _atomic_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
 def save_image_atomic(img: Image.Image, path: str | os.PathLike, **kwargs) -> Path:
     """Save a Pillow image so that `path` holds either the old file or the complete new one."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _atomic_path(path)
-    try:
-        img.save(tmp, format=kwargs.pop("format", None) or path.suffix.lstrip(".").upper().replace("JPG", "JPEG"), **kwargs)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    fmt = kwargs.pop("format", None) or path.suffix.lstrip(".").upper().replace("JPG", "JPEG")
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kwargs)
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 def save_gif(frames: Sequence[Image.Image], path: str | os.PathLike, duration_ms: int = 200, last_frame_ms: int = 1500) -> Path:

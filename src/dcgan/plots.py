@@ -56,6 +56,6 @@ def loss_figure_png(records: list[dict]) -> bytes:
 
 def plot_losses(records: list[dict], path: str | os.PathLike) -> Path:
     """Write the loss figure of `records` (metrics.jsonl rows) to `path` atomically."""
-    from .checkpoint import atomic_write_bytes
+    from .fileio import atomic_write_bytes
 
     return atomic_write_bytes(path, loss_figure_png(records))
