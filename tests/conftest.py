@@ -34,28 +34,27 @@ def _private_cache(tmp_path_factory):
     os.environ["DCGAN_CACHE_DIR"] = str(tmp_path_factory.mktemp("decoded-cache"))
 
 
+def _shared(relative: str, probe: str = "") -> Path:
+    """A path under ../shared/data; the test is skipped when the file it needs is not there."""
+    path = SHARED_DATA / relative
+    if not (path / probe).exists():
+        pytest.skip(f"{path / probe} not found")
+    return path
+
+
 @pytest.fixture(scope="session")
 def cifar_partial() -> Path:
-    path = SHARED_DATA / "cifar10-partial"
-    if not (path / "train_first4000.bin").exists():
-        pytest.skip(f"CIFAR-10 partial copy not found in {path}")
-    return path
+    return _shared("cifar10-partial", "train_first4000.bin")
 
 
 @pytest.fixture(scope="session")
 def cifar_jpg_tar() -> Path:
-    path = SHARED_DATA / "cifar10-jpg" / "CIFAR-10-images-jpg.tar.gz"
-    if not path.exists():
-        pytest.skip(f"{path} not found")
-    return path
+    return _shared("cifar10-jpg/CIFAR-10-images-jpg.tar.gz")
 
 
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
-    path = SHARED_DATA / "mnist"
-    if not (path / "train-images-idx3-ubyte.gz").exists():
-        pytest.skip(f"MNIST not found in {path}")
-    return path
+    return _shared("mnist", "train-images-idx3-ubyte.gz")
 
 
 @pytest.fixture(scope="session")

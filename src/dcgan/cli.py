@@ -172,7 +172,9 @@ def _run_train(args: argparse.Namespace) -> int:
         if loaded.stream is not None:
             print(f"streaming {len(loaded)} images from disk (too large to hold decoded in memory)")
         elif loaded.from_cache:
-            print("decoded images read from the cache (" + str(_cache_dir()) + ")")
+            from .data import default_cache_dir
+
+            print(f"decoded images read from the cache ({default_cache_dir()})")
         print(
             f"training on {data} ({len(trainer.data)} images, {mc.image_size}x{mc.image_size}x{mc.channels}) "
             f"for {trainer.total_steps()} iterations of batch {trainer.config.batch_size} on {trainer.device}, seed {seed}"
@@ -199,12 +201,6 @@ def _run_train(args: argparse.Namespace) -> int:
     print(f"  checkpoint:       {result.checkpoint}")
     print(f"  generate more:    dcgan generate {run} -n 64 --out {run / 'generated.png'}")
     return 0
-
-
-def _cache_dir():
-    from .data import default_cache_dir
-
-    return default_cache_dir()
 
 
 def _print_model_line(trainer) -> None:

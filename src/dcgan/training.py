@@ -312,7 +312,7 @@ class Trainer:
 
     def _batch(self, order: torch.Tensor, index: int) -> torch.Tensor:
         idx = order[index * self.config.batch_size : (index + 1) * self.config.batch_size]
-        return self.images[idx].float().div_(127.5).sub_(1.0)  # uint8 0..255 -> [-1, 1]
+        return _to_unit_range(self.images[idx])
 
     def _epoch_batches(self, epoch: int, start: int) -> Iterator[torch.Tensor]:
         """The batches of `epoch` from batch index `start` on, as float tensors in [-1, 1] on the device."""
@@ -330,7 +330,7 @@ class Trainer:
             pin_memory=self.device.type == "cuda", prefetch_factor=4 if workers else None,
         )
         for batch in loader:
-            yield batch.to(self.device, non_blocking=True).float().div_(127.5).sub_(1.0)
+            yield _to_unit_range(batch.to(self.device, non_blocking=True))
 
     # ------------------------------------------------------------------ #
     # The loop
@@ -620,6 +620,11 @@ class Trainer:
         self._last_record = dict(ckpt.state.get("last", {}))
         if int(ckpt.state.get("steps_per_epoch", self.steps_per_epoch)) != self.steps_per_epoch:
             raise DataError("the data or batch size differs from the run's; resume needs the same")
+
+
+def _to_unit_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 0..255 -> float [-1, 1], the range G's tanh produces."""
+    return images.float().div_(127.5).sub_(1.0)
 
 
 def _record_step(line: str) -> int:
