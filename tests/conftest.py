@@ -30,8 +30,9 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory):
-    """Decoded-data caches go to a temporary folder, never the user's home."""
+    """Decoded-data caches and evaluation classifiers go to temporary folders, never the user's home."""
     os.environ["DCGAN_CACHE_DIR"] = str(tmp_path_factory.mktemp("decoded-cache"))
+    os.environ["DCGAN_EVALUATOR_DIR"] = str(tmp_path_factory.mktemp("evaluators"))
 
 
 def _shared(relative: str, probe: str = "") -> Path:
@@ -64,3 +65,16 @@ def digits16():
 
 
 TINY = dict(image_size=16, channels=1, z_dim=8, width=8)  # a model that trains in milliseconds
+
+
+@pytest.fixture(scope="session")
+def digits_classifier(_private_cache):
+    """An evaluation classifier for digits at 16x16, trained in a few seconds and saved where
+    `--features classifier` looks for it."""
+    from dcgan.metrics import default_evaluator_path, save_classifier, train_classifier
+
+    train = load_dataset("digits", image_size=16, split="train")
+    test = load_dataset("digits", image_size=16, split="test")
+    clf = train_classifier(train, test, epochs=8, width=8, seed=0)
+    save_classifier(default_evaluator_path("digits"), clf)
+    return clf

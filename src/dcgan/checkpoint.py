@@ -34,12 +34,14 @@ __all__ = [
     "atomic_write_bytes",
     "CHECKPOINT_DIR",
     "LATEST",
+    "BEST",
 ]
 
 FORMAT = "dcgan-checkpoint"
 FORMAT_VERSION = 1
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest.safetensors"
+BEST = "best.safetensors"  # written by --eval-every whenever the tracked FID improves
 
 
 def _pack_optimizer(prefix: str, optimizer: torch.optim.Optimizer, tensors: dict) -> dict:

@@ -20,7 +20,7 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from . import __version__
-from .checkpoint import CHECKPOINT_DIR, LATEST, Checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import BEST, CHECKPOINT_DIR, LATEST, Checkpoint, load_checkpoint, save_checkpoint
 from .data import DATASETS, DEFAULT_FILES_CHANNELS, DEFAULT_FILES_SIZE, ImageData, load_dataset
 from .errors import ConfigError, DataError
 from .imaging import grid_image, save_gif, save_image_atomic
@@ -65,14 +65,18 @@ class TrainConfig:
     device: str = "auto"  # "auto" (cuda when present), "cpu" or "cuda"
     tensorboard: bool = False  # also log to TensorBoard (needs the tensorboard package)
     workers: int | None = None  # DataLoader workers for data streamed from disk; None = min(8, cores)
+    eval_every: int | None = None  # iterations between FID evaluations (and `best` checkpoints); None = off
+    eval_samples: int = 2000  # generated samples (and real images) per evaluation during training
+    eval_features: str = "auto"  # feature extractor for it; auto = the dataset's classifier if trained, else pixels
+    evaluator: str | None = None  # evaluation classifier file; None = the one `dcgan evaluator train` made for the data
 
     def __post_init__(self) -> None:
-        positive = ("batch_size", "d_steps", "g_steps", "log_every", "num_samples")
+        positive = ("batch_size", "d_steps", "g_steps", "log_every", "num_samples", "eval_samples")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
-        for name in ("steps", "epochs", "sample_every", "checkpoint_every"):
+        for name in ("steps", "epochs", "sample_every", "checkpoint_every", "eval_every"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
@@ -109,6 +113,7 @@ class TrainResult:
     interrupted: bool  # stopped early by Ctrl-C / SIGTERM (a checkpoint was saved)
     last: dict  # the last logged figures (loss_d, loss_g, d_real, d_fake, images_per_s)
     checkpoint: Path | None  # the latest checkpoint written, if any
+    best: dict = field(default_factory=dict)  # {"fid", "step"} of the best --eval-every evaluation
 
 
 def resolve_device(name: str) -> torch.device:
@@ -185,6 +190,9 @@ class Trainer:
         self._stop_requested = False
         self._tb_writer = None
         self._last_record: dict = {}
+        self._last_eval: dict = {}
+        self.tracked = None  # the TrackedMetric of --eval-every, built when training starts
+        self.best: dict = {}  # {"fid": value, "step": step} of the best evaluation so far
 
     # ------------------------------------------------------------------ #
     # Construction from options and from checkpoints
@@ -225,7 +233,7 @@ class Trainer:
         model or the optimisation.
         """
         ckpt = load_checkpoint(run_dir)
-        allowed = {"steps", "epochs", "log_every", "sample_every", "checkpoint_every", "device", "tensorboard", "data_dir", "workers"}
+        allowed = {"steps", "epochs", "log_every", "sample_every", "checkpoint_every", "device", "tensorboard", "data_dir", "workers", "eval_every"}
         bad = {k for k, v in overrides.items() if v is not None} - allowed
         if bad:
             raise ConfigError(f"cannot change {', '.join(sorted(bad))} when resuming; start a new run instead")
@@ -349,6 +357,8 @@ class Trainer:
         self._session_step, self._session_elapsed = self.step, self.elapsed  # for the ETA
         if self.run_dir is not None:
             self._prepare_run_dir()
+        if cfg.eval_every and self.tracked is None:
+            self.tracked = self.build_tracked_metric()
         sums = torch.zeros(4, device=self.device)  # running sums of loss_d, loss_g, d_real, d_fake
         window_steps, window_start = 0, time.perf_counter()
         last_checkpoint: Path | None = None
@@ -391,6 +401,8 @@ class Trainer:
                         self._log(record, bar, total)
                         sums.zero_()
                         window_steps, window_start = 0, time.perf_counter()
+                    if self.tracked is not None and (self.step % cfg.eval_every == 0 or last_step):
+                        self._evaluate(bar)
                     if bar is not None:
                         bar.update(1)
                         if epoch_end:
@@ -425,6 +437,7 @@ class Trainer:
             interrupted=self._stop_requested,
             last=dict(self._last_record),
             checkpoint=last_checkpoint,
+            best=dict(self.best),
         )
 
     @contextmanager
@@ -464,6 +477,50 @@ class Trainer:
             leave=True,
             mininterval=0.5,
         )
+
+    # ------------------------------------------------------------------ #
+    # Evaluation during training (--eval-every) and the best checkpoint
+    # ------------------------------------------------------------------ #
+    def build_tracked_metric(self):
+        """The FID tracker of --eval-every: extractor chosen by eval_features, real features cached."""
+        from .data import default_cache_dir
+        from .metrics.classifier import default_evaluator_path
+        from .metrics.evaluate import TrackedMetric, reference_features
+        from .metrics.extractors import build_extractor
+
+        cfg = self.config
+        name = cfg.eval_features
+        if name == "auto":
+            has_classifier = cfg.evaluator or default_evaluator_path(self.data.name).is_file()
+            name = "classifier" if has_classifier else "pixels"
+        extractor = build_extractor(name, dataset=self.data.name, evaluator=cfg.evaluator, device=str(self.device))
+        real = reference_features(self.data, extractor, cfg.eval_samples, cache_dir=default_cache_dir() / "reference")
+        return TrackedMetric(extractor, real, cfg.eval_samples, seed=cfg.seed + 2)
+
+    def _evaluate(self, bar) -> None:
+        value = self.tracked(self.G)
+        record = {
+            "step": self.step,
+            "epoch": round(self.epoch + self.batch_in_epoch / self.steps_per_epoch, 4),
+            "fid": value,
+            "eval": self.tracked.protocol(),
+        }
+        improved = not self.best or value < self.best["fid"]
+        if improved:
+            self.best = {"fid": value, "step": self.step}
+        self._last_eval = record
+        if bar is not None:
+            bar.write(f"step {self.step}: FID {value:.3f} ({self.tracked.protocol()})"
+                      + (" - best so far" if improved else f"; best {self.best['fid']:.3f} at step {self.best['step']}"))
+        if self.run_dir is not None:
+            with open(self.run_dir / METRICS_FILE, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            if improved:
+                self.save(self.run_dir / CHECKPOINT_DIR / BEST)
+        if self._tb_writer is not None:
+            self._tb_writer.add_scalar("fid", value, self.step)
+        for callback in self.on_log:
+            callback(self, record)
 
     def _log(self, record: dict, bar, total: int) -> None:
         self._last_record = record
@@ -591,6 +648,7 @@ class Trainer:
             "train_config": self.config.to_dict(),
             "data": self._data_record(),
             "last": self._last_record,
+            "best": self.best,
             "torch_version": torch.__version__,
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
@@ -618,6 +676,7 @@ class Trainer:
         self.batch_in_epoch = int(ckpt.state["batch_in_epoch"])
         self.elapsed = float(ckpt.state.get("elapsed_s", 0.0))
         self._last_record = dict(ckpt.state.get("last", {}))
+        self.best = dict(ckpt.state.get("best") or {})
         if int(ckpt.state.get("steps_per_epoch", self.steps_per_epoch)) != self.steps_per_epoch:
             raise DataError("the data or batch size differs from the run's; resume needs the same")
 

@@ -1,0 +1,292 @@
+"""Sample-quality scores as pure functions over features or class probabilities.
+
+Nothing here reads files or runs a network: callers pass feature matrices
+(N, F) of real and generated images, or softmax probabilities (N, K) of a
+classifier. Every score is computed in float64 where precision matters.
+
+The scores are looked up by name in METRICS (as in stylegan2-ada's
+`metric_main.py`); each entry says whether it needs features or class
+probabilities and which numbers it reports.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from ..errors import ConfigError
+
+__all__ = [
+    "Metric",
+    "METRICS",
+    "register_metric",
+    "feature_stats",
+    "frechet_distance",
+    "fid_from_features",
+    "kid_from_features",
+    "precision_recall",
+    "density_coverage",
+    "inception_score",
+    "class_coverage",
+    "mean_confidence",
+    "parse_metrics",
+]
+
+
+# --------------------------------------------------------------------------- #
+# FID
+# --------------------------------------------------------------------------- #
+def feature_stats(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean (F,) and unbiased covariance (F, F) of features (N, F), in float64."""
+    x = features.double()
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ConfigError(f"statistics need at least 2 feature vectors, got shape {tuple(x.shape)}")
+    mu = x.mean(0)
+    centred = x - mu
+    sigma = centred.T @ centred / (x.shape[0] - 1)
+    return mu, sigma
+
+
+def _sqrt_psd(matrix: torch.Tensor) -> torch.Tensor:
+    """Square root of a symmetric positive semi-definite matrix through its eigen-decomposition."""
+    values, vectors = torch.linalg.eigh((matrix + matrix.T) / 2)
+    return (vectors * values.clamp_min(0).sqrt()) @ vectors.T
+
+
+def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor, sigma2: torch.Tensor) -> float:
+    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2) (Heusel et al. 2017).
+
+    d^2 = |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2)). The trace of the
+    matrix square root is taken as the sum of square roots of the eigenvalues of
+    S1^(1/2) S2 S1^(1/2), which is symmetric, so no complex parts appear (the
+    scipy `sqrtm` route gives the same value; tests check it).
+    """
+    mu1, mu2, sigma1, sigma2 = (t.double() for t in (mu1, mu2, sigma1, sigma2))
+    root1 = _sqrt_psd(sigma1)
+    middle = root1 @ sigma2 @ root1
+    eigenvalues = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp_min(0)
+    trace_sqrt = eigenvalues.sqrt().sum()
+    value = (mu1 - mu2).square().sum() + sigma1.trace() + sigma2.trace() - 2 * trace_sqrt
+    return max(float(value), 0.0)
+
+
+def fid_from_features(real: torch.Tensor, fake: torch.Tensor) -> float:
+    """FID between two feature sets (N, F) and (M, F)."""
+    return frechet_distance(*feature_stats(real), *feature_stats(fake))
+
+
+# --------------------------------------------------------------------------- #
+# KID
+# --------------------------------------------------------------------------- #
+def _polynomial_mmd2(x: torch.Tensor, y: torch.Tensor, degree: int = 3, coef: float = 1.0) -> torch.Tensor:
+    """Unbiased MMD^2 with the kernel k(a, b) = (a.b / F + coef)^degree (Bińkowski et al. 2018)."""
+    f = x.shape[1]
+    k_xx = (x @ x.T / f + coef) ** degree
+    k_yy = (y @ y.T / f + coef) ** degree
+    k_xy = (x @ y.T / f + coef) ** degree
+    m, n = x.shape[0], y.shape[0]
+    sum_xx = (k_xx.sum() - k_xx.diagonal().sum()) / (m * (m - 1))
+    sum_yy = (k_yy.sum() - k_yy.diagonal().sum()) / (n * (n - 1))
+    return sum_xx + sum_yy - 2 * k_xy.mean()
+
+
+def kid_from_features(
+    real: torch.Tensor, fake: torch.Tensor, subsets: int = 100, subset_size: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    """Kernel Inception Distance: mean and standard deviation of the unbiased
+    polynomial-kernel MMD^2 over `subsets` random subsets of `subset_size` pairs.
+
+    The subset size is capped by the smaller set; with one subset covering both
+    sets whole, this is exactly the unbiased MMD^2 of the two sets.
+    """
+    x, y = real.double(), fake.double()
+    size = min(subset_size, x.shape[0], y.shape[0])
+    if size < 2:
+        raise ConfigError("KID needs at least 2 real and 2 generated samples")
+    g = torch.Generator().manual_seed(seed)
+    values = []
+    for _ in range(subsets):
+        ix = torch.randperm(x.shape[0], generator=g)[:size]
+        iy = torch.randperm(y.shape[0], generator=g)[:size]
+        values.append(_polynomial_mmd2(x[ix], y[iy]))
+    v = torch.stack(values)
+    return float(v.mean()), float(v.std(unbiased=False)) if len(values) > 1 else 0.0
+
+
+# --------------------------------------------------------------------------- #
+# k-NN manifold scores: precision / recall (Kynkäänniemi et al. 2019),
+# density / coverage (Naeem et al. 2020)
+# --------------------------------------------------------------------------- #
+def _kth_neighbour_radii(x: torch.Tensor, k: int, chunk: int = 2048) -> torch.Tensor:
+    """Distance from each row of x to its k-th nearest other row (N,), computed in chunks."""
+    radii = []
+    for start in range(0, x.shape[0], chunk):
+        d = torch.cdist(x[start : start + chunk], x)  # (chunk, N), includes the zero self-distance
+        radii.append(d.kthvalue(k + 1, dim=1).values)
+    return torch.cat(radii)
+
+
+def _inside_counts(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
+    """For each point, how many balls B(centre_i, radius_i) contain it (M,)."""
+    counts = []
+    for start in range(0, points.shape[0], chunk):
+        d = torch.cdist(points[start : start + chunk], centres)  # (chunk, N)
+        counts.append((d <= radii.unsqueeze(0)).sum(1))
+    return torch.cat(counts)
+
+
+def _check_k(k: int, *sets: torch.Tensor) -> None:
+    smallest = min(s.shape[0] for s in sets)
+    if k < 1 or k >= smallest:
+        raise ConfigError(f"k-NN scores need k in [1, {smallest - 1}] for {smallest} samples, got k={k}")
+
+
+def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 5) -> dict[str, float]:
+    """Improved precision and recall: the share of generated samples inside the
+    real k-NN manifold (fidelity), and of real samples inside the generated one
+    (diversity)."""
+    real, fake = real.float(), fake.float()
+    _check_k(k, real, fake)
+    real_radii = _kth_neighbour_radii(real, k)
+    fake_radii = _kth_neighbour_radii(fake, k)
+    precision = (_inside_counts(fake, real, real_radii) > 0).double().mean()
+    recall = (_inside_counts(real, fake, fake_radii) > 0).double().mean()
+    return {"precision": float(precision), "recall": float(recall)}
+
+
+def density_coverage(real: torch.Tensor, fake: torch.Tensor, k: int = 5) -> dict[str, float]:
+    """Density (how many real k-NN balls contain each generated sample, over k;
+    about 1 for matching distributions) and coverage (the share of real balls
+    that contain at least one generated sample)."""
+    real, fake = real.float(), fake.float()
+    _check_k(k, real, fake)
+    real_radii = _kth_neighbour_radii(real, k)
+    density = _inside_counts(fake, real, real_radii).double().mean() / k
+    # Coverage looks from the real side: does the ball of real sample i hold any generated sample?
+    covered = []
+    for start in range(0, real.shape[0], 2048):
+        d = torch.cdist(real[start : start + 2048], fake)  # (chunk, M)
+        covered.append(d.min(1).values <= real_radii[start : start + 2048])
+    coverage = torch.cat(covered).double().mean()
+    return {"density": float(density), "coverage": float(coverage)}
+
+
+# --------------------------------------------------------------------------- #
+# Classifier scores
+# --------------------------------------------------------------------------- #
+def inception_score(probs: torch.Tensor, splits: int = 10) -> tuple[float, float]:
+    """exp(E_x KL(p(y|x) || p(y))), mean and standard deviation over `splits` (Salimans et al. 2016).
+
+    With a classifier trained on the data set (not Inception), this is the
+    "classifier score"; its maximum is the number of classes.
+    """
+    p = probs.double().clamp_min(1e-12)
+    splits = max(1, min(splits, p.shape[0]))
+    scores = []
+    for part in p.chunk(splits):
+        marginal = part.mean(0, keepdim=True)
+        kl = (part * (part.log() - marginal.log())).sum(1).mean()
+        scores.append(kl.exp())
+    s = torch.stack(scores)
+    return float(s.mean()), float(s.std(unbiased=False)) if len(scores) > 1 else 0.0
+
+
+def class_coverage(probs: torch.Tensor, classes: list[str] | None = None) -> dict:
+    """How generated samples spread over the classes, by the classifier's top prediction.
+
+    Returns each class's share, the normalised entropy of the shares (1 = all
+    classes equally often, 0 = one class only), and how many classes receive at
+    least half of their fair share (1/(2K)).
+    """
+    k = probs.shape[1]
+    counts = torch.bincount(probs.argmax(1), minlength=k).double()
+    shares = counts / counts.sum()
+    nonzero = shares[shares > 0]
+    entropy = float(-(nonzero * nonzero.log()).sum() / math.log(k)) if k > 1 else 1.0
+    names = classes if classes and len(classes) == k else [str(i) for i in range(k)]
+    return {
+        "class_entropy": entropy,
+        "classes_covered": int((shares >= 0.5 / k).sum()),
+        "class_shares": {name: round(float(s), 4) for name, s in zip(names, shares)},
+    }
+
+
+def mean_confidence(probs: torch.Tensor) -> float:
+    """Mean of the classifier's top probability: how recognisable the samples are."""
+    return float(probs.double().max(1).values.mean())
+
+
+# --------------------------------------------------------------------------- #
+# The registry
+# --------------------------------------------------------------------------- #
+@dataclass(frozen=True)
+class Metric:
+    """A named score. `needs` is "features" (real and fake features) or "probs" (fake class probabilities)."""
+
+    name: str
+    needs: str
+    compute: Callable[..., dict]  # features: (real, fake) -> dict; probs: (probs, classes) -> dict
+    lower_is_better: dict[str, bool]  # each reported key -> True if smaller is better
+    description: str
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def register_metric(name: str, needs: str, lower_is_better: dict[str, bool], description: str):
+    """Decorator adding a score function to METRICS under `name`."""
+
+    def wrap(fn):
+        METRICS[name] = Metric(name, needs, fn, lower_is_better, description)
+        return fn
+
+    return wrap
+
+
+@register_metric("fid", "features", {"fid": True}, "Fréchet distance of feature means and covariances")
+def _fid(real, fake):
+    return {"fid": fid_from_features(real, fake)}
+
+
+@register_metric("kid", "features", {"kid": True, "kid_std": True}, "kernel distance (unbiased MMD^2, cubic kernel), 100 subsets of 1000")
+def _kid(real, fake):
+    mean, std = kid_from_features(real, fake)
+    return {"kid": mean, "kid_std": std}
+
+
+@register_metric("pr", "features", {"precision": False, "recall": False}, "improved precision (fidelity) and recall (diversity), k=5")
+def _pr(real, fake):
+    return precision_recall(real, fake)
+
+
+@register_metric("dc", "features", {"density": False, "coverage": False}, "density and coverage of the real k-NN balls, k=5")
+def _dc(real, fake):
+    return density_coverage(real, fake)
+
+
+@register_metric("is", "probs", {"is": False, "is_std": False}, "classifier Inception Score over 10 splits (max = number of classes)")
+def _is(probs, classes):
+    mean, std = inception_score(probs)
+    return {"is": mean, "is_std": std}
+
+
+@register_metric("coverage", "probs", {"class_entropy": False, "classes_covered": False}, "share of each class among samples and its normalised entropy")
+def _coverage(probs, classes):
+    return class_coverage(probs, classes)
+
+
+@register_metric("confidence", "probs", {"confidence": False}, "mean top-class probability of the classifier")
+def _confidence(probs, classes):
+    return {"confidence": mean_confidence(probs)}
+
+
+def parse_metrics(text: str) -> list[str]:
+    """'fid,kid' -> ['fid', 'kid'], 'all' -> every metric; unknown names raise ConfigError."""
+    names = list(METRICS) if text.strip() == "all" else [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in METRICS]
+    if unknown or not names:
+        raise ConfigError(f"unknown metric(s) {', '.join(unknown) or repr(text)}: use {', '.join(METRICS)} or all")
+    return list(dict.fromkeys(names))

@@ -1,0 +1,191 @@
+"""The evaluation classifier, extractors, cached reference features, protocols, CLI and --eval-every."""
+
+import json
+import os
+
+import pytest
+import torch
+
+from conftest import TINY
+from dcgan.cli import main
+from dcgan.data import default_cache_dir, load_dataset
+from dcgan.errors import CheckpointError, ConfigError
+from dcgan.metrics import (
+    build_extractor,
+    evaluate,
+    load_classifier,
+    reference_features,
+    save_classifier,
+)
+from dcgan.metrics.classifier import accuracy, adapt_images
+from dcgan.training import Trainer
+
+
+def test_classifier_learns_digits_and_round_trips(digits_classifier, tmp_path):
+    assert digits_classifier.info["test_accuracy"] > 0.8  # 16x16 digits, 8 epochs, width 8
+    path = save_classifier(tmp_path / "c.safetensors", digits_classifier)
+    loaded = load_classifier(path)
+    test = load_dataset("digits", image_size=16, split="test")
+    assert accuracy(loaded.model, test.images, test.labels) == pytest.approx(digits_classifier.info["test_accuracy"])
+    assert loaded.weights_id() == digits_classifier.weights_id()
+    assert loaded.config.classes == tuple(str(i) for i in range(10))
+
+
+def test_loading_something_else_as_a_classifier_is_one_line(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 64)
+    with pytest.raises(CheckpointError, match="not a readable evaluation classifier"):
+        load_classifier(bad)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_classifier(tmp_path / "missing.safetensors")
+
+
+def test_adapt_images_converts_size_and_channels():
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    y = adapt_images(x, 32, 1)
+    assert y.shape == (2, 1, 32, 32) and y.min() >= -1 and y.max() <= 1
+    assert adapt_images(torch.zeros(1, 1, 16, 16), 16, 3).shape == (1, 3, 16, 16)
+
+
+def test_extractor_registry():
+    with pytest.raises(ConfigError, match="unknown feature extractor"):
+        build_extractor("bogus")
+    px = build_extractor("pixels")
+    assert px.features(torch.zeros(3, 3, 64, 64)).shape == (3, 3 * 16 * 16)
+    with pytest.raises(CheckpointError, match="dcgan evaluator train --data nosuch"):
+        build_extractor("classifier", dataset="nosuch")
+    with pytest.raises(ConfigError, match="needs a checkpoint"):
+        build_extractor("discriminator")
+
+
+def test_inception_extractor_explains_what_is_missing():
+    try:
+        import pytorch_fid  # noqa: F401
+    except Exception:
+        with pytest.raises(ConfigError, match="pip install pytorch-fid"):
+            build_extractor("inception")
+    else:
+        pytest.skip("pytorch-fid is installed; the weights may need a download")
+
+
+def test_reference_features_are_cached_and_invalidated(digits16, tmp_path):
+    calls = []
+    ex = build_extractor("pixels")
+    inner = ex.fn
+    ex.fn = lambda x: (calls.append(len(x)), inner(x))[1]
+    first = reference_features(digits16, ex, 300, cache_dir=tmp_path)
+    assert calls and len(list(tmp_path.iterdir())) == 1
+    calls.clear()
+    second = reference_features(digits16, ex, 300, cache_dir=tmp_path)
+    assert not calls and torch.equal(first, second)  # read from the cache, not recomputed
+    changed = load_dataset("digits", image_size=16)
+    changed.images = changed.images.clone()
+    changed.images[0, 0, 0, 0] ^= 1  # one pixel differs: a different dataset
+    reference_features(changed, ex, 300, cache_dir=tmp_path)
+    assert calls and len(list(tmp_path.iterdir())) == 2
+    reference_features(digits16, ex, 200, cache_dir=tmp_path)  # another sample count: another entry
+    assert len(list(tmp_path.iterdir())) == 3
+
+
+def test_floors_and_noise_ladder_order(digits_classifier):
+    train = load_dataset("digits", image_size=16, split="train")
+    test = load_dataset("digits", image_size=16, split="test")
+    for name in ("classifier", "pixels"):
+        ex = build_extractor(name, dataset="digits")
+        report = evaluate(None, train, ex, ["fid", "kid", "pr"], num_samples=360, classifier=None, test=test, ladder=(0.1, 0.2, 0.5))
+        fids = [row["fid"] for row in report.rows]
+        assert [row["subject"] for row in report.rows] == ["real test (floor)", "test + noise 0.1", "test + noise 0.2", "test + noise 0.5"]
+        assert fids == sorted(fids), (name, fids)  # FID grows along the noise ladder
+        assert report.rows[0]["precision"] > report.rows[-1]["precision"]
+        assert report.protocol["num_real"] == 360 and report.protocol["features"] == name
+
+
+def test_evaluate_a_generator(digits_classifier):
+    trainer = Trainer.from_options(data="digits", progress=False, steps=30, seed=0, batch_size=64, **TINY)
+    trainer.train()
+    train = trainer.data
+    ex = build_extractor("classifier", dataset="digits")
+    report = evaluate(trainer.G, train, ex, ["fid", "kid", "pr", "dc", "is", "coverage", "confidence"], num_samples=300, classifier=ex.classifier)
+    row = report.rows[0]
+    assert row["subject"] == "generator" and row["n"] == 300
+    assert row["fid"] > 0 and 1.0 <= row["is"] <= 10.0 and 0 <= row["confidence"] <= 1
+    assert sum(row["class_shares"].values()) == pytest.approx(1.0, abs=1e-3)
+    again = evaluate(trainer.G, train, ex, ["fid"], num_samples=300)
+    assert again.rows[0]["fid"] == pytest.approx(row["fid"])  # the same seed gives the same samples
+    assert "generator" in report.table() and "fid" in report.table()
+
+
+def test_eval_every_does_not_change_training(digits_classifier):
+    opts = dict(data="digits", progress=False, steps=12, seed=3, batch_size=64, **TINY)
+    plain = Trainer.from_options(**opts)
+    plain.train()
+    tracked = Trainer.from_options(eval_every=5, eval_samples=200, **opts)
+    result = tracked.train()
+    for a, b in zip(plain.G.state_dict().values(), tracked.G.state_dict().values()):
+        assert torch.equal(a, b)
+    assert result.best and result.best["step"] in (5, 10, 12)
+    assert tracked.tracked.extractor.name == "classifier"  # auto picks the trained classifier
+
+
+def _cli(*args) -> int:
+    """Exit status of `dcgan ARGS` run in-process (argparse's own errors arrive as SystemExit)."""
+    try:
+        return main([str(a) for a in args])
+    except SystemExit as exc:
+        return exc.code
+
+
+def test_cli_evaluator_train_and_list(tmp_path, capsys):
+    out = tmp_path / "clf.safetensors"
+    assert _cli("evaluator", "train", "--data", "digits", "--image-size", "16", "--epochs", "2", "--width", "8", "--out", out, "--quiet") == 0
+    assert "test accuracy" in capsys.readouterr().out and out.is_file()
+    assert _cli("evaluator", "train", "--data", "digits", "--out", out, "--quiet") == 2  # never replaced silently
+    assert "--force" in capsys.readouterr().err
+    assert _cli("evaluator", "list") == 0
+    assert _cli("evaluator", "train", "--data", "/nonexistent/folder", "--quiet") == 2
+
+
+def test_cli_train_with_eval_every_then_evaluate(digits_classifier, tmp_path, capsys):
+    run = tmp_path / "run"
+    code = _cli("train", "--data", "digits", "--image-size", "16", "--z-dim", "8", "--width", "8", "--steps", "20",
+                "--batch-size", "64", "--seed", "1", "--eval-every", "10", "--eval-samples", "200", "--out", run, "--quiet")
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "classifier features" in out and "best checkpoint" in out
+    assert (run / "checkpoints" / "best.safetensors").is_file()
+    evals = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if '"fid"' in line]
+    assert [e["step"] for e in evals] == [10, 20]
+    assert (run / "losses.png").stat().st_size > 0
+
+    code = _cli("evaluate", run, "--num-samples", "300", "--floors", "--metrics", "fid,kid,pr,dc,is,coverage,confidence")
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "protocol: features classifier" in out and "real test (floor)" in out and "test + noise 0.5" in out
+    report = json.loads((run / "eval" / "step_0000020-classifier.json").read_text())
+    assert [r["subject"] for r in report["results"]][:2] == ["generator", "real test (floor)"]
+    assert report["protocol"]["num_generated"] == 300 and report["protocol"]["real_split"] == "train"
+
+    out_json = tmp_path / "px.json"
+    assert _cli("evaluate", run / "checkpoints" / "best.safetensors", "--features", "pixels", "--metrics", "fid",
+                "--num-samples", "100", "--json", out_json) == 0
+    assert json.loads(out_json.read_text())["protocol"]["features"] == "pixels"
+    assert _cli("evaluate", run, "--features", "discriminator", "--metrics", "fid,kid", "--num-samples", "100", "--json", tmp_path / "d.json") == 0
+    # the reference features were cached
+    assert any((default_cache_dir() / "reference").iterdir())
+
+
+def test_cli_evaluate_user_errors(tmp_path, capsys, digits_classifier):
+    assert _cli("evaluate", tmp_path / "missing") == 2
+    assert _cli("evaluate") == 2
+    assert "--floors" in capsys.readouterr().err
+    assert _cli("evaluate", "--data", "digits", "--floors", "--metrics", "bogus") == 2
+    assert "unknown metric" in capsys.readouterr().err
+    assert _cli("evaluate", "--data", "digits", "--floors", "--features", "classifier", "--evaluator", tmp_path / "none.safetensors") == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert _cli("evaluate", "--data", "digits", "--floors", "--num-samples", "0") == 2
+
+
+def test_cli_floors_only(digits_classifier, capsys):
+    assert _cli("evaluate", "--data", "digits", "--image-size", "16", "--floors", "--num-samples", "360", "--metrics", "fid,confidence") == 0
+    out = capsys.readouterr().out
+    assert "real test (floor)" in out and "confidence" in out and "generator" not in out

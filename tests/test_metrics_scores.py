@@ -1,0 +1,148 @@
+"""The score functions against direct computations on small feature sets."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from dcgan.errors import ConfigError
+from dcgan.metrics import (
+    METRICS,
+    class_coverage,
+    density_coverage,
+    fid_from_features,
+    frechet_distance,
+    inception_score,
+    kid_from_features,
+    mean_confidence,
+    parse_metrics,
+    precision_recall,
+)
+from dcgan.metrics.scores import feature_stats
+
+
+def _features(n=400, f=12, shift=0.0, seed=0):
+    """n draws from one correlated Gaussian (the same for every seed), moved by `shift`."""
+    mix = torch.randn(f, f, generator=torch.Generator().manual_seed(1234)) / math.sqrt(f)
+    return torch.randn(n, f, generator=torch.Generator().manual_seed(seed)) @ mix + shift
+
+
+def test_fid_of_a_set_against_itself_is_zero():
+    x = _features()
+    assert fid_from_features(x, x) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_fid_matches_scipy_sqrtm():
+    scipy_linalg = pytest.importorskip("scipy.linalg")
+    a, b = _features(seed=1), _features(shift=0.3, seed=2) * 1.5
+    mu1, s1 = (t.numpy() for t in feature_stats(a))
+    mu2, s2 = (t.numpy() for t in feature_stats(b))
+    covmean = scipy_linalg.sqrtm(s1 @ s2).real
+    expected = float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+    assert fid_from_features(a, b) == pytest.approx(expected, rel=1e-6)
+
+
+def test_fid_grows_with_the_gap_between_distributions():
+    base = _features(seed=3)
+    values = [fid_from_features(base, _features(shift=s, seed=4)) for s in (0.0, 0.2, 0.5, 1.0)]
+    assert values == sorted(values) and values[-1] > 10 * values[0]
+
+
+def test_frechet_distance_of_known_gaussians():
+    # Diagonal covariances: the closed form is sum (mu diff)^2 + sum (sqrt(a) - sqrt(b))^2.
+    mu1, mu2 = torch.tensor([0.0, 1.0]), torch.tensor([1.0, 1.0])
+    s1, s2 = torch.diag(torch.tensor([1.0, 4.0])), torch.diag(torch.tensor([4.0, 9.0]))
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(1 + 1 + 1, rel=1e-9)
+
+
+def _direct_mmd2(x: np.ndarray, y: np.ndarray) -> float:
+    """Unbiased MMD^2 with the cubic polynomial kernel, written out pair by pair."""
+    f = x.shape[1]
+    k = lambda a, b: (a @ b / f + 1.0) ** 3  # noqa: E731
+    m, n = len(x), len(y)
+    xx = sum(k(x[i], x[j]) for i, j in itertools.permutations(range(m), 2)) / (m * (m - 1))
+    yy = sum(k(y[i], y[j]) for i, j in itertools.permutations(range(n), 2)) / (n * (n - 1))
+    xy = sum(k(a, b) for a in x for b in y) / (m * n)
+    return xx + yy - 2 * xy
+
+
+def test_kid_agrees_with_a_direct_computation():
+    x, y = _features(30, 5, seed=5), _features(30, 5, shift=0.4, seed=6)
+    mean, std = kid_from_features(x, y, subsets=1, subset_size=30)
+    assert mean == pytest.approx(_direct_mmd2(x.double().numpy(), y.double().numpy()), rel=1e-9)
+    assert std == 0.0
+
+
+def test_kid_is_near_zero_for_one_distribution_and_positive_for_two():
+    same = kid_from_features(_features(500, seed=7), _features(500, seed=8), subsets=20, subset_size=200)[0]
+    apart = kid_from_features(_features(500, seed=7), _features(500, shift=1.0, seed=8), subsets=20, subset_size=200)[0]
+    assert abs(same) < 0.01 < apart
+
+
+def _direct_prdc(real: np.ndarray, fake: np.ndarray, k: int) -> dict:
+    d_rr = np.linalg.norm(real[:, None] - real[None], axis=2)
+    d_ff = np.linalg.norm(fake[:, None] - fake[None], axis=2)
+    d_rf = np.linalg.norm(real[:, None] - fake[None], axis=2)  # (N, M)
+    r_real = np.sort(d_rr, axis=1)[:, k]
+    r_fake = np.sort(d_ff, axis=1)[:, k]
+    return {
+        "precision": float((d_rf <= r_real[:, None]).any(0).mean()),
+        "recall": float((d_rf <= r_fake[None, :]).any(1).mean()),
+        "density": float((d_rf <= r_real[:, None]).sum(0).mean() / k),
+        "coverage": float((d_rf.min(1) <= r_real).mean()),
+    }
+
+
+def test_knn_scores_agree_with_a_direct_computation():
+    real, fake = _features(120, 4, seed=9), _features(90, 4, shift=0.5, seed=10)
+    expected = _direct_prdc(real.double().numpy(), fake.double().numpy(), k=5)
+    got = {**precision_recall(real, fake, k=5), **density_coverage(real, fake, k=5)}
+    for key in expected:
+        assert got[key] == pytest.approx(expected[key], abs=1e-6), key
+
+
+def test_knn_scores_extremes():
+    x = _features(200, 6, seed=11)
+    assert precision_recall(x, x) == {"precision": 1.0, "recall": 1.0}
+    assert density_coverage(x, x)["coverage"] == 1.0
+    far = x + 1000.0
+    assert precision_recall(x, far) == {"precision": 0.0, "recall": 0.0}
+    assert density_coverage(x, far) == {"density": 0.0, "coverage": 0.0}
+    with pytest.raises(ConfigError):
+        precision_recall(x[:3], x[:3], k=5)
+
+
+def test_inception_score_bounds():
+    k = 10
+    one_hot = torch.eye(k).repeat(50, 1)  # confident and spread evenly over all classes
+    assert inception_score(one_hot)[0] == pytest.approx(k, rel=1e-6)
+    collapsed = torch.zeros(500, k)
+    collapsed[:, 3] = 1.0
+    assert inception_score(collapsed)[0] == pytest.approx(1.0, rel=1e-6)
+    unsure = torch.full((500, k), 1.0 / k)
+    assert inception_score(unsure)[0] == pytest.approx(1.0, rel=1e-6)
+
+
+def test_class_coverage_and_confidence():
+    k = 4
+    even = torch.eye(k).repeat(25, 1)
+    cov = class_coverage(even, ["a", "b", "c", "d"])
+    assert cov["class_entropy"] == pytest.approx(1.0) and cov["classes_covered"] == 4
+    assert cov["class_shares"] == {"a": 0.25, "b": 0.25, "c": 0.25, "d": 0.25}
+    one = torch.zeros(100, k)
+    one[:, 2] = 1
+    cov = class_coverage(one)
+    assert cov["class_entropy"] == 0.0 and cov["classes_covered"] == 1
+    assert mean_confidence(one) == 1.0
+    assert mean_confidence(torch.full((10, k), 0.25)) == pytest.approx(0.25)
+
+
+def test_metric_registry_and_parsing():
+    assert parse_metrics("fid, kid,fid") == ["fid", "kid"]
+    assert parse_metrics("all") == list(METRICS)
+    with pytest.raises(ConfigError, match="unknown metric"):
+        parse_metrics("fid,bogus")
+    for metric in METRICS.values():
+        assert metric.needs in ("features", "probs") and metric.lower_is_better
