@@ -15,6 +15,8 @@ from .errors import CheckpointError, ConfigError, DataError, DCGANError  # noqa:
 from .models import Discriminator, Generator, ModelConfig, format_summary, model_summary  # noqa: E402
 from .sampling import generate, sample_z  # noqa: E402
 from .training import TrainConfig, Trainer  # noqa: E402
+from . import metrics  # noqa: E402
+from .metrics import build_extractor, evaluate, train_classifier  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -30,6 +32,10 @@ __all__ = [
     "ModelConfig",
     "TrainConfig",
     "Trainer",
+    "build_extractor",
+    "evaluate",
+    "metrics",
+    "train_classifier",
     "format_summary",
     "generate",
     "load_checkpoint",

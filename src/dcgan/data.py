@@ -40,6 +40,7 @@ __all__ = [
     "load_image_files",
     "StreamDataset",
     "default_cache_dir",
+    "dataset_stem",
 ]
 
 
@@ -110,6 +111,15 @@ def register_dataset(name: str, default_size: int, native_channels: int, descrip
 def default_data_root() -> Path:
     """Where datasets live when --data-dir is not given: $DCGAN_DATA_DIR or ~/.cache/dcgan/data."""
     return Path(os.environ.get("DCGAN_DATA_DIR", Path.home() / ".cache" / "dcgan" / "data"))
+
+
+def dataset_stem(name: str) -> str:
+    """A file-name-safe stem for a dataset name or path: "mnist", "photos", "CIFAR-10-images-jpg"."""
+    stem = Path(name.rstrip("/\\")).name
+    for suffix in (".tar.gz", ".tgz", ".tar", ".zip"):
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) or "data"
 
 
 def convert_channels(images: torch.Tensor, channels: int) -> torch.Tensor:

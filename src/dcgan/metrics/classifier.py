@@ -29,7 +29,7 @@ from safetensors.torch import save as safetensors_save
 from torch import nn
 
 from .. import __version__
-from ..data import ImageData
+from ..data import ImageData, dataset_stem
 from ..errors import CheckpointError, ConfigError, DataError
 from ..fileio import atomic_write_bytes
 
@@ -269,9 +269,7 @@ def default_evaluator_dir() -> Path:
 
 def default_evaluator_path(dataset: str) -> Path:
     """The classifier `dcgan evaluator train --data NAME` writes and `--features classifier` reads."""
-    stem = Path(dataset.rstrip("/\\")).name or "data"
-    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)
-    return default_evaluator_dir() / f"{stem}.safetensors"
+    return default_evaluator_dir() / f"{dataset_stem(dataset)}.safetensors"
 
 
 def save_classifier(path: str | os.PathLike, classifier: TrainedClassifier) -> Path:
