@@ -35,6 +35,7 @@ __all__ = [
     "CHECKPOINT_DIR",
     "LATEST",
     "BEST",
+    "FAILED",
 ]
 
 FORMAT = "dcgan-checkpoint"
@@ -42,6 +43,7 @@ FORMAT_VERSION = 1
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest.safetensors"
 BEST = "best.safetensors"  # written by --eval-every whenever the tracked FID improves
+FAILED = "failed.safetensors"  # the state a health failure stopped at, kept beside the healthy `latest`
 
 
 def _pack_optimizer(prefix: str, optimizer: torch.optim.Optimizer, tensors: dict) -> dict:

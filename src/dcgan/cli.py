@@ -21,6 +21,7 @@ from .errors import ConfigError, DCGANError
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+EXIT_TRAINING_FAILED = 3  # the health monitor stopped the run (--on-failure stop, or rollbacks used up)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -111,6 +112,13 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     out.add_argument("--eval-samples", type=_positive_int, default=None, metavar="N", help="samples per evaluation (default 2000)")
     out.add_argument("--eval-features", default=None, choices=("auto", "classifier", "pixels", "inception"), help="features of that FID (default auto: the dataset's classifier when trained, else pixels)")
     out.add_argument("--evaluator", default=None, metavar="FILE", help="evaluation classifier file (default: the one trained for --data)")
+    health = p.add_argument_group("training health")
+    health.add_argument("--on-failure", choices=("warn", "stop", "rollback"), default=None,
+                        help="on NaNs, D saturation, mode collapse or G-loss blow-up: warn and go on (default), stop, "
+                        "or roll back to the last checkpoint with a fresh noise stream")
+    health.add_argument("--max-rollbacks", type=_nonnegative_int, default=None, metavar="N", help="rollbacks before stopping (default 3)")
+    health.add_argument("--rollback-lr-factor", type=_checked(float, lambda v: 0 < v <= 1, "a number in (0, 1]"), default=None, metavar="F",
+                        help="multiply both learning rates by F at each rollback (default 1: unchanged)")
     out.add_argument("--tensorboard", action="store_true", default=None, help="also log to RUN_DIR/tensorboard (needs tensorboard)")
     out.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -141,6 +149,7 @@ def _run_train(args: argparse.Namespace) -> int:
             args.resume, progress=progress, steps=args.steps, epochs=args.epochs, log_every=args.log_every,
             sample_every=args.sample_every, checkpoint_every=args.checkpoint_every, device=args.device,
             tensorboard=args.tensorboard, data_dir=args.data_dir, workers=args.workers, eval_every=args.eval_every,
+            on_failure=args.on_failure, max_rollbacks=args.max_rollbacks, rollback_lr_factor=args.rollback_lr_factor,
         )
         if trainer.step >= trainer.total_steps():
             raise ConfigError(
@@ -190,6 +199,17 @@ def _run_train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
+    if result.failure:
+        f = result.failure
+        print(
+            f"\nstopped at step {f['step']}: {f['message']}"
+            + (f" after {f['rollbacks']} rollback(s)" if f.get("rollbacks") else "")
+            + f".\nHint: {f['hint']}\n"
+            f"The last healthy checkpoint is {run / 'checkpoints' / 'latest.safetensors'} (step {_checkpoint_step(run)}); "
+            f"the failed state is in {run / 'checkpoints' / 'failed.safetensors'}; events are in {run / 'metrics.jsonl'}",
+            file=sys.stderr,
+        )
+        return EXIT_TRAINING_FAILED
     last = result.last
     print(
         f"done: {result.step} iterations ({result.epoch:.2f} epochs) in {result.seconds:.1f} s"
@@ -199,11 +219,25 @@ def _run_train(args: argparse.Namespace) -> int:
     print(f"  progress GIF:     {run / 'progress.gif'}")
     print(f"  loss curves:      {run / 'losses.png'}")
     print(f"  checkpoint:       {result.checkpoint}")
+    if trainer.health_events:
+        counts: dict[str, int] = {}
+        for e in trainer.health_events:
+            counts[e["health"]] = counts.get(e["health"], 0) + 1
+        print(f"  health events:    {', '.join(f'{k} x{v}' for k, v in counts.items())} (details in {run / 'metrics.jsonl'})")
     if result.best:
         print(f"  best checkpoint:  {run / 'checkpoints' / 'best.safetensors'} (FID {result.best['fid']:.3f} at step {result.best['step']}, "
               f"{trainer.tracked.protocol() if trainer.tracked else 'see metrics.jsonl'})")
     print(f"  generate more:    dcgan generate {run} -n 64 --out {run / 'generated.png'}")
     return 0
+
+
+def _checkpoint_step(run: Path) -> str:
+    from .checkpoint import load_checkpoint
+
+    try:
+        return str(load_checkpoint(run).step)
+    except DCGANError:
+        return "?"
 
 
 def _print_model_line(trainer) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import threading
 import time
@@ -28,9 +29,10 @@ import torch
 import torch.nn.functional as F
 
 from . import __version__
-from .checkpoint import BEST, CHECKPOINT_DIR, LATEST, Checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import BEST, CHECKPOINT_DIR, FAILED, LATEST, Checkpoint, load_checkpoint, save_checkpoint
 from .data import DATASETS, DEFAULT_FILES_CHANNELS, DEFAULT_FILES_SIZE, ImageData, load_dataset
 from .errors import ConfigError, DataError
+from .health import ON_FAILURE, HealthIssue, HealthMonitor
 from .imaging import grid_image, save_gif, save_image_atomic
 from .models import Discriminator, Generator, ModelConfig, check_models, format_summary, model_summary
 from .sampling import generate, sample_z
@@ -69,6 +71,9 @@ class TrainConfig:
     eval_samples: int = 2000  # generated samples (and real images) per evaluation during training
     eval_features: str = "auto"  # feature extractor for it; auto = the dataset's classifier if trained, else pixels
     evaluator: str | None = None  # evaluation classifier file; None = the one `dcgan evaluator train` made for the data
+    on_failure: str = "warn"  # what the health monitor does on a failure: warn, stop, or rollback to the last checkpoint
+    max_rollbacks: int = 3  # rollbacks allowed before the run stops with a summary
+    rollback_lr_factor: float = 1.0  # each rollback multiplies both learning rates by this (1 = unchanged)
 
     def __post_init__(self) -> None:
         positive = ("batch_size", "d_steps", "g_steps", "log_every", "num_samples", "eval_samples")
@@ -91,6 +96,12 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label-smoothing must be in [0, 1), got {self.label_smoothing!r}")
+        if self.on_failure not in ON_FAILURE:
+            raise ConfigError(f"unknown --on-failure {self.on_failure!r}: use {', '.join(ON_FAILURE)}")
+        if not isinstance(self.max_rollbacks, int) or self.max_rollbacks < 0:
+            raise ConfigError(f"max-rollbacks must be a whole number >= 0, got {self.max_rollbacks!r}")
+        if not (isinstance(self.rollback_lr_factor, (int, float)) and 0 < self.rollback_lr_factor <= 1):
+            raise ConfigError(f"rollback-lr-factor must be in (0, 1], got {self.rollback_lr_factor!r}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"unknown device {self.device!r}: use auto, cpu or cuda")
 
@@ -114,6 +125,8 @@ class TrainResult:
     last: dict  # the last logged figures (loss_d, loss_g, d_real, d_fake, images_per_s)
     checkpoint: Path | None  # the latest checkpoint written, if any
     best: dict = field(default_factory=dict)  # {"fid", "step"} of the best --eval-every evaluation
+    failure: dict = field(default_factory=dict)  # set when the health monitor stopped the run: condition, message, step
+    rollbacks: int = 0  # health rollbacks so far in this run
 
 
 def resolve_device(name: str) -> torch.device:
@@ -193,6 +206,12 @@ class Trainer:
         self._last_eval: dict = {}
         self.tracked = None  # the TrackedMetric of --eval-every, built when training starts
         self.best: dict = {}  # {"fid": value, "step": step} of the best evaluation so far
+        self.health = HealthMonitor()
+        self.health_events: list[dict] = []  # every condition found, with the step and the action taken
+        self.rollbacks = 0
+        self.failure: dict = {}
+        self._active_conditions: set[str] = set()
+        self._nonfinite = False  # the weights are not finite: never write them over a good checkpoint
 
     # ------------------------------------------------------------------ #
     # Construction from options and from checkpoints
@@ -233,7 +252,8 @@ class Trainer:
         model or the optimisation.
         """
         ckpt = load_checkpoint(run_dir)
-        allowed = {"steps", "epochs", "log_every", "sample_every", "checkpoint_every", "device", "tensorboard", "data_dir", "workers", "eval_every"}
+        allowed = {"steps", "epochs", "log_every", "sample_every", "checkpoint_every", "device", "tensorboard", "data_dir", "workers",
+                   "eval_every", "on_failure", "max_rollbacks", "rollback_lr_factor"}
         bad = {k for k, v in overrides.items() if v is not None} - allowed
         if bad:
             raise ConfigError(f"cannot change {', '.join(sorted(bad))} when resuming; start a new run instead")
@@ -359,6 +379,11 @@ class Trainer:
             self._prepare_run_dir()
         if cfg.eval_every and self.tracked is None:
             self.tracked = self.build_tracked_metric()
+        if cfg.on_failure == "rollback":
+            if self.run_dir is None:
+                raise ConfigError("--on-failure rollback needs a run directory to keep the checkpoint it rolls back to")
+            if not self.checkpoint_path().exists():
+                self.save()  # the state to return to if the very first stretch fails
         sums = torch.zeros(4, device=self.device)  # running sums of loss_d, loss_g, d_real, d_fake
         window_steps, window_start = 0, time.perf_counter()
         last_checkpoint: Path | None = None
@@ -401,6 +426,16 @@ class Trainer:
                         self._log(record, bar, total)
                         sums.zero_()
                         window_steps, window_start = 0, time.perf_counter()
+                        verdict = self._check_health(record, bar)
+                        if verdict == "stop":
+                            break
+                        if verdict == "rollback":
+                            batches = None  # the data position came back with the checkpoint
+                            if bar is not None:
+                                bar.close()
+                                bar = None
+                            saved_at = sampled_at = -1
+                            continue
                     if self.tracked is not None and (self.step % cfg.eval_every == 0 or last_step):
                         self._evaluate(bar)
                     if bar is not None:
@@ -412,9 +447,9 @@ class Trainer:
                         if (cfg.sample_every and self.step % cfg.sample_every == 0) or (not cfg.sample_every and epoch_end):
                             self.save_samples()
                             sampled_at = self.step
-                        if (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0) or (
+                        if ((cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0) or (
                             not cfg.checkpoint_every and epoch_end
-                        ):
+                        )) and not self._nonfinite:
                             last_checkpoint = self.save()
                             saved_at = self.step
             finally:
@@ -422,7 +457,10 @@ class Trainer:
                     bar.close()
             # Whether the budget ran out or a stop was asked for: keep everything learned so far.
             if self.run_dir is not None:
-                if saved_at != self.step:
+                if self.failure or self._nonfinite:
+                    # Keep the last healthy checkpoint as `latest`; the failed state goes beside it for inspection.
+                    self.save(self.run_dir / CHECKPOINT_DIR / FAILED)
+                elif saved_at != self.step:
                     last_checkpoint = self.save()
                 if sampled_at != self.step:
                     self.save_samples()
@@ -438,6 +476,8 @@ class Trainer:
             last=dict(self._last_record),
             checkpoint=last_checkpoint,
             best=dict(self.best),
+            failure=dict(self.failure),
+            rollbacks=self.rollbacks,
         )
 
     @contextmanager
@@ -522,6 +562,76 @@ class Trainer:
         for callback in self.on_log:
             callback(self, record)
 
+    # ------------------------------------------------------------------ #
+    # Training health (--on-failure warn | stop | rollback)
+    # ------------------------------------------------------------------ #
+    def _check_health(self, record: dict, bar) -> str | None:
+        """Run the monitor on the window just logged; returns None, "stop" or "rollback"."""
+        samples = generate(self.G, self.fixed_noise) if self.fixed_noise.shape[0] >= 2 else None
+        issues = self.health.check(record, [self.G, self.D], samples, self.step)
+        self._nonfinite = any(i.condition == "nonfinite" for i in issues)
+        onset = [i for i in issues if i.condition not in self._active_conditions]
+        self._active_conditions = {i.condition for i in issues}
+        if not issues:
+            return None
+        mode = self.config.on_failure
+        action = mode
+        if mode == "rollback" and self.rollbacks >= self.config.max_rollbacks:
+            action = "stop"
+        for issue in onset if mode == "warn" else issues:
+            self._report_health(issue, action, bar)
+        if bar is not None and mode == "warn":
+            bar.set_postfix_str(f"{bar.postfix or ''} | WARNING: {', '.join(sorted(self._active_conditions))}", refresh=False)
+        if action == "warn":
+            return None
+        if action == "stop":
+            issue = issues[0]
+            self.failure = {"condition": issue.condition, "message": issue.message, "hint": issue.hint, "step": self.step,
+                            "rollbacks": self.rollbacks}
+            return "stop"
+        self._rollback()
+        return "rollback"
+
+    def _report_health(self, issue: HealthIssue, action: str, bar) -> None:
+        event = {"step": self.step, "health": issue.condition, "message": issue.message, "hint": issue.hint, "action": action}
+        self.health_events.append(event)
+        words = {"warn": "training goes on", "stop": "stopping", "rollback": "rolling back to the last checkpoint"}[action]
+        line = f"step {self.step}: {issue.message}; {words}. Hint: {issue.hint}"
+        if bar is not None:
+            bar.write(line)
+        elif self.progress:
+            print(line)
+        if self.run_dir is not None:
+            with open(self.run_dir / METRICS_FILE, "a") as f:
+                f.write(json.dumps(event) + "\n")
+        for callback in self.on_log:
+            callback(self, event)
+
+    def _rollback(self) -> None:
+        """Restore the last checkpoint, then continue with a fresh noise stream (and lower learning rates)."""
+        ckpt = load_checkpoint(self.checkpoint_path(), self.device)
+        failed_step = self.step
+        rollbacks = self.rollbacks + 1
+        best_diversity = self.health.best_diversity
+        self.load_state(ckpt)
+        self.rollbacks = rollbacks
+        self.health = HealthMonitor(self.health.config, best_diversity=best_diversity)
+        self._active_conditions, self._nonfinite = set(), False
+        # A different noise stream, so the run does not walk into the same failure again.
+        self.noise_gen.manual_seed(self.config.seed + 7919 * self.rollbacks)
+        # Learning rates of the n-th rollback: the configured ones times factor^n, whatever the checkpoint held.
+        scale = self.config.rollback_lr_factor ** self.rollbacks
+        for opt, lr in ((self.opt_g, self.config.lr_g), (self.opt_d, self.config.lr_d)):
+            for group in opt.param_groups:
+                group["lr"] = lr * scale
+        if self.run_dir is not None:  # the losses logged past the checkpoint belong to the abandoned stretch
+            metrics = self.run_dir / METRICS_FILE
+            kept = [line for line in metrics.read_text().splitlines()
+                    if line.strip() and ('"health"' in line or _record_step(line) <= self.step)]
+            metrics.write_text("".join(line + "\n" for line in kept))
+        note = f"rolled back from step {failed_step} to step {self.step} (rollback {self.rollbacks} of {self.config.max_rollbacks})"
+        self.health_events.append({"step": self.step, "health": "rollback", "message": note, "action": "rollback"})
+
     def _log(self, record: dict, bar, total: int) -> None:
         self._last_record = record
         if bar is not None:
@@ -545,9 +655,34 @@ class Trainer:
     # ------------------------------------------------------------------ #
     # Run directory: config, samples, pictures, checkpoints
     # ------------------------------------------------------------------ #
+    def checkpoint_bytes(self) -> int:
+        """About how large one checkpoint is: weights and buffers of G and D, and both Adams' two moments."""
+        params = sum(p.numel() * p.element_size() for m in (self.G, self.D) for p in m.parameters())
+        buffers = sum(b.numel() * b.element_size() for m in (self.G, self.D) for b in m.buffers())
+        return 3 * params + buffers + self.fixed_noise.numel() * 4 + 64 * 1024
+
+    def check_run_dir(self) -> None:
+        """Before training: the run directory can be written and has room for the checkpoints (a
+        checkpoint, its temporary copy while it is written, a best and a failed one) and pictures."""
+        run = self.run_dir
+        try:
+            run.mkdir(parents=True, exist_ok=True)
+            probe = run / ".write-test"
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigError(f"cannot write to the run directory {run} ({exc.strerror or exc}); pick another --out") from None
+        needed = 4 * self.checkpoint_bytes() + 20 * 2**20
+        free = shutil.disk_usage(run).free
+        if free < needed:
+            raise ConfigError(
+                f"not enough free space in {run}: checkpoints need about {needed / 2**20:.0f} MB, "
+                f"{free / 2**20:.0f} MB are free"
+            )
+
     def _prepare_run_dir(self) -> None:
         run = self.run_dir
-        run.mkdir(parents=True, exist_ok=True)
+        self.check_run_dir()
         (run / SAMPLES_DIR).mkdir(exist_ok=True)
         (run / "config.json").write_text(json.dumps(self._config_record(), indent=2) + "\n")
         summary = "\n\n".join(
@@ -649,6 +784,8 @@ class Trainer:
             "data": self._data_record(),
             "last": self._last_record,
             "best": self.best,
+            "health": self.health.state_dict(),
+            "rollbacks": self.rollbacks,
             "torch_version": torch.__version__,
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
@@ -677,6 +814,8 @@ class Trainer:
         self.elapsed = float(ckpt.state.get("elapsed_s", 0.0))
         self._last_record = dict(ckpt.state.get("last", {}))
         self.best = dict(ckpt.state.get("best") or {})
+        self.health.load_state_dict(ckpt.state.get("health") or {})
+        self.rollbacks = int(ckpt.state.get("rollbacks", 0))
         if int(ckpt.state.get("steps_per_epoch", self.steps_per_epoch)) != self.steps_per_epoch:
             raise DataError("the data or batch size differs from the run's; resume needs the same")
 
