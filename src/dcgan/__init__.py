@@ -17,6 +17,8 @@ from .sampling import generate, sample_z  # noqa: E402
 from .training import TrainConfig, Trainer  # noqa: E402
 from . import metrics  # noqa: E402
 from .metrics import build_extractor, evaluate, train_classifier  # noqa: E402
+from .latent import interpolate, invert, latent_sheet, nearest_neighbors, slerp, vector_arithmetic  # noqa: E402
+from .probe import run_probe  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -33,6 +35,13 @@ __all__ = [
     "TrainConfig",
     "Trainer",
     "build_extractor",
+    "interpolate",
+    "invert",
+    "latent_sheet",
+    "nearest_neighbors",
+    "run_probe",
+    "slerp",
+    "vector_arithmetic",
     "evaluate",
     "metrics",
     "train_classifier",

@@ -22,7 +22,7 @@ from safetensors.torch import save as safetensors_save
 from torch import nn
 
 from . import __version__
-from .errors import CheckpointError
+from .errors import CheckpointError, DCGANError, first_line
 from .fileio import atomic_write_bytes
 from .models import Discriminator, Generator, ModelConfig
 
@@ -109,6 +109,21 @@ class Checkpoint:
     def load_optimizer(self, prefix: str, optimizer: torch.optim.Optimizer) -> None:
         try:
             optimizer.load_state_dict(_unpack_optimizer(prefix, self.optimizers[prefix], self.tensors))
+            # Moments in the memory layout of their parameter (channels_last), as in the run that saved them:
+            # fused Adam takes another code path for mixed layouts, and the resumed run would drift by rounding.
+            # Shapes are checked here: torch does not, and fused Adam would read and write out of bounds.
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    state = optimizer.state.get(p, {})
+                    for key, value in state.items():
+                        if not torch.is_tensor(value) or key == "step":
+                            continue
+                        if value.shape != p.shape:
+                            raise CheckpointError(
+                                f"{self.path}: optimizer state {prefix} has a {key} of shape {tuple(value.shape)} "
+                                f"for a parameter of shape {tuple(p.shape)}"
+                            )
+                        state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
         except (KeyError, ValueError, RuntimeError) as exc:
             raise CheckpointError(f"{self.path}: optimizer state {prefix} does not fit the model ({exc})") from None
 
@@ -196,11 +211,15 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
         version = int(metadata.get("format_version", "0"))
         if version > FORMAT_VERSION:
             raise CheckpointError(f"{path} was written by a newer dcgan (format {version}); upgrade dcgan to read it")
-        model_config = ModelConfig.from_dict(json.loads(metadata["model_config"]))
+        raw_config = json.loads(metadata["model_config"])
         state = json.loads(metadata.get("state", "{}"))
         optimizers = json.loads(metadata.get("optimizers", "{}"))
+        for what, value in (("model config", raw_config), ("state", state), ("optimizers", optimizers)):
+            if not isinstance(value, dict):
+                raise CheckpointError(f"{path} has a damaged header (its {what} is not a JSON object)")
+        model_config = ModelConfig.from_dict(raw_config)
     except CheckpointError:
         raise
-    except (KeyError, ValueError, TypeError) as exc:
-        raise CheckpointError(f"{path} has a damaged header ({exc})") from None
+    except (KeyError, ValueError, TypeError, AttributeError, DCGANError) as exc:
+        raise CheckpointError(f"{path} has a damaged header ({first_line(exc)})") from None
     return Checkpoint(model_config, tensors, state, optimizers, metadata.get("dcgan_version", ""), path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import secrets
 import sys
 import time
@@ -50,6 +51,7 @@ _positive_int = _checked(int, lambda v: v >= 1, "a positive whole number")
 _nonnegative_int = _checked(int, lambda v: v >= 0, "a whole number >= 0")
 _positive_float = _checked(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
 _unit_float = _checked(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
+_seed = _checked(int, lambda v: 0 <= v <= 2**32 - 1, "a whole number from 0 to 4294967295")
 
 
 def _help_formatter(prog: str) -> argparse.HelpFormatter:
@@ -97,8 +99,18 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     train.add_argument("--label-smoothing", type=_unit_float, default=None, metavar="S", help="one-sided: real targets 1-S (default 0, off)")
     train.add_argument("--d-steps", type=_positive_int, default=None, metavar="N", help="D updates per iteration (default 1)")
     train.add_argument("--g-steps", type=_positive_int, default=None, metavar="N", help="G updates per iteration (default 1)")
-    train.add_argument("--seed", type=_nonnegative_int, default=None, help="makes CPU runs repeatable (default: a random seed, recorded in the run)")
+    train.add_argument("--seed", type=_seed, default=None, help="makes CPU runs repeatable (default: a random seed, recorded in the run)")
     train.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"), help="default auto: cuda when present")
+    speed = p.add_argument_group("speed and scale")
+    speed.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,
+                       help="bf16 autocast or fp32 (default auto: bf16 on CUDA, fp32 on CPU; see BENCHMARKS.md)")
+    speed.add_argument("--no-channels-last", dest="channels_last", action="store_false", default=None,
+                       help="keep the NCHW memory layout instead of channels_last")
+    speed.add_argument("--adam", choices=("auto", "fused", "foreach", "loop"), default=None, help="Adam implementation (default auto: fused)")
+    speed.add_argument("--compile", action="store_true", default=None, help="torch.compile G and D (slow first steps)")
+    speed.add_argument("--nproc", type=_positive_int, default=None, metavar="N",
+                       help="train with N processes (DistributedDataParallel via torchrun; one per GPU, or gloo on CPU)")
+    speed.add_argument("--sync-bn", action="store_true", default=None, help="with several processes: batch-norm statistics over all of them")
     train.add_argument("--workers", type=_nonnegative_int, default=None, metavar="N", help="DataLoader workers when data streams from disk (default min(8, cores))")
 
     out = p.add_argument_group("outputs")
@@ -126,10 +138,37 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 DEFAULT_EPOCHS = {"digits": 25}  # the demo's budget; other datasets default to one epoch
 
 
+def _launch_torchrun(nproc: int, argv: list[str]) -> int:
+    """Re-run this very command under torchrun with `nproc` processes (minus --nproc itself)."""
+    import subprocess
+
+    rest, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--nproc":
+            skip = True
+            continue
+        if a.startswith("--nproc="):
+            continue
+        rest.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m", "dcgan", *rest]
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))  # share the cores, quietly
+    print(f"launching {nproc} processes: {' '.join(cmd[1:])}", flush=True)
+    return subprocess.call(cmd, env=env)
+
+
 def _run_train(args: argparse.Namespace) -> int:
     from .data import dataset_stem
     from .models import ModelConfig
     from .training import TrainConfig, Trainer
+
+    if args.nproc and args.nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return _launch_torchrun(args.nproc, sys.argv[1:] if args.argv is None else args.argv)
+    if int(os.environ.get("RANK", "0")) != 0:
+        sys.stdout = open(os.devnull, "w")  # only rank 0 talks; the other processes print nothing but errors
 
     if args.lr is not None:
         args.lr_g = args.lr if args.lr_g is None else args.lr_g
@@ -141,7 +180,7 @@ def _run_train(args: argparse.Namespace) -> int:
             raise ConfigError("--out and --resume name different folders; a resumed run stays in its own folder")
         ignored = [n for n in ("data", "image_size", "channels", "z_dim", "width", "max_channels", "prior", "g_block", "d_block",
                                "batch_size", "lr_g", "lr_d", "beta1", "beta2", "label_smoothing", "d_steps", "g_steps", "seed", "num_samples",
-                               "eval_samples", "eval_features", "evaluator")
+                               "eval_samples", "eval_features", "evaluator", "precision", "channels_last", "adam", "compile", "sync_bn")
                    if getattr(args, n) is not None]
         if ignored:
             raise ConfigError(f"--resume keeps the run's own settings; drop {', '.join('--' + n.replace('_', '-') for n in ignored)}")
@@ -192,6 +231,8 @@ def _run_train(args: argparse.Namespace) -> int:
         print(f"evaluating every {trainer.config.eval_every} iterations: {trainer.tracked.protocol()} ({trainer.tracked.extractor.description})")
     result = trainer.train()
     run = trainer.run_dir
+    if run is None:  # a process other than rank 0 of a multi-process run: rank 0 reports
+        return EXIT_INTERRUPTED if result.interrupted else EXIT_TRAINING_FAILED if result.failure else 0
     if result.interrupted:
         print(
             f"\ninterrupted at step {result.step}: checkpoint saved to {result.checkpoint}\n"
@@ -266,7 +307,7 @@ IMAGE_SUFFIXES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP
 def _add_generate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", metavar="CKPT", help="a run directory (its latest checkpoint) or a checkpoint file")
     p.add_argument("-n", "--num", type=_positive_int, default=64, help="number of samples (default 64)")
-    p.add_argument("--seed", type=_nonnegative_int, default=0, help="noise seed: the same seed gives the same images (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="noise seed: the same seed gives the same images (default 0)")
     p.add_argument("--out", required=True, metavar="FILE.png|DIR/", help="a grid image file, or a folder (ending in /) for one PNG per sample")
     p.add_argument("--nrow", type=_positive_int, default=None, help="images per grid row (default: square)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -301,7 +342,8 @@ def _run_generate(args: argparse.Namespace) -> int:
             save_image_atomic(tensor_to_pil(image), out / f"sample_{args.seed}_{i:05d}.png")
         print(f"wrote {len(images)} images ({mc.image_size}x{mc.image_size}) to {out}/")
     else:
-        save_image_atomic(grid_image(images, nrow=args.nrow), out, format=IMAGE_SUFFIXES[out.suffix.lower()])
+        nrow = min(args.nrow, len(images)) if args.nrow else None  # wider than the samples would be empty canvas
+        save_image_atomic(grid_image(images, nrow=nrow), out, format=IMAGE_SUFFIXES[out.suffix.lower()])
         print(f"wrote a grid of {len(images)} samples to {out}")
     return 0
 
@@ -370,7 +412,7 @@ def _run_info(args: argparse.Namespace) -> int:
         if best:
             print(f"best FID     {best['fid']:.3f} at step {best['step']} (--eval-every; checkpoints/best.safetensors)")
         last = info["last"] or {}
-        if last:
+        if isinstance(last, dict) and all(isinstance(last.get(k), (int, float)) for k in ("loss_d", "loss_g", "d_real", "d_fake")):
             print(f"last losses  loss_D {last['loss_d']:.3f} loss_G {last['loss_g']:.3f} D(x) {last['d_real']:.2f} D(G(z)) {last['d_fake']:.2f}")
     if args.layers:
         print()
@@ -452,7 +494,7 @@ def _add_evaluator_args(p: argparse.ArgumentParser) -> None:
     train.add_argument("--epochs", type=_positive_int, default=None, help="default: mnist 3, fashion-mnist 6, cifar10 15, digits 30, others 10")
     train.add_argument("--width", type=_positive_int, default=None, help="first-stage channels (default 16 for grey, 32 for RGB)")
     train.add_argument("--batch-size", type=_positive_int, default=128)
-    train.add_argument("--seed", type=_nonnegative_int, default=0)
+    train.add_argument("--seed", type=_seed, default=0)
     train.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     train.add_argument("--out", default=None, metavar="FILE", help="where to save it (default: the evaluator folder, where --features classifier looks)")
     train.add_argument("--force", action="store_true", help="replace an existing classifier")
@@ -528,7 +570,7 @@ def _add_evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-samples", type=_positive_int, default=10_000, metavar="N", help="generated samples (default 10000)")
     p.add_argument("--num-real", type=_positive_int, default=None, metavar="N", help="real images (default: as many as --num-samples)")
     p.add_argument("--floors", action="store_true", help="also score real test images (the floor) and test images with noise sigma 0.1, 0.2, 0.5")
-    p.add_argument("--seed", type=_nonnegative_int, default=0, help="noise seed of the generated samples (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="noise seed of the generated samples (default 0)")
     p.add_argument("--image-size", type=int, default=None, metavar="N", help="without CKPT: size to score the floors at (default: the dataset's)")
     p.add_argument("--json", default=None, metavar="FILE", help="where to write the JSON report (default RUN_DIR/eval/step_N-FEATURES.json)")
     p.add_argument("--no-cache", action="store_true", help="recompute the real reference features")
@@ -638,7 +680,7 @@ NEIGHBORS_EXAMPLES = """examples:
 
 def _add_sheet_source(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", metavar="CKPT", help="a run directory (its latest checkpoint) or a checkpoint file")
-    p.add_argument("--seed", type=_nonnegative_int, default=0, help="seed of the numbered sheet the indices refer to (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the numbered sheet the indices refer to (default 0)")
     p.add_argument("-n", "--num", type=_positive_int, default=64, help="size of that sheet (default 64)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
 
@@ -726,7 +768,8 @@ def _run_sheet(args: argparse.Namespace) -> int:
     from .sampling import generate
 
     ckpt, G, sheet = _load_for_latent(args)
-    img = titled(numbered_sheet(generate(G, sheet), nrow=args.nrow), f"{ckpt.path} (step {ckpt.step}), --seed {args.seed} -n {args.num}", size=12)
+    nrow = min(args.nrow, args.num) if args.nrow else None
+    img = titled(numbered_sheet(generate(G, sheet), nrow=nrow), f"{ckpt.path} (step {ckpt.step}), --seed {args.seed} -n {args.num}", size=12)
     out = save_image_atomic(img, _explore_path(ckpt, args, f"sheet-seed{args.seed}.png"))
     print(f"wrote {out}: {args.num} samples numbered 0..{args.num - 1} (use the numbers with --seed {args.seed} -n {args.num})")
     return 0
@@ -784,7 +827,7 @@ def _add_arithmetic_args(p: argparse.ArgumentParser) -> None:
         p.add_argument(f"--{name}", required=True, metavar="I,J,K", help=f"group {name.upper()}: sheet indices (or z files) whose mean z is used")
     p.add_argument("--noise", type=_checked(float, lambda v: math.isfinite(v) and v >= 0, "a number >= 0"), default=0.25,
                    help="standard deviation of the noise added around the result in the 3x3 grid (default 0.25, as in the paper)")
-    p.add_argument("--noise-seed", type=_nonnegative_int, default=0)
+    p.add_argument("--noise-seed", type=_seed, default=0)
     _add_out(p, "arithmetic-seed{SEED}.png")
 
 
@@ -807,7 +850,7 @@ def _add_invert_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--restarts", type=_checked(int, lambda v: 1 <= v <= 64, "a whole number from 1 to 64"), default=8, help="random starting points, optimised together (default 8)")
     p.add_argument("--steps", type=_checked(int, lambda v: 1 <= v <= 20000, "a whole number from 1 to 20000"), default=500, help="Adam steps (default 500)")
     p.add_argument("--lr", type=_positive_float, default=0.05)
-    p.add_argument("--seed", type=_nonnegative_int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     _add_out(p, "invert-IMAGE.png (and .json with z)")
 
@@ -854,7 +897,7 @@ def _add_neighbors_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--features", default="auto", choices=("auto", "classifier", "pixels", "discriminator"),
                    help="second search space besides pixels (default auto: the dataset's classifier when trained, else D)")
     p.add_argument("--evaluator", default=None, metavar="FILE")
-    p.add_argument("--seed", type=_nonnegative_int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     _add_out(p, "neighbors-seed{SEED}.png")
 
@@ -935,7 +978,7 @@ def _add_probe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--labels-per-class", type=_checked(int, lambda v: 1 <= v <= 100_000, "a whole number from 1 to 100000"), default=100, metavar="N",
                    help="labelled training images per class (default 100)")
     p.add_argument("--max-test", type=_positive_int, default=None, metavar="N", help="score a seeded subset of N test images (default: all)")
-    p.add_argument("--seed", type=_nonnegative_int, default=0, help="chooses the labelled images, the validation split and the random D")
+    p.add_argument("--seed", type=_seed, default=0, help="chooses the labelled images, the validation split and the random D")
     p.add_argument("--no-baselines", action="store_true", help="skip the pixel and random-D baselines")
     p.add_argument("--json", default=None, metavar="FILE", help="where to write the report (default RUN_DIR/explore/probe-N.json)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -972,7 +1015,7 @@ def _add_filters_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=None, metavar="NAME_OR_PATH", help="real images to search (default: the checkpoint's training data)")
     p.add_argument("--data-dir", default=None, metavar="DIR")
     p.add_argument("--num-images", type=_positive_int, default=5000, metavar="N", help="search a seeded subset of N images (default 5000)")
-    p.add_argument("--seed", type=_nonnegative_int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--out", default=None, metavar="FILE.png", help="the figure (default RUN_DIR/explore/filters.png)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
 
@@ -1024,7 +1067,7 @@ REPORT_EXAMPLES = """examples:
 def _add_report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory")
     p.add_argument("--out", default=None, metavar="FILE.png", help="the dashboard picture (default RUN_DIR/report.png); an .html page is written beside it")
-    p.add_argument("--seed", type=_nonnegative_int, default=0, help="seed of the walks shown (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the walks shown (default 0)")
 
 
 def _run_report(args: argparse.Namespace) -> int:
@@ -1080,9 +1123,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(value) -> str:
+    """An error message on one line: newlines in user-given paths are shown escaped."""
+    return str(value).replace("\r", "\\r").replace("\n", "\\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    for word in words:  # argparse turns `--opt=--` into an empty list that no type check sees
+        if word.startswith("--") and word.endswith("=--"):
+            parser.error(f"{word}: '--' is not a value")
+    args = parser.parse_args(words)
+    args.argv = argv  # the words of this command, for re-launching it under torchrun
     if args.command is None:
         parser.print_help()
         return EXIT_USER_ERROR
@@ -1090,14 +1143,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(args)
     except DCGANError as exc:
-        print(f"dcgan {args.command}: error: {exc}", file=sys.stderr)
+        print(f"dcgan {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print(f"dcgan {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except OSError as exc:  # permissions, full disk, a folder where a file should be: the user's to fix
-        print(f"dcgan {args.command}: error: {exc.strerror or exc}{': ' + str(exc.filename) if exc.filename else ''}", file=sys.stderr)
+        print(f"dcgan {args.command}: error: {_one_line(exc.strerror or exc)}{': ' + _one_line(exc.filename) if exc.filename else ''}", file=sys.stderr)
         return 1
+    finally:
+        from .distributed import cleanup
+
+        cleanup()
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import random
 import struct
 import tarfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -24,7 +25,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .errors import DataError
+from .errors import DataError, first_line
 from .imagefiles import IMAGE_EXTENSIONS, DecodeError, ImageSource, decode_image, decode_source, open_source
 from .imaging import resize_uint8
 
@@ -455,8 +456,8 @@ def load_image_files(
         source = open_source(path, split)
     except FileNotFoundError:
         raise DataError(f"{path} does not exist") from None
-    except (ValueError, OSError, zipfile.BadZipFile, tarfile.TarError) as exc:
-        raise DataError(f"cannot read {path}: {exc}") from None
+    except (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile, tarfile.TarError, IndexError) as exc:
+        raise DataError(f"cannot read {path}: {first_line(exc)}") from None
     if len(source) == 0:
         raise DataError(f"{path} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
     budget = max_memory_bytes if max_memory_bytes is not None else default_memory_budget()

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from .data import DATASETS, MAX_FAILED_FRACTION, load_dataset
-from .errors import DataError
+from .errors import DataError, first_line
 from .imagefiles import DecodeError, ImageSource, decode_image, open_source
 from .models import ModelConfig, check_models
 
@@ -116,7 +116,7 @@ def check_files(path, image_size: int = 64, channels: int = 3, split: str = "tra
     except FileNotFoundError:
         raise DataError(f"{path} does not exist") from None
     except Exception as exc:
-        raise DataError(f"cannot read {path}: {exc}") from None
+        raise DataError(f"cannot read {path}: {first_line(exc)}") from None
     report = CheckReport(str(path), image_size, channels, total=len(source), classes=source.classes, split_used=source.split_used)
     report.model_ok = _model_line(image_size, channels)
     chosen = set(range(len(source)))

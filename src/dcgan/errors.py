@@ -19,3 +19,11 @@ class DataError(DCGANError):
 
 class CheckpointError(DCGANError):
     """A file that is not a readable dcgan checkpoint."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message (some, like tarfile's, run over several lines)."""
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip().rstrip(":")
+    return type(exc).__name__

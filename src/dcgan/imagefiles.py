@@ -25,6 +25,7 @@ import os
 import tarfile
 import warnings
 import zipfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -158,14 +159,14 @@ class ImageSource:
                     try:
                         f = tar.extractfile(member)
                         yield i, f.read() if f is not None else b""
-                    except (OSError, tarfile.TarError) as exc:
+                    except (OSError, tarfile.TarError, EOFError, zlib.error) as exc:
                         yield i, exc
             return
         for i, name in enumerate(self.names):
             try:
                 yield i, self.read(name)
-            except OSError as exc:
-                yield i, exc
+            except (OSError, zipfile.BadZipFile, zlib.error, EOFError, tarfile.TarError, KeyError) as exc:
+                yield i, exc  # one damaged member is a file that failed, not the end of the run
 
 
 def _split_and_labels(names: list[str], split: str) -> tuple[list[str], str | None, list[int] | None, list[str] | None]:
@@ -244,7 +245,9 @@ def open_source(path: str | os.PathLike, split: str = "train") -> ImageSource:
     lower = path.name.lower()
     if lower.endswith(".zip"):
         with zipfile.ZipFile(path) as zf:
-            infos = {i.filename: i.file_size for i in zf.infolist() if not i.is_dir() and _safe_member(i.filename) and _has_image_extension(i.filename)}
+            # (an empty name is skipped before ZipInfo.is_dir, which fails on it)
+            infos = {i.filename: i.file_size for i in zf.infolist()
+                     if i.filename and _safe_member(i.filename) and not i.is_dir() and _has_image_extension(i.filename)}
         names, split_used, labels, classes = _split_and_labels(sorted(infos), split)
         handle: dict = {}
 
@@ -258,16 +261,25 @@ def open_source(path: str | os.PathLike, split: str = "train") -> ImageSource:
         return ImageSource(path, "zip", names, [infos[n] for n in names], labels, classes, split_used, _hash_file(path), read_zip)
     if lower.endswith((".tar", ".tar.gz", ".tgz")):
         with tarfile.open(path) as tar:
-            infos = {}
+            infos, members = {}, {}
             for m in tar.getmembers():
                 name = _norm_member(m.name)
-                if m.isfile() and _safe_member(name) and _has_image_extension(name):
-                    infos[name] = m.size
+                if not (_safe_member(name) and _has_image_extension(name)):
+                    continue
+                if m.isfile():
+                    infos[name], members[name] = m.size, m.name
+                else:  # a later link or folder of the same name shadows the file: it is not an image file
+                    infos.pop(name, None)
+                    members.pop(name, None)
         names, split_used, labels, classes = _split_and_labels(sorted(infos), split)
 
         def read_tar(name: str) -> bytes:
+            # Look the member up by its name as stored ("./a.png"), not the normalised one, and never follow links.
             with tarfile.open(path) as tar:
-                f = tar.extractfile(name)
+                member = tar.getmember(members[name])
+                if not member.isfile():
+                    raise OSError(f"{name} is not a regular file")
+                f = tar.extractfile(member)
                 return f.read() if f is not None else b""
 
         return ImageSource(path, "tar", names, [infos[n] for n in names], labels, classes, split_used, _hash_file(path), read_tar)

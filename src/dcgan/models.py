@@ -81,6 +81,10 @@ DOWNSAMPLE_BLOCKS: dict[str, Callable[[int, int, bool], nn.Module]] = {
 }
 
 
+MAX_Z_DIM = 4096  # far above any DCGAN's; a larger value in a damaged header would exhaust memory
+MAX_WIDTH = 8192
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Shape and architecture of a DCGAN pair. Validated on construction."""
@@ -103,10 +107,10 @@ class ModelConfig:
             )
         if self.channels not in (1, 3):
             raise ConfigError(f"unsupported channel count {self.channels}: use 1 (grey) or 3 (RGB)")
-        for name in ("z_dim", "width", "max_channels"):
+        for name, limit in (("z_dim", MAX_Z_DIM), ("width", MAX_WIDTH), ("max_channels", MAX_WIDTH)):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= limit:
+                raise ConfigError(f"{name.replace('_', '-')} must be a whole number from 1 to {limit}, got {value!r}")
         if self.prior not in PRIORS:
             raise ConfigError(f"unknown prior {self.prior!r}: use one of {', '.join(PRIORS)}")
         if self.g_block not in UPSAMPLE_BLOCKS:
