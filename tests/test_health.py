@@ -80,7 +80,8 @@ def _inject_nan(at_step: int, times: int = 1):
         if "loss_d" in record and record["step"] >= at_step and len(done) < times:
             done.append(record["step"])
             with torch.no_grad():
-                next(trainer.G.parameters()).view(-1)[0] = float("nan")
+                weight = next(trainer.G.parameters())
+                weight[(0,) * weight.ndim] = float("nan")  # (indexing, not view: the weights are channels_last)
 
     return callback, done
 
