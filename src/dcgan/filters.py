@@ -23,7 +23,7 @@ from torch import nn
 
 from .errors import ConfigError, DataError
 from .imaging import make_grid
-from .models import Discriminator, Generator
+from .models import Discriminator, Generator, evaluating, unit_batches
 
 __all__ = [
     "first_layer_filters",
@@ -155,18 +155,12 @@ def activation_maps(
     _check_images(D, images_uint8)
     device = next(D.parameters()).device
     idx = torch.tensor(channels, dtype=torch.long, device=device)
-    was_training = D.training
     out: list[torch.Tensor] = []
-    try:
-        D.eval()
-        with torch.no_grad():
-            for chunk in images_uint8.split(batch_size):
-                x = chunk.to(device).float().div_(127.5).sub_(1.0)  # (B, C, H, W) in [-1, 1]
-                for i, block in enumerate(D.blocks[: layer + 1]):
-                    x = block(x)  # after block i: (B, c_i, H / 2^(i+1), W / 2^(i+1))
-                out.append(x.index_select(1, idx).float().cpu())  # (B, len(channels), h, w)
-    finally:
-        D.train(was_training)
+    with evaluating(D):
+        for x in unit_batches(images_uint8, batch_size, device):  # (B, C, H, W) in [-1, 1]
+            for block in D.blocks[: layer + 1]:
+                x = block(x)  # after block i: (B, c_i, H / 2^(i+1), W / 2^(i+1))
+            out.append(x.index_select(1, idx).float().cpu())  # (B, len(channels), h, w)
     return torch.cat(out)
 
 

@@ -16,8 +16,9 @@ One parametrised pair of models serves every size: the depth is derived from
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -219,6 +220,24 @@ class Discriminator(nn.Module):
             x = block(x)
             out.append(x)
         return out
+
+
+@contextmanager
+def evaluating(module: nn.Module) -> Iterator[nn.Module]:
+    """`module` in eval mode without gradients for the block; its previous mode is restored afterwards."""
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            yield module
+    finally:
+        module.train(was_training)
+
+
+def unit_batches(images_uint8: torch.Tensor, batch_size: int, device: torch.device) -> Iterator[torch.Tensor]:
+    """uint8 images (N, C, H, W) as float batches in [-1, 1] on `device`, `batch_size` at a time."""
+    for chunk in images_uint8.split(batch_size):
+        yield chunk.to(device).float().div_(127.5).sub_(1.0)
 
 
 def check_models(config: ModelConfig) -> None:

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from .data import ImageData
 from .errors import ConfigError, DataError
-from .models import Discriminator, ModelConfig
+from .models import Discriminator, ModelConfig, evaluating, unit_batches
 
 __all__ = [
     "discriminator_features",
@@ -81,21 +81,15 @@ def discriminator_features(
         raise ConfigError(f"batch_size must be positive, got {batch_size}")
     _check_images(images_uint8, D.config)
     device = next(D.parameters()).device
-    was_training = D.training
     out: list[torch.Tensor] = []
-    try:
-        D.eval()
-        with torch.no_grad():
-            for chunk in images_uint8.split(batch_size):
-                x = chunk.to(device).float().div_(127.5).sub_(1.0)  # (B, C, H, W) in [-1, 1]
-                pooled = [
-                    # (B, c_l, h_l, w_l) -> (B, c_l, grid, grid) -> (B, c_l * grid * grid)
-                    F.adaptive_max_pool2d(h, grid).flatten(1)
-                    for h in D.features(x)
-                ]
-                out.append(torch.cat(pooled, dim=1).float().cpu())  # (B, sum_l c_l * grid^2)
-    finally:
-        D.train(was_training)
+    with evaluating(D):
+        for x in unit_batches(images_uint8, batch_size, device):  # (B, C, H, W) in [-1, 1]
+            pooled = [
+                # (B, c_l, h_l, w_l) -> (B, c_l, grid, grid) -> (B, c_l * grid * grid)
+                F.adaptive_max_pool2d(h, grid).flatten(1)
+                for h in D.features(x)
+            ]
+            out.append(torch.cat(pooled, dim=1).float().cpu())  # (B, sum_l c_l * grid^2)
     if not out:
         return torch.zeros(0, feature_dim(D.config, grid))
     return torch.cat(out)

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
+from .models import evaluating
 
 __all__ = ["sample_z", "generate"]
 
@@ -35,17 +36,11 @@ def sample_z(
     raise ConfigError(f"unknown prior {prior!r}")
 
 
-@torch.no_grad()
 def generate(G: nn.Module, z: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """Images G(z) in [-1, 1], shape (n, C, H, W), computed in eval mode (BN running statistics).
 
     The model's train/eval state is restored afterwards.
     """
-    was_training = G.training
-    G.eval()
-    try:
+    with evaluating(G):
         device = next(G.parameters()).device
-        out = [G(chunk.to(device)).float() for chunk in z.split(batch_size)]
-    finally:
-        G.train(was_training)
-    return torch.cat(out)
+        return torch.cat([G(chunk.to(device)).float() for chunk in z.split(batch_size)])

@@ -32,6 +32,7 @@ from .. import __version__
 from ..data import ImageData, dataset_stem
 from ..errors import CheckpointError, ConfigError, DataError
 from ..fileio import atomic_write_bytes
+from ..models import evaluating, unit_batches
 
 __all__ = [
     "ClassifierConfig",
@@ -125,22 +126,17 @@ class TrainedClassifier:
             h.update(v.detach().cpu().contiguous().numpy().tobytes())
         return h.hexdigest()[:16]
 
-    @torch.no_grad()
     def run(self, images: torch.Tensor, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
         """(features (N, F), softmax probabilities (N, K)) of float images in [-1, 1], in eval mode."""
         model = self.model
-        was_training = model.training
-        model.eval()
         device = next(model.parameters()).device
         feats, probs = [], []
-        try:
+        with evaluating(model):
             for chunk in images.split(batch_size):
                 x = adapt_images(chunk.to(device).float(), self.config.image_size, self.config.channels)
                 f = model.features(x)
                 feats.append(f.float().cpu())
                 probs.append(model.head(f).float().softmax(1).cpu())
-        finally:
-            model.train(was_training)
         return torch.cat(feats), torch.cat(probs)
 
 
@@ -161,17 +157,13 @@ def _augment(x: torch.Tensor, generator: torch.Generator, hflip: bool, shift: in
     return out
 
 
-@torch.no_grad()
 def accuracy(model: Classifier, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500) -> float:
     """Top-1 accuracy on uint8 images (N, C, H, W) at the model's size."""
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     correct = 0
-    for xb, yb in zip(images.split(batch_size), labels.split(batch_size)):
-        logits = model(xb.to(device).float().div(127.5).sub(1))
-        correct += int((logits.argmax(1).cpu() == yb).sum())
-    model.train(was_training)
+    with evaluating(model):
+        for x, yb in zip(unit_batches(images, batch_size, device), labels.split(batch_size)):
+            correct += int((model(x).argmax(1).cpu() == yb).sum())
     return correct / max(len(labels), 1)
 
 
