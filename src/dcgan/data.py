@@ -392,7 +392,8 @@ class StreamDataset(torch.utils.data.Dataset):
         for attempt in range(min(len(self.source), 50)):
             name = self.source.names[(index + attempt) % len(self.source)]
             try:
-                return torch.from_numpy(decode_image(self.source.read(name), self.size, self.channels))
+                pixels = decode_image(self.source.read(name), self.size, self.channels)
+                return torch.from_numpy(pixels if pixels.flags.writeable else pixels.copy())
             except (DecodeError, OSError):
                 continue
         raise DataError(f"50 files in a row failed to decode near {self.source.names[index]}")
