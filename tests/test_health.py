@@ -1,7 +1,6 @@
 """The training-health monitor: each failure provoked on purpose, and warn / stop / rollback."""
 
 import json
-import math
 
 import pytest
 import torch

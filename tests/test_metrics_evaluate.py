@@ -1,7 +1,6 @@
 """The evaluation classifier, extractors, cached reference features, protocols, CLI and --eval-every."""
 
 import json
-import os
 
 import pytest
 import torch

@@ -598,11 +598,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         raise ConfigError("without a checkpoint, say which data with --data")
     device = str(resolve_device(args.device))
     ckpt = load_checkpoint(args.checkpoint, device) if args.checkpoint else None
-    saved_data = (ckpt.state.get("train_config") or {}) if ckpt else {}
-    data_name = args.data or saved_data.get("data")
-    if not data_name:
-        raise ConfigError("the checkpoint does not record its training data; say which with --data")
-    data_dir = args.data_dir if args.data_dir is not None or args.data else saved_data.get("data_dir")
+    data_name, data_dir = _data_source(ckpt, args)
     if ckpt:
         size, channels = ckpt.model_config.image_size, ckpt.model_config.channels
     else:
@@ -705,8 +701,6 @@ def _explore_path(ckpt, args: argparse.Namespace, default: str) -> Path:
 
 
 def _load_for_latent(args: argparse.Namespace):
-    import torch  # noqa: F401
-
     from .checkpoint import load_checkpoint
     from .latent import latent_sheet
     from .training import resolve_device
@@ -906,7 +900,6 @@ def _run_neighbors(args: argparse.Namespace) -> int:
     import torch
 
     from .checkpoint import load_checkpoint
-    from .data import load_dataset
     from .figures import neighbors_figure, stack_vertical
     from .imaging import save_image_atomic
     from .latent import latent_sheet, nearest_neighbors
@@ -918,12 +911,8 @@ def _run_neighbors(args: argparse.Namespace) -> int:
     device = str(resolve_device(args.device))
     ckpt = load_checkpoint(args.checkpoint)
     mc = ckpt.model_config
-    saved = ckpt.state.get("train_config") or {}
-    data_name = args.data or saved.get("data")
-    if not data_name:
-        raise ConfigError("the checkpoint does not record its training data; say which with --data")
-    data_dir = args.data_dir if args.data_dir is not None or args.data else saved.get("data_dir")
-    data = load_dataset(data_name, data_dir, image_size=mc.image_size, channels=mc.channels)
+    data_name, _ = _data_source(ckpt, args)
+    data = _checkpoint_data(ckpt, args, "train")
     if data.images is None:
         raise ConfigError("neighbors needs the training data in memory; this dataset streams from disk")
     samples = generate(ckpt.build_generator(device), latent_sheet(mc, args.seed, args.num))
@@ -958,15 +947,20 @@ FILTERS_EXAMPLES = """examples:
 """
 
 
+def _data_source(ckpt, args: argparse.Namespace) -> tuple[str, str | None]:
+    """(data name or path, data dir): --data and --data-dir, else what the checkpoint was trained on."""
+    saved = (ckpt.state.get("train_config") or {}) if ckpt else {}
+    name = args.data or saved.get("data")
+    if not name:
+        raise ConfigError("the checkpoint does not record its training data; say which with --data")
+    return name, args.data_dir if args.data_dir is not None or args.data else saved.get("data_dir")
+
+
 def _checkpoint_data(ckpt, args: argparse.Namespace, split: str):
     """The checkpoint's training data (or --data) at its generator's size and channels."""
     from .data import load_dataset
 
-    saved = ckpt.state.get("train_config") or {}
-    name = args.data or saved.get("data")
-    if not name:
-        raise ConfigError("the checkpoint does not record its training data; say which with --data")
-    data_dir = args.data_dir if args.data_dir is not None or args.data else saved.get("data_dir")
+    name, data_dir = _data_source(ckpt, args)
     mc = ckpt.model_config
     return load_dataset(name, data_dir, image_size=mc.image_size, channels=mc.channels, split=split)
 

@@ -15,12 +15,11 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from PIL import Image
 
 from .checkpoint import load_checkpoint
 from .errors import ConfigError
-from .figures import labelled_grid, stack_vertical, titled, walk_figure
+from .figures import stack_vertical, titled, walk_figure
 from .latent import interpolate, latent_sheet
 
 __all__ = ["Report", "build_report", "report_image", "report_html"]

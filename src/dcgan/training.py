@@ -254,7 +254,6 @@ class Trainer:
         self._stop_agreed = False
         self._tb_writer = None
         self._last_record: dict = {}
-        self._last_eval: dict = {}
         self.tracked = None  # the TrackedMetric of --eval-every, built when training starts
         self.best: dict = {}  # {"fid": value, "step": step} of the best evaluation so far
         self.health = HealthMonitor()
@@ -636,19 +635,14 @@ class Trainer:
         improved = not self.best or value < self.best["fid"]
         if improved:
             self.best = {"fid": value, "step": self.step}
-        self._last_eval = record
         if bar is not None:
             bar.write(f"step {self.step}: FID {value:.3f} ({self.tracked.protocol()})"
                       + (" - best so far" if improved else f"; best {self.best['fid']:.3f} at step {self.best['step']}"))
-        if self.run_dir is not None:
-            with open(self.run_dir / METRICS_FILE, "a") as f:
-                f.write(json.dumps(record) + "\n")
-            if improved:
-                self.save(self.run_dir / CHECKPOINT_DIR / BEST)
+        self._record(record)
+        if self.run_dir is not None and improved:
+            self.save(self.run_dir / CHECKPOINT_DIR / BEST)
         if self._tb_writer is not None:
             self._tb_writer.add_scalar("fid", value, self.step)
-        for callback in self.on_log:
-            callback(self, record)
 
     # ------------------------------------------------------------------ #
     # Training health (--on-failure warn | stop | rollback)
@@ -689,11 +683,7 @@ class Trainer:
             bar.write(line)
         elif self.progress:
             print(line)
-        if self.run_dir is not None:
-            with open(self.run_dir / METRICS_FILE, "a") as f:
-                f.write(json.dumps(event) + "\n")
-        for callback in self.on_log:
-            callback(self, event)
+        self._record(event)
 
     def _rollback(self) -> None:
         """Restore the last checkpoint, then continue with a fresh noise stream (and lower learning rates)."""
@@ -712,11 +702,7 @@ class Trainer:
         for opt, lr in ((self.opt_g, self.config.lr_g), (self.opt_d, self.config.lr_d)):
             for group in opt.param_groups:
                 group["lr"] = lr * scale
-        if self.run_dir is not None:  # the losses logged past the checkpoint belong to the abandoned stretch
-            metrics = self.run_dir / METRICS_FILE
-            kept = [line for line in metrics.read_text().splitlines()
-                    if line.strip() and ('"health"' in line or _record_step(line) <= self.step)]
-            metrics.write_text("".join(line + "\n" for line in kept))
+        self._drop_records_after(self.step, keep_health=True)  # they belong to the abandoned stretch
         note = f"rolled back from step {failed_step} to step {self.step} (rollback {self.rollbacks} of {self.config.max_rollbacks})"
         self.health_events.append({"step": self.step, "health": "rollback", "message": note, "action": "rollback"})
 
@@ -731,14 +717,27 @@ class Trainer:
                 f"{record['images_per_s']:.0f} img/s total ETA {_format_seconds(eta)}",
                 refresh=False,
             )
-        if self.run_dir is not None:
-            with open(self.run_dir / METRICS_FILE, "a") as f:
-                f.write(json.dumps(record) + "\n")
         if self._tb_writer is not None:
             for key in ("loss_d", "loss_g", "d_real", "d_fake", "images_per_s"):
                 self._tb_writer.add_scalar(key, record[key], record["step"])
+        self._record(record)
+
+    def _record(self, record: dict) -> None:
+        """One line of metrics.jsonl (losses, an evaluation or a health event), then the on_log callbacks."""
+        if self.run_dir is not None:
+            with open(self.run_dir / METRICS_FILE, "a") as f:
+                f.write(json.dumps(record) + "\n")
         for callback in self.on_log:
             callback(self, record)
+
+    def _drop_records_after(self, step: int, keep_health: bool = False) -> None:
+        """Remove metrics.jsonl lines past `step` (logged after the checkpoint being resumed or rolled back to)."""
+        metrics = self.run_dir / METRICS_FILE if self.run_dir is not None else None
+        if metrics is None or not metrics.exists():
+            return
+        kept = [line for line in metrics.read_text().splitlines()
+                if line.strip() and ((keep_health and '"health"' in line) or _record_step(line) <= step)]
+        metrics.write_text("".join(line + "\n" for line in kept))
 
     # ------------------------------------------------------------------ #
     # Run directory: config, samples, pictures, checkpoints
@@ -781,10 +780,7 @@ class Trainer:
         )
         (run / "model_summary.txt").write_text(summary + "\n")
         # A resumed run may have logged past its last checkpoint before it was killed: drop those lines.
-        metrics = run / METRICS_FILE
-        if metrics.exists():
-            kept = [line for line in metrics.read_text().splitlines() if line.strip() and _record_step(line) <= self.step]
-            metrics.write_text("".join(line + "\n" for line in kept))
+        self._drop_records_after(self.step)
         if self.config.tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
