@@ -7,6 +7,10 @@ Nothing is unpickled, so loading a file never runs code from it.
 
 A run directory keeps its checkpoints in `RUN_DIR/checkpoints/`; `latest` is
 the one `--resume` and every `CKPT` argument use by default.
+
+`dcgan export` writes the same layout with G's tensors alone and a header
+marked GENERATOR_FORMAT: every command that only samples (generate, sheet,
+info, evaluate, ...) reads it like a checkpoint, and `--resume` refuses it.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from .models import Discriminator, Generator, ModelConfig
 
 __all__ = [
     "Checkpoint",
+    "checkpoint_bytes",
     "save_checkpoint",
     "load_checkpoint",
     "resolve_checkpoint",
@@ -36,9 +41,11 @@ __all__ = [
     "LATEST",
     "BEST",
     "FAILED",
+    "GENERATOR_FORMAT",
 ]
 
 FORMAT = "dcgan-checkpoint"
+GENERATOR_FORMAT = "dcgan-generator"  # an exported generator: G's weights, config and training record; not resumable
 FORMAT_VERSION = 1
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest.safetensors"
@@ -87,6 +94,7 @@ class Checkpoint:
     optimizers: dict = field(default_factory=dict)  # packed optimizer hyper-parameters by prefix
     dcgan_version: str = ""
     path: Path | None = None
+    format: str = FORMAT  # FORMAT for a training checkpoint, GENERATOR_FORMAT for an exported generator
 
     def _sub(self, prefix: str) -> dict[str, torch.Tensor]:
         return {k[len(prefix) + 1 :]: v for k, v in self.tensors.items() if k.startswith(prefix + ".")}
@@ -94,6 +102,11 @@ class Checkpoint:
     @property
     def step(self) -> int:
         return int(self.state.get("step", 0))
+
+    @property
+    def resumable(self) -> bool:
+        """Whether training can continue from this file (an exported generator has no D, optimizers or RNG state)."""
+        return self.format == FORMAT
 
     def has(self, prefix: str) -> bool:
         return any(k.startswith(prefix + ".") for k in self.tensors)
@@ -139,6 +152,44 @@ class Checkpoint:
         return D.to(device).eval()
 
 
+def checkpoint_bytes(
+    model_config: ModelConfig,
+    G: nn.Module,
+    D: nn.Module | None = None,
+    optimizers: dict[str, torch.optim.Optimizer] | None = None,
+    extra: dict[str, torch.Tensor] | None = None,
+    state: dict | None = None,
+    file_format: str = FORMAT,
+    metadata: dict[str, str] | None = None,
+) -> bytes:
+    """The bytes of a checkpoint file; `save_checkpoint` describes the arguments.
+
+    `file_format` is FORMAT, or GENERATOR_FORMAT for an exported generator (G
+    alone); `metadata` adds string entries to the header (an export's model card).
+    """
+    tensors: dict[str, torch.Tensor] = {}
+    for prefix, module in (("G", G), ("D", D)):
+        if module is not None:
+            for k, v in module.state_dict().items():
+                tensors[f"{prefix}.{k}"] = v.detach().cpu().contiguous().clone()
+    packed = {}
+    for prefix, opt in (optimizers or {}).items():
+        packed[prefix] = _pack_optimizer(prefix, opt, tensors)
+    for k, v in (extra or {}).items():
+        tensors[f"extra.{k}"] = v.detach().cpu().contiguous().clone()
+    tensors = {k: v.cpu() for k, v in tensors.items()}
+    header = {
+        **(metadata or {}),
+        "format": file_format,
+        "format_version": str(FORMAT_VERSION),
+        "dcgan_version": __version__,
+        "model_config": json.dumps(model_config.to_dict()),
+        "state": json.dumps(state or {}),
+        "optimizers": json.dumps(packed),
+    }
+    return safetensors_save(tensors, metadata=header)
+
+
 def save_checkpoint(
     path: str | os.PathLike,
     model_config: ModelConfig,
@@ -153,26 +204,7 @@ def save_checkpoint(
     `optimizers` maps a prefix ("opt_g", "opt_d") to an optimizer; `extra` holds
     further tensors (fixed noise, RNG states); `state` must be JSON-serialisable.
     """
-    tensors: dict[str, torch.Tensor] = {}
-    for prefix, module in (("G", G), ("D", D)):
-        if module is not None:
-            for k, v in module.state_dict().items():
-                tensors[f"{prefix}.{k}"] = v.detach().cpu().contiguous().clone()
-    packed = {}
-    for prefix, opt in (optimizers or {}).items():
-        packed[prefix] = _pack_optimizer(prefix, opt, tensors)
-    for k, v in (extra or {}).items():
-        tensors[f"extra.{k}"] = v.detach().cpu().contiguous().clone()
-    tensors = {k: v.cpu() for k, v in tensors.items()}
-    metadata = {
-        "format": FORMAT,
-        "format_version": str(FORMAT_VERSION),
-        "dcgan_version": __version__,
-        "model_config": json.dumps(model_config.to_dict()),
-        "state": json.dumps(state or {}),
-        "optimizers": json.dumps(packed),
-    }
-    return atomic_write_bytes(path, safetensors_save(tensors, metadata=metadata))
+    return atomic_write_bytes(path, checkpoint_bytes(model_config, G, D, optimizers, extra, state))
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
@@ -193,13 +225,14 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
 
     Raises CheckpointError, with one line saying why, for anything that is not a
     complete dcgan checkpoint: another format, a truncated file, a foreign
-    safetensors file, or a config that no model can be built from.
+    safetensors file, or a config that no model can be built from. An exported
+    generator (`dcgan export`) loads too, with `resumable` False.
     """
     path = resolve_checkpoint(path)
     try:
         with safe_open(str(path), framework="pt", device=str(device)) as f:
             metadata = f.metadata() or {}
-            if metadata.get("format") != FORMAT:
+            if metadata.get("format") not in (FORMAT, GENERATOR_FORMAT):
                 raise CheckpointError(f"{path} is a safetensors file but not a dcgan checkpoint")
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except CheckpointError:
@@ -222,4 +255,4 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
         raise
     except (KeyError, ValueError, TypeError, AttributeError, DCGANError) as exc:
         raise CheckpointError(f"{path} has a damaged header ({first_line(exc)})") from None
-    return Checkpoint(model_config, tensors, state, optimizers, metadata.get("dcgan_version", ""), path)
+    return Checkpoint(model_config, tensors, state, optimizers, metadata.get("dcgan_version", ""), path, metadata["format"])

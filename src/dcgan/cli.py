@@ -23,6 +23,7 @@ from .errors import ConfigError, DCGANError
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 EXIT_TRAINING_FAILED = 3  # the health monitor stopped the run (--on-failure stop, or rollbacks used up)
+EXIT_EXPORT_MISMATCH = 4  # an exported file does not reproduce the generator within its tolerance (nothing written)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -379,6 +380,7 @@ def _run_info(args: argparse.Namespace) -> int:
     state = ckpt.state
     info = {
         "checkpoint": str(ckpt.path),
+        "format": ckpt.format,
         "file_bytes": ckpt.path.stat().st_size,
         "dcgan_version": ckpt.dcgan_version,
         "model": mc.to_dict(),
@@ -398,7 +400,8 @@ def _run_info(args: argparse.Namespace) -> int:
         return 0
     data = info["data"] or {}
     train = info["train"] or {}
-    print(f"checkpoint   {info['checkpoint']} ({info['file_bytes'] / 1e6:.1f} MB, dcgan {info['dcgan_version']})")
+    kind = "" if ckpt.resumable else "exported generator, "
+    print(f"checkpoint   {info['checkpoint']} ({kind}{info['file_bytes'] / 1e6:.1f} MB, dcgan {info['dcgan_version']})")
     print(f"model        {mc.image_size}x{mc.image_size}x{mc.channels}, z_dim {mc.z_dim} ({mc.prior}), width {mc.width}, "
           f"G block {mc.g_block}, D block {mc.d_block}")
     print(f"generator    {info['generator']['params']:,} params, {info['generator']['macs_per_image'] / 1e6:.1f}M MACs/image")
@@ -420,6 +423,80 @@ def _run_info(args: argparse.Namespace) -> int:
         if d_rows:
             print()
             print(format_summary("Discriminator", d_rows))
+    return 0
+
+
+# --------------------------------------------------------------------------- #
+# dcgan export
+# --------------------------------------------------------------------------- #
+EXPORT_EXAMPLES = """examples:
+  dcgan export runs/mnist                                  # runs/mnist/export/generator.safetensors + model card
+  dcgan export runs/mnist --format onnx,torchscript --out release/
+  dcgan export runs/mnist/checkpoints/best.safetensors --format all --force
+  dcgan generate runs/mnist/export/generator.safetensors -n 64 --out grid.png   # every sampling command reads it
+
+formats:
+  safetensors  G's weights, config and card; loads wherever a checkpoint does, but cannot be resumed
+  onnx         input z (batch, z_dim), output images (batch, C, H, W) in [-1, 1]; checked with onnxruntime
+               (needs: pip install 'dcgan[export]')
+  torchscript  torch.jit.trace, for LibTorch/C++; PyTorch has deprecated TorchScript, so prefer onnx
+
+Every file is checked before anything is written: the same z through the file and through PyTorch,
+as a batch of 16 and a batch of one (tolerance: safetensors exact, onnx 1e-4, torchscript 1e-6).
+The model card (model_card.json, MODEL_CARD.md) holds z's size and prior, the image size and range,
+the training data and its sha256, the step, and the metrics recorded for that step with their protocol
+(from `dcgan evaluate` reports in RUN_DIR/eval/ and the --eval-every FID in RUN_DIR/metrics.jsonl).
+"""
+
+
+def _add_export_args(p: argparse.ArgumentParser) -> None:
+    from .export import EXPORT_FORMATS
+
+    p.add_argument("checkpoint", metavar="CKPT", help="a run directory (its latest checkpoint) or a checkpoint file")
+    p.add_argument("--format", default="safetensors", metavar="LIST",
+                   help=f"comma-separated: {', '.join(EXPORT_FORMATS)}, or all (default safetensors)")
+    p.add_argument("--out", default=None, metavar="DIR", help="folder to write into (default RUN_DIR/export)")
+    p.add_argument("--force", action="store_true", help="replace files an earlier export left there")
+
+
+def _size_text(num_bytes: int) -> str:
+    return f"{num_bytes / 1e6:.1f} MB" if num_bytes >= 1e6 else f"{num_bytes / 1e3:.1f} kB"
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from .checkpoint import load_checkpoint
+    from .export import EXPORT_FORMATS, export_files, export_names, parse_formats, run_metrics, tolerance_text
+    from .fileio import atomic_write_bytes
+
+    formats = parse_formats(args.format)
+    ckpt = load_checkpoint(args.checkpoint)
+    out = Path(args.out) if args.out else _run_dir_of(ckpt) / "export"
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder to export into")
+    existing = [name for name in export_names(formats) if (out / name).exists()]
+    if existing and not args.force:
+        raise ConfigError(f"{out} already holds {', '.join(existing)}; pass --force to replace {'it' if len(existing) == 1 else 'them'}")
+    mc = ckpt.model_config
+    metrics = run_metrics(_run_dir_of(ckpt), ckpt.step, ckpt.state.get("best"))
+    print(f"exporting G of {ckpt.path} (step {ckpt.step}, {mc.image_size}x{mc.image_size}x{mc.channels}, z_dim {mc.z_dim} {mc.prior}) "
+          f"as {', '.join(formats)} ...", flush=True)
+    files = export_files(ckpt, formats, metrics)
+    failed = [f for f in files if not f.passed]
+    if failed:  # a bug in an exporter or a runtime, not the user's: but one line, and nothing half-written
+        f = failed[0]
+        print(f"dcgan export: error: {f.name} does not reproduce the generator: max |diff| {f.max_diff:.2e} > tolerance "
+              f"{tolerance_text(f.tolerance)} ({EXPORT_FORMATS[f.format].runner}); nothing was written", file=sys.stderr)
+        return EXIT_EXPORT_MISMATCH
+    width = max(len(f.name) for f in files)
+    for f in files:
+        path = atomic_write_bytes(out / f.name, f.data)
+        check = "" if f.max_diff is None else (
+            f"  {EXPORT_FORMATS[f.format].runner}: max |diff| {f.max_diff:.1e}, tolerance {tolerance_text(f.tolerance)}")
+        print(f"  {str(path):<{width + len(str(out)) + 1}}  {_size_text(len(f.data)):>9}{check}")
+    if metrics:
+        print(f"model card: {len(metrics)} metric(s) recorded for step {ckpt.step} ({', '.join(dict.fromkeys(m['name'] for m in metrics))})")
+    else:
+        print(f"model card: no metrics recorded for step {ckpt.step}; measure them with: dcgan evaluate {ckpt.path}, then export again")
     return 0
 
 
@@ -1087,6 +1164,7 @@ COMMANDS: dict[str, tuple[str, str, Callable, Callable]] = {
     "train": ("train a DCGAN (with no options: a short demo on scikit-learn's digits)", TRAIN_EXAMPLES, _add_train_args, _run_train),
     "generate": ("write samples from a checkpoint as a grid or one PNG each", GENERATE_EXAMPLES, _add_generate_args, _run_generate),
     "info": ("print a checkpoint's config, progress, data and size", INFO_EXAMPLES, _add_info_args, _run_info),
+    "export": ("the generator alone as safetensors, ONNX or TorchScript, with a model card", EXPORT_EXAMPLES, _add_export_args, _run_export),
     "data": ("check a dataset before training, or download one", DATA_EXAMPLES, _add_data_args, _run_data),
     "evaluate": ("score a generator: FID, KID, precision/recall, density/coverage, classifier scores", EVALUATE_EXAMPLES, _add_evaluate_args, _run_evaluate),
     "evaluator": ("train or list the evaluation classifiers that `evaluate` uses for features", EVALUATOR_EXAMPLES, _add_evaluator_args, _run_evaluator),

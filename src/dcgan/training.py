@@ -302,6 +302,11 @@ class Trainer:
         model or the optimisation.
         """
         ckpt = load_checkpoint(run_dir)
+        if not ckpt.resumable:
+            raise CheckpointError(
+                f"{ckpt.path} is an exported generator (G's weights only, no D, optimizers or noise state) "
+                "and cannot be resumed; resume the run directory it was exported from"
+            )
         allowed = {"steps", "epochs", "log_every", "sample_every", "checkpoint_every", "device", "tensorboard", "data_dir", "workers",
                    "eval_every", "on_failure", "max_rollbacks", "rollback_lr_factor"}
         bad = {k for k, v in overrides.items() if v is not None} - allowed
@@ -865,6 +870,7 @@ class Trainer:
             "steps_per_epoch": self.steps_per_epoch,
             "processes": self.dist.world_size,
             "elapsed_s": self.elapsed,
+            "precision": "bf16" if self.bf16 else "fp32",  # what "auto" resolved to on this machine
             "train_config": self.config.to_dict(),
             "data": self._data_record(),
             "last": self._last_record,
