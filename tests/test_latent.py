@@ -172,3 +172,41 @@ def test_probe_filters_and_report_commands(tiny_run, tmp_path, capsys):
     assert _cli("report", run) == 0
     assert (run / "report.png").is_file() and (run / "report.html").read_text().count("data:image/png;base64,") >= 4
     assert _cli("report", tmp_path) == 2
+
+
+# --------------------------------------------------------------------------- #
+# Principal directions (the explorer's sliders)
+# --------------------------------------------------------------------------- #
+def test_principal_directions_are_unit_ordered_repeatable_and_move_the_first_layer(tiny_run):
+    from dcgan.latent import move_along, principal_directions
+
+    G = tiny_run[0].G.eval()
+    found = principal_directions(G, components=4, samples=512, seed=0)
+    assert found.directions.shape == (4, TINY["z_dim"])
+    assert torch.allclose(found.directions.norm(dim=1), torch.ones(4), atol=1e-5)
+    assert torch.all(found.explained[:-1] >= found.explained[1:]) and 0 < found.explained.sum() <= 1
+    assert torch.equal(found.directions, principal_directions(G, components=4, samples=512, seed=0).directions)
+
+    # Moving along the first direction changes G's first feature map more than a random unit move does.
+    z = latent_sheet(G.config, 1, 64)  # (64, D)
+    first = lambda v: G.blocks[0](v.view(v.shape[0], -1, 1, 1)).flatten(1)  # noqa: E731
+    rand = torch.randn(TINY["z_dim"], generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        along = (first(z + found.directions[0]) - first(z)).norm(dim=1).mean()
+        random = (first(z + rand / rand.norm()) - first(z)).norm(dim=1).mean()
+    assert along > random
+
+    moved = move_along(z[0], found.directions, [2.0, 0, 0, -1.0])
+    assert torch.allclose(moved - z[0], 2 * found.directions[0] - found.directions[3], atol=1e-6)
+    with pytest.raises(ConfigError, match="expected 4 amounts"):
+        move_along(z[0], found.directions, [1.0])
+    with pytest.raises(ConfigError, match="components must be from 1"):
+        principal_directions(G, components=TINY["z_dim"] + 1)
+
+
+def test_move_along_stays_in_a_uniform_prior_box():
+    from dcgan.latent import move_along
+
+    z = torch.full((4,), 0.9)
+    moved = move_along(z, torch.eye(4)[:2], [3.0, -3.0], prior="uniform")
+    assert moved.max() <= 1 and moved.min() >= -1 and moved[0] == 1 and moved[2] == pytest.approx(0.9)

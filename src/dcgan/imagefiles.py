@@ -114,6 +114,8 @@ def decode_image(data: bytes, size: int, channels: int, max_pixels: int = MAX_PI
         raise
     except Image.DecompressionBombError as exc:
         raise DecodeError(f"refused as a decompression bomb ({exc})") from None
+    except Image.UnidentifiedImageError:  # Pillow's message names its in-memory buffer object
+        raise DecodeError("cannot identify the image format (not an image file Pillow can read)") from None
     except Exception as exc:  # Pillow raises many types for broken files; every one means "skip this file"
         raise DecodeError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1).copy()
