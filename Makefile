@@ -1,11 +1,14 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   creates .venv when missing, installs dcgan, trains the digits demo
 #   make test   creates .venv when missing, installs dcgan with its test tools, runs the suite
+# and one more for the explorer's browser tests, which are skipped without it:
+#   make browser  installs Debian's Chromium (Playwright drives it; nothing downloads a browser)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test install clean
+.PHONY: demo test install browser clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +22,11 @@ demo: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q
+
+browser:
+	@command -v chromium >/dev/null 2>&1 && chromium --version 2>/dev/null || { \
+	  $(SUDO) apt-get install -y --no-install-recommends chromium || \
+	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium; }; }
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache
