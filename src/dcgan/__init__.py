@@ -17,7 +17,19 @@ from .sampling import generate, sample_z  # noqa: E402
 from .training import TrainConfig, Trainer  # noqa: E402
 from . import metrics  # noqa: E402
 from .metrics import build_extractor, evaluate, train_classifier  # noqa: E402
-from .latent import interpolate, invert, latent_sheet, nearest_neighbors, slerp, vector_arithmetic  # noqa: E402
+from .latent import (  # noqa: E402
+    PrincipalDirections,
+    interpolate,
+    invert,
+    latent_sheet,
+    move_along,
+    nearest_neighbors,
+    principal_directions,
+    slerp,
+    vector_arithmetic,
+)
+from .export import EXPORT_FORMATS, export_files, model_card  # noqa: E402
+from .server import Explorer, ServeLimits  # noqa: E402  (FastAPI is imported only by create_app)
 from .probe import run_probe  # noqa: E402
 
 __all__ = [
@@ -29,16 +41,24 @@ __all__ = [
     "DCGANError",
     "DataError",
     "Discriminator",
+    "EXPORT_FORMATS",
+    "Explorer",
     "Generator",
     "ImageData",
     "ModelConfig",
+    "PrincipalDirections",
+    "ServeLimits",
     "TrainConfig",
     "Trainer",
     "build_extractor",
+    "export_files",
     "interpolate",
     "invert",
     "latent_sheet",
+    "model_card",
+    "move_along",
     "nearest_neighbors",
+    "principal_directions",
     "run_probe",
     "slerp",
     "vector_arithmetic",
