@@ -236,6 +236,8 @@ def test_malformed_json_nan_and_oversized_bodies(client):
 def test_only_local_host_names_are_answered(explorer):
     elsewhere = TestClient(create_app(explorer), base_url="http://attacker.example:8000")
     assert elsewhere.get("/api/info").status_code == 400  # DNS rebinding: a foreign name pointing at 127.0.0.1
+    for local in ("http://127.0.0.1:8000", "http://localhost:8000", "http://[::1]:8000"):
+        assert TestClient(create_app(explorer), base_url=local).get("/api/info").status_code == 200, local
     anywhere = TestClient(create_app(explorer, allowed_hosts=None), base_url="http://192.0.2.7:8000")
     assert anywhere.get("/api/info").status_code == 200
 

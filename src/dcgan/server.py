@@ -53,7 +53,7 @@ from .sampling import generate
 __all__ = ["ServeLimits", "Explorer", "ModelGate", "Busy", "create_app", "bind_socket", "serve", "LOOPBACK_HOSTS"]
 
 MAX_SEED = 2**32 - 1
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")  # a Host header writes IPv6 in brackets
 JSON_BODY_LIMIT = 1 << 20  # bytes of a JSON request: a few thousand numbers at most are ever needed
 
 
