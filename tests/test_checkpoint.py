@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import save_file
 
 from conftest import TINY
-from dcgan.checkpoint import atomic_write_bytes, load_checkpoint, resolve_checkpoint, save_checkpoint
+from dcgan.checkpoint import atomic_write_bytes, checkpoint_from_bytes, load_checkpoint, resolve_checkpoint, save_checkpoint
 from dcgan.errors import CheckpointError
 from dcgan.models import Discriminator, Generator, ModelConfig
 
@@ -60,6 +60,20 @@ def test_truncated_checkpoint_is_refused(saved, tmp_path):
         bad.write_bytes(data[:cut])
         with pytest.raises(CheckpointError, match="not a readable dcgan checkpoint"):
             load_checkpoint(bad)
+
+
+def test_bytes_in_memory_load_like_the_file(saved):
+    data = saved[0].read_bytes()
+    from_file, from_bytes = load_checkpoint(saved[0]), checkpoint_from_bytes(data)
+    assert from_bytes.model_config == from_file.model_config and from_bytes.state == from_file.state
+    assert from_bytes.tensors.keys() == from_file.tensors.keys()
+    assert all(torch.equal(from_bytes.tensors[k], from_file.tensors[k]) for k in from_file.tensors)
+    for cut in (0, 7, len(data) // 2, len(data) - 1):
+        with pytest.raises(CheckpointError, match="not a readable dcgan checkpoint"):
+            checkpoint_from_bytes(data[:cut])
+    foreign = b"\x02\x00\x00\x00\x00\x00\x00\x00{}"
+    with pytest.raises(CheckpointError, match="not a dcgan checkpoint"):
+        checkpoint_from_bytes(foreign)
 
 
 def test_foreign_files_are_refused(tmp_path):

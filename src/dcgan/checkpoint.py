@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
+from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
 from torch import nn
 
@@ -33,6 +35,7 @@ from .models import Discriminator, Generator, ModelConfig
 __all__ = [
     "Checkpoint",
     "checkpoint_bytes",
+    "checkpoint_from_bytes",
     "save_checkpoint",
     "load_checkpoint",
     "resolve_checkpoint",
@@ -232,27 +235,51 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
     try:
         with safe_open(str(path), framework="pt", device=str(device)) as f:
             metadata = f.metadata() or {}
-            if metadata.get("format") not in (FORMAT, GENERATOR_FORMAT):
-                raise CheckpointError(f"{path} is a safetensors file but not a dcgan checkpoint")
+            _check_format(metadata, path)
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except CheckpointError:
         raise
     except Exception as exc:  # safetensors reports bad headers and short files with its own error types
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path} is not a readable dcgan checkpoint ({reason})") from None
+    return _from_parts(tensors, metadata, path)
+
+
+def checkpoint_from_bytes(data: bytes, name: str = "the checkpoint") -> Checkpoint:
+    """`load_checkpoint` for a file's bytes in memory (an export being checked before it is written)."""
+    try:
+        (length,) = struct.unpack("<Q", data[:8])  # safetensors: an 8-byte little-endian header length, then JSON
+        metadata = json.loads(data[8 : 8 + length]).get("__metadata__") or {}
+        _check_format(metadata, name)
+        tensors = safetensors_load(data)
+    except CheckpointError:
+        raise
+    except Exception as exc:
+        raise CheckpointError(f"{name} is not a readable dcgan checkpoint ({first_line(exc) or type(exc).__name__})") from None
+    return _from_parts(tensors, metadata, None)
+
+
+def _check_format(metadata: dict, where) -> None:
+    if metadata.get("format") not in (FORMAT, GENERATOR_FORMAT):
+        raise CheckpointError(f"{where} is a safetensors file but not a dcgan checkpoint")
+
+
+def _from_parts(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: Path | None) -> Checkpoint:
+    """A Checkpoint from a file's tensors and header, or a one-line CheckpointError for a damaged header."""
+    where = path if path is not None else "the checkpoint"
     try:
         version = int(metadata.get("format_version", "0"))
         if version > FORMAT_VERSION:
-            raise CheckpointError(f"{path} was written by a newer dcgan (format {version}); upgrade dcgan to read it")
+            raise CheckpointError(f"{where} was written by a newer dcgan (format {version}); upgrade dcgan to read it")
         raw_config = json.loads(metadata["model_config"])
         state = json.loads(metadata.get("state", "{}"))
         optimizers = json.loads(metadata.get("optimizers", "{}"))
         for what, value in (("model config", raw_config), ("state", state), ("optimizers", optimizers)):
             if not isinstance(value, dict):
-                raise CheckpointError(f"{path} has a damaged header (its {what} is not a JSON object)")
+                raise CheckpointError(f"{where} has a damaged header (its {what} is not a JSON object)")
         model_config = ModelConfig.from_dict(raw_config)
     except CheckpointError:
         raise
     except (KeyError, ValueError, TypeError, AttributeError, DCGANError) as exc:
-        raise CheckpointError(f"{path} has a damaged header ({first_line(exc)})") from None
+        raise CheckpointError(f"{where} has a damaged header ({first_line(exc)})") from None
     return Checkpoint(model_config, tensors, state, optimizers, metadata.get("dcgan_version", ""), path, metadata["format"])

@@ -24,7 +24,6 @@ import io
 import json
 import logging
 import math
-import struct
 import sys
 import warnings
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from typing import Callable, Iterator
 import torch
 
 from . import __version__
-from .checkpoint import GENERATOR_FORMAT, Checkpoint, checkpoint_bytes
+from .checkpoint import GENERATOR_FORMAT, Checkpoint, checkpoint_bytes, checkpoint_from_bytes
 from .errors import ConfigError
 from .models import Generator, ModelConfig, model_summary
 from .sampling import generate, sample_z
@@ -176,24 +175,13 @@ def _max_difference(run: Callable[[torch.Tensor], torch.Tensor], G: Generator, n
     return worst
 
 
-def _safetensors_header(data: bytes) -> dict:
-    """The `__metadata__` of a safetensors file's JSON header (8-byte little-endian length, then the JSON)."""
-    (length,) = struct.unpack("<Q", data[:8])
-    return json.loads(data[8 : 8 + length]).get("__metadata__", {})
-
-
 def check_safetensors(data: bytes, G: Generator, num: int = 16, seed: int = 0) -> float:
-    """Rebuild G from an exported safetensors file's header config and weights; max |difference| from `G`."""
-    from safetensors.torch import load as safetensors_load
-
-    header = _safetensors_header(data)
-    if header.get("format") != GENERATOR_FORMAT:
-        raise RuntimeError(f"the exported file is marked {header.get('format')!r}, not {GENERATOR_FORMAT!r}")
-    tensors = safetensors_load(data)
+    """Load an exported safetensors file the way every dcgan command does; max |difference| of its G from `G`."""
+    ckpt = checkpoint_from_bytes(data, "the exported safetensors file")
+    if ckpt.resumable:
+        raise RuntimeError(f"the exported file is marked {ckpt.format!r}, not {GENERATOR_FORMAT!r}")
     with torch.random.fork_rng(devices=[]):  # Generator() initialises weights from the global RNG
-        loaded = Generator(ModelConfig.from_dict(json.loads(header["model_config"])))
-    loaded.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("G.")}, strict=True)
-    loaded.eval()
+        loaded = ckpt.build_generator()
     return _max_difference(lambda z: generate(loaded, z), G, num, seed)
 
 
