@@ -404,16 +404,12 @@ def run_metrics(run_dir: str | Path, step: int, best: dict | None = None) -> lis
                 "protocol": _protocol_text(protocol),
                 "source": f"eval/{path.name}",
             })
+    from .training import read_metrics
+
     tracked = None
-    metrics_file = run_dir / "metrics.jsonl"
-    if metrics_file.is_file():
-        for line in metrics_file.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and record.get("step") == step and _is_number(record.get("fid")):
-                tracked = record  # the last one wins: a resumed run may have evaluated that step again
+    for record in read_metrics(run_dir):
+        if record.get("step") == step and _is_number(record.get("fid")):
+            tracked = record  # the last one wins: a resumed run may have evaluated that step again
     fid_definition = definitions.get("fid", ("", True))[0]
     if tracked is not None:
         found.append({"name": "fid", "value": tracked["fid"], "lower_is_better": True, "definition": fid_definition, "floor": None,

@@ -21,6 +21,7 @@ from .checkpoint import load_checkpoint
 from .errors import ConfigError
 from .figures import stack_vertical, titled, walk_figure
 from .latent import interpolate, latent_sheet
+from .training import read_metrics
 
 __all__ = ["Report", "build_report", "report_image", "report_html"]
 
@@ -62,14 +63,7 @@ def build_report(run_dir: str | Path, walks: int = 4, steps: int = 8, seed: int 
         raise ConfigError(f"{run_dir} is not a run directory (no checkpoints/ inside)")
     ckpt = load_checkpoint(run_dir)
     state = ckpt.state
-    records = []
-    metrics_file = run_dir / "metrics.jsonl"
-    if metrics_file.exists():
-        for line in metrics_file.read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                continue
+    records = read_metrics(run_dir)
     mc = ckpt.model_config
     report = Report(run_dir)
     report.summary = {

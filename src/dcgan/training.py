@@ -39,7 +39,7 @@ from .imaging import grid_image, save_gif, save_image_atomic
 from .models import Discriminator, Generator, ModelConfig, check_models, format_summary, model_summary
 from .sampling import generate, sample_z
 
-__all__ = ["TrainConfig", "Trainer", "TrainResult", "resolve_device"]
+__all__ = ["TrainConfig", "Trainer", "TrainResult", "resolve_device", "read_metrics"]
 
 METRICS_FILE = "metrics.jsonl"
 SAMPLES_DIR = "samples"
@@ -844,13 +844,11 @@ class Trainer:
                 with Image.open(p) as im:
                     images.append(im.copy())
             save_gif(images, self.run_dir / "progress.gif")
-        metrics = self.run_dir / METRICS_FILE
-        if metrics.exists():
+        records = read_metrics(self.run_dir)
+        if records:
             from .plots import plot_losses
 
-            records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-            if records:
-                plot_losses(records, self.run_dir / "losses.png")
+            plot_losses(records, self.run_dir / "losses.png")
 
     def checkpoint_path(self) -> Path:
         return self.run_dir / CHECKPOINT_DIR / LATEST
@@ -935,6 +933,22 @@ def cpu_has_bf16() -> bool:
 def _to_unit_range(images: torch.Tensor) -> torch.Tensor:
     """uint8 0..255 -> float [-1, 1], the range G's tanh produces."""
     return images.float().div_(127.5).sub_(1.0)
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """The records of RUN_DIR/metrics.jsonl in order, without lines a kill left half-written; [] without the file."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
 
 
 def _record_step(line: str) -> int:
