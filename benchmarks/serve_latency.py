@@ -24,7 +24,6 @@ import argparse
 import io
 import json
 import statistics
-import threading
 import time
 import urllib.request
 
@@ -35,7 +34,7 @@ from dcgan.imaging import tensor_to_pil
 from dcgan.latent import interpolate, invert, latent_sheet, move_along, vector_arithmetic
 from dcgan.models import Generator, ModelConfig
 from dcgan.sampling import generate
-from dcgan.server import Explorer, bind_socket, create_app, url_of
+from dcgan.server import Explorer, bind_socket, create_app, running
 
 
 def _fresh_checkpoint(size: int, channels: int) -> Checkpoint:
@@ -74,16 +73,13 @@ def main() -> None:
 
     ckpt = load_checkpoint(args.checkpoint) if args.checkpoint else _fresh_checkpoint(args.image_size, args.channels)
     explorer = Explorer(ckpt)
-    G, config = explorer.G, explorer.config
-    import uvicorn
+    with bind_socket("127.0.0.1", 0) as sock, running(create_app(explorer), sock) as url:
+        measure(explorer, url.rstrip("/"), args.rounds, args.invert_steps)
 
-    sock = bind_socket("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(create_app(explorer), log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    base = url_of(sock).rstrip("/")
+
+def measure(explorer: Explorer, base: str, rounds: int, steps: int) -> None:
+    """Time each request as a library call and over HTTP to `base`, interleaved, and print the medians."""
+    G, config = explorer.G, explorer.config
 
     sheet = latent_sheet(config, 0, 64)
     ref = lambda i: {"seed": 0, "n": 64, "index": i}  # noqa: E731
@@ -94,7 +90,6 @@ def main() -> None:
     buf = io.BytesIO()
     tensor_to_pil(target).save(buf, format="PNG")
     upload = buf.getvalue()
-    steps = args.invert_steps
 
     cases = [
         ("grid of 64 samples", lambda: generate(G, latent_sheet(config, 0, 64)),
@@ -110,18 +105,16 @@ def main() -> None:
     ]
     info = _get(f"{base}/api/info")
     print(f"model: {info['image_size']}x{info['image_size']}x{info['channels']}, z {info['z_dim']}, step {info['step']}; "
-          f"{torch.get_num_threads()} CPU threads; median of {args.rounds} rounds, after one warm-up")
+          f"{torch.get_num_threads()} CPU threads; median of {rounds} rounds, after one warm-up")
     print(f"{'request':<36} {'library ms':>11} {'HTTP ms':>9} {'ratio':>7}")
     for name, library, http in cases:
         library(), http()  # warm-up
         lib_times, http_times = [], []
-        for _ in range(args.rounds):  # interleaved, so a slow moment of the machine hits both
+        for _ in range(rounds):  # interleaved, so a slow moment of the machine hits both
             lib_times.append(_ms(library))
             http_times.append(_ms(http))
         lib, web = statistics.median(lib_times), statistics.median(http_times)
         print(f"{name:<36} {lib:>11.1f} {web:>9.1f} {web / lib:>6.2f}x")
-    server.should_exit = True
-    thread.join(10)
 
 
 if __name__ == "__main__":

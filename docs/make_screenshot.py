@@ -10,26 +10,14 @@ arithmetic on picked groups, a principal-direction slider) and saves a screensho
 import argparse
 import shutil
 import sys
-import threading
 from pathlib import Path
 
-import uvicorn
 from playwright.sync_api import sync_playwright
 
 from dcgan.checkpoint import load_checkpoint
-from dcgan.server import Explorer, bind_socket, create_app, url_of
+from dcgan.server import Explorer, bind_socket, create_app, running
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-dev-shm-usage"]
-
-
-def start_server(run: str) -> tuple[uvicorn.Server, threading.Thread, str]:
-    sock = bind_socket("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(create_app(Explorer(load_checkpoint(run))), log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        threading.Event().wait(0.05)
-    return server, thread, url_of(sock)
 
 
 def drive(page, seed: int) -> None:
@@ -71,20 +59,16 @@ def main() -> int:
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(chromium).is_file():
         sys.exit("no Chromium found: `make browser` installs Debian's chromium")
-    server, thread, url = start_server(args.run)
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": args.width, "height": args.height})
-            page.set_default_timeout(60_000)
-            page.goto(url)
-            page.wait_for_selector("body[data-ready=true]")
-            drive(page, args.seed)
-            page.screenshot(path=args.out, full_page=True)
-            browser.close()
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    app = create_app(Explorer(load_checkpoint(args.run)))
+    with bind_socket("127.0.0.1", 0) as sock, running(app, sock) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": args.width, "height": args.height})
+        page.set_default_timeout(60_000)
+        page.goto(url)
+        page.wait_for_selector("body[data-ready=true]")
+        drive(page, args.seed)
+        page.screenshot(path=args.out, full_page=True)
+        browser.close()
     print(f"wrote {args.out}")
     return 0
 

@@ -9,7 +9,6 @@ with DCGAN_REQUIRE_BROWSER=1, as CI sets, a missing browser is a failure.
 import io
 import os
 import shutil
-import threading
 
 import pytest
 from PIL import Image
@@ -20,7 +19,7 @@ playwright = pytest.importorskip("playwright.sync_api")
 from conftest import TINY  # noqa: E402
 from dcgan.checkpoint import load_checkpoint  # noqa: E402
 from dcgan.data import load_dataset  # noqa: E402
-from dcgan.server import Explorer, bind_socket, create_app, url_of  # noqa: E402
+from dcgan.server import Explorer, bind_socket, create_app, running  # noqa: E402
 from dcgan.training import Trainer  # noqa: E402
 
 pytestmark = pytest.mark.browser
@@ -57,22 +56,10 @@ def browser():
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory):
     """A real uvicorn server on a free port over a tiny generator trained on 16x16 digits."""
-    import uvicorn
-
     run = tmp_path_factory.mktemp("browser") / "run"
     Trainer.from_options(run_dir=run, data="digits", progress=False, steps=40, seed=0, batch_size=64, **TINY).train()
-    sock = bind_socket("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(create_app(Explorer(load_checkpoint(run))), log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    for _ in range(500):
-        if server.started:
-            break
-        threading.Event().wait(0.02)
-    yield url_of(sock)
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with bind_socket("127.0.0.1", 0) as sock, running(create_app(Explorer(load_checkpoint(run))), sock) as url:
+        yield url
 
 
 @pytest.fixture

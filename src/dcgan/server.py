@@ -50,7 +50,7 @@ from .latent import (
 )
 from .sampling import generate
 
-__all__ = ["ServeLimits", "Explorer", "ModelGate", "Busy", "create_app", "bind_socket", "serve", "LOOPBACK_HOSTS"]
+__all__ = ["ServeLimits", "Explorer", "ModelGate", "Busy", "create_app", "bind_socket", "serve", "running", "LOOPBACK_HOSTS"]
 
 MAX_SEED = 2**32 - 1
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")  # a Host header writes IPv6 in brackets
@@ -517,14 +517,40 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
-def serve(app, sock: socket.socket, verbose: bool = False):
-    """Run `app` on a bound socket until Ctrl-C (uvicorn)."""
+def _uvicorn(app, verbose: bool = False):
     import uvicorn
 
-    config = uvicorn.Config(app, log_level="info" if verbose else "warning", access_log=verbose, lifespan="off")
-    server = uvicorn.Server(config)
+    return uvicorn.Server(uvicorn.Config(app, log_level="info" if verbose else "warning", access_log=verbose, lifespan="off"))
+
+
+def serve(app, sock: socket.socket, verbose: bool = False):
+    """Run `app` on a bound socket until Ctrl-C (uvicorn)."""
+    server = _uvicorn(app, verbose)
     server.run(sockets=[sock])
     return server
+
+
+@contextmanager
+def running(app, sock: socket.socket, start_timeout_s: float = 30.0) -> Iterator[str]:
+    """Serve `app` on `sock` from a background thread while the block runs; yields the page's URL.
+
+    For tests, benchmarks and scripts that drive the page from the same process.
+    """
+    server = _uvicorn(app)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    waited = threading.Event()
+    for _ in range(int(start_timeout_s / 0.02)):
+        if server.started or not thread.is_alive():
+            break
+        waited.wait(0.02)
+    if not server.started:
+        raise RuntimeError("the explorer's server did not start")
+    try:
+        yield url_of(sock)
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def is_loopback(host: str) -> bool:
