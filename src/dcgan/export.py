@@ -504,7 +504,7 @@ def model_card(ckpt: Checkpoint, metrics: list[dict]) -> dict:
         "title": f"DCGAN generator: {mc.image_size}x{mc.image_size} {colour} images" + (f" ({data_name})" if data_name else ""),
         "summary": summary,
         "model": {
-            "architecture": "DCGAN generator (Radford et al. 2015): transposed-convolution stack with batch norm and ReLU, tanh output",
+            "architecture": "DCGAN generator (Radford et al. 2015): a stack of x2 upsampling blocks (the G block: transposed convolutions or resize + convolution) with batch norm and ReLU, tanh output",
             "layers": _layers_text(mc),
             "z_dim": mc.z_dim,
             "z_dim_means": "the length of the latent vector z, the paper's nz",
