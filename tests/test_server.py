@@ -22,7 +22,7 @@ from dcgan.errors import ConfigError  # noqa: E402
 from dcgan.imaging import to_uint8  # noqa: E402
 from dcgan.latent import latent_sheet, vector_arithmetic  # noqa: E402
 from dcgan.sampling import generate  # noqa: E402
-from dcgan.server import Busy, Explorer, ModelGate, ServeLimits, bind_socket, create_app  # noqa: E402
+from dcgan.server import Busy, Explorer, ModelGate, ServeLimits, bind_socket, create_app, running  # noqa: E402
 from dcgan.training import Trainer  # noqa: E402
 
 LOCAL = "http://127.0.0.1:8000"
@@ -318,26 +318,13 @@ def test_explorer_limits_are_checked_without_http(explorer):
 # A real server on a socket
 # --------------------------------------------------------------------------- #
 def test_a_real_server_answers_on_its_socket_and_a_taken_port_is_one_line(explorer):
-    import uvicorn
-
-    sock = bind_socket("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(explorer), log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        for _ in range(200):
-            if server.started:
-                break
-            threading.Event().wait(0.02)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/info", timeout=10) as r:
+    with bind_socket("127.0.0.1", 0) as sock, running(create_app(explorer), sock) as url:
+        port = sock.getsockname()[1]
+        assert url == f"http://127.0.0.1:{port}/"
+        with urllib.request.urlopen(f"{url}api/info", timeout=10) as r:
             assert json.load(r)["z_dim"] == 8
         with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}: already in use"):
             bind_socket("127.0.0.1", port)
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 # --------------------------------------------------------------------------- #
