@@ -52,13 +52,13 @@ def _sync(device: torch.device) -> None:
 
 def time_trainer(trainer: Trainer, steps: int, warmup: int) -> float:
     """images/s of `steps` iterations after `warmup`, data batches drawn on the device as in training."""
-    order = trainer._epoch_order(0)
+    order = trainer.feed.epoch_order(0)
     for i in range(warmup):
-        trainer.train_step(trainer._batch(order, i % trainer.steps_per_epoch))
+        trainer.gan.step(trainer.feed.batch(order, i % trainer.steps_per_epoch))
     _sync(trainer.device)
     start = time.perf_counter()
     for i in range(steps):
-        trainer.train_step(trainer._batch(order, (warmup + i) % trainer.steps_per_epoch))
+        trainer.gan.step(trainer.feed.batch(order, (warmup + i) % trainer.steps_per_epoch))
     _sync(trainer.device)
     return steps * trainer.config.batch_size / (time.perf_counter() - start)
 

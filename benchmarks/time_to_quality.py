@@ -72,24 +72,24 @@ def main() -> int:
           f"(2,000 vs 2,000), evaluated every {args.eval_every} iterations; {extractor.description}")
 
     trainer = Trainer.from_options(data="mnist", data_dir=args.data_dir, seed=0, epochs=100, progress=False, precision=args.precision)
-    batches = iter(())
+    batches, epoch = iter(()), 0
 
     def ours_step():
-        nonlocal batches
+        nonlocal batches, epoch
         try:
             real_batch = next(batches)
         except StopIteration:
-            batches = trainer._epoch_batches(trainer.epoch, 0)
-            trainer.epoch += 1
+            batches = trainer.feed.epoch_batches(epoch, 0)
+            epoch += 1
             real_batch = next(batches)
-        trainer.train_step(real_batch)
+        trainer.gan.step(real_batch)
 
     def ours_sample(n, seed):
         from dcgan.sampling import generate, sample_z
 
         return generate(trainer.G, sample_z(n, 100, "normal", torch.Generator().manual_seed(1000 + seed)))
 
-    results = [race(f"dcgan default (32x32, bf16={trainer.bf16})", ours_step, ours_sample, extractor, real,
+    results = [race(f"dcgan default (32x32, bf16={trainer.gan.bf16})", ours_step, ours_sample, extractor, real,
                     args.eval_every, args.threshold, args.max_seconds)]
     if not args.skip_baseline:
         native = load_dataset("mnist", args.data_dir, split="train").images

@@ -10,7 +10,8 @@ from dcgan.checkpoint import load_checkpoint
 from dcgan.cli import main
 from dcgan.errors import ConfigError
 from dcgan.health import HealthConfig, HealthMonitor, all_finite, sample_diversity
-from dcgan.training import Trainer
+from dcgan.training import Callback, Trainer
+from dcgan.training.monitors import Health
 
 FAST = HealthConfig(warmup_steps=10, saturation_logs=3, blowup_logs=2)  # verdicts within a few dozen steps
 
@@ -23,8 +24,22 @@ def _trainer(tmp_path=None, **opts):
     base = dict(data="digits", progress=False, steps=60, seed=0, batch_size=64, log_every=5, **TINY)
     base.update(opts)
     t = Trainer.from_options(run_dir=tmp_path, **base)
-    t.health = HealthMonitor(FAST)
+    t.callback(Health).monitor = HealthMonitor(FAST)
     return t
+
+
+class LogHook(Callback):
+    """Runs `fn(trainer, record)` at each log point, before the health check sees the window."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def on_log(self, trainer, record):
+        self.fn(trainer, record)
+
+
+def add_log_hook(trainer, fn):
+    trainer.callbacks.insert(trainer.callbacks.index(trainer.callback(Health)), LogHook(fn))
 
 
 def test_monitor_conditions_from_figures():
@@ -88,7 +103,7 @@ def _inject_nan(at_step: int, times: int = 1):
 def test_nan_with_warn_never_overwrites_the_good_checkpoint(tmp_path):
     t = _trainer(tmp_path / "run", checkpoint_every=10, on_failure="warn")
     callback, done = _inject_nan(23)
-    t.on_log.append(callback)
+    add_log_hook(t, callback)
     result = t.train()
     assert result.step == 60 and not result.failure and done  # warn: training went on
     ckpt = load_checkpoint(tmp_path / "run")
@@ -101,7 +116,7 @@ def test_nan_with_warn_never_overwrites_the_good_checkpoint(tmp_path):
 def test_nan_with_stop_keeps_the_last_healthy_checkpoint(tmp_path):
     t = _trainer(tmp_path / "run", checkpoint_every=10, on_failure="stop")
     callback, _ = _inject_nan(23)
-    t.on_log.append(callback)
+    add_log_hook(t, callback)
     result = t.train()
     assert result.failure["condition"] == "nonfinite" and result.step == 25
     assert load_checkpoint(tmp_path / "run").step == 20
@@ -112,13 +127,13 @@ def test_nan_with_stop_keeps_the_last_healthy_checkpoint(tmp_path):
 def test_rollback_restores_and_continues_with_fresh_noise(tmp_path):
     t = _trainer(tmp_path / "run", checkpoint_every=10, on_failure="rollback", rollback_lr_factor=0.5)
     callback, done = _inject_nan(23, times=1)
-    t.on_log.append(callback)
+    add_log_hook(t, callback)
     result = t.train()
     assert result.step == 60 and not result.failure and result.rollbacks == 1
-    assert t.opt_g.param_groups[0]["lr"] == pytest.approx(2e-4 * 0.5)
+    assert t.gan.opt_g.param_groups[0]["lr"] == pytest.approx(2e-4 * 0.5)
     assert all(torch.isfinite(p).all() for p in t.G.parameters())
     final = load_checkpoint(tmp_path / "run")
-    assert final.step == 60 and final.state["rollbacks"] == 1
+    assert final.step == 60 and final.record.callbacks["health"]["rollbacks"] == 1
     # The same run without the NaN would have drawn other noise after step 20: the weights differ.
     plain = _trainer(None, checkpoint_every=10)
     plain.train()
@@ -128,7 +143,7 @@ def test_rollback_restores_and_continues_with_fresh_noise(tmp_path):
 def test_rollbacks_are_limited(tmp_path):
     t = _trainer(tmp_path / "run", checkpoint_every=10, on_failure="rollback", max_rollbacks=2)
     callback, done = _inject_nan(13, times=100)  # fails again after every rollback
-    t.on_log.append(callback)
+    add_log_hook(t, callback)
     result = t.train()
     assert result.rollbacks == 2 and result.failure["condition"] == "nonfinite" and result.failure["rollbacks"] == 2
     assert len(done) == 3
@@ -143,7 +158,7 @@ def test_constant_generator_is_seen_as_collapse(tmp_path):
             # From now on G draws the same image for every z (a total mode collapse).
             hooks.append(trainer.G.register_forward_hook(lambda module, inputs, output: output * 0 + 0.3))
 
-    t.on_log.append(force_constant)
+    add_log_hook(t, force_constant)
     result = t.train()
     assert result.failure["condition"] == "collapse" and 30 <= result.step <= 40
 

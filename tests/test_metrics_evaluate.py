@@ -18,6 +18,7 @@ from dcgan.metrics import (
 )
 from dcgan.metrics.classifier import accuracy, adapt_images
 from dcgan.training import Trainer
+from dcgan.training.monitors import Evaluate
 
 
 def test_classifier_learns_digits_and_round_trips(digits_classifier, tmp_path):
@@ -123,7 +124,7 @@ def test_eval_every_does_not_change_training(digits_classifier):
     for a, b in zip(plain.G.state_dict().values(), tracked.G.state_dict().values()):
         assert torch.equal(a, b)
     assert result.best and result.best["step"] in (5, 10, 12)
-    assert tracked.tracked.extractor.name == "classifier"  # auto picks the trained classifier
+    assert tracked.callback(Evaluate).tracked.extractor.name == "classifier"  # auto picks the trained classifier
 
 
 def _cli(*args) -> int:

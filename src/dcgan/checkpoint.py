@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import struct
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -30,10 +30,12 @@ from torch import nn
 from . import __version__
 from .errors import CheckpointError, DCGANError, first_line
 from .fileio import atomic_write_bytes
-from .models import Discriminator, Generator, ModelConfig
+from .models import Discriminator, Generator, ModelConfig, build_discriminator, build_generator
+from .rundir import BEST, CHECKPOINT_DIR, FAILED, LATEST
 
 __all__ = [
     "Checkpoint",
+    "TrainingRecord",
     "checkpoint_bytes",
     "checkpoint_from_bytes",
     "save_checkpoint",
@@ -50,10 +52,60 @@ __all__ = [
 FORMAT = "dcgan-checkpoint"
 GENERATOR_FORMAT = "dcgan-generator"  # an exported generator: G's weights, config and training record; not resumable
 FORMAT_VERSION = 1
-CHECKPOINT_DIR = "checkpoints"
-LATEST = "latest.safetensors"
-BEST = "best.safetensors"  # written by --eval-every whenever the tracked FID improves
-FAILED = "failed.safetensors"  # the state a health failure stopped at, kept beside the healthy `latest`
+
+
+@dataclass
+class TrainingRecord:
+    """The JSON state of a checkpoint, typed: where training stood and how it got there.
+
+    Every field has a default, so an exported generator (which keeps only part of
+    it) and checkpoints of earlier versions read too. `callbacks` holds each
+    training callback's `state_dict()` by the callback's name.
+    """
+
+    step: int = 0  # iterations done
+    epoch: int = 0  # complete epochs done
+    batch_in_epoch: int = 0  # position within the current epoch
+    steps_per_epoch: int = 0  # iterations in one epoch (0: not recorded)
+    processes: int = 1  # training processes (DDP world size)
+    elapsed_s: float = 0.0  # training seconds over all sessions of the run
+    precision: str | None = None  # what `--precision auto` resolved to: "fp32" or "bf16"
+    train_config: dict = field(default_factory=dict)  # TrainConfig.to_dict()
+    data: dict = field(default_factory=dict)  # name, source, num_images, image_size, channels, fingerprint
+    callbacks: dict = field(default_factory=dict)  # callback name -> its state_dict()
+    torch_version: str | None = None
+    saved_at: str | None = None  # local time, ISO 8601
+
+    @property
+    def epoch_fraction(self) -> float:
+        """Passes over the data so far, with the fraction of the current one."""
+        return self.epoch + self.batch_in_epoch / max(self.steps_per_epoch, 1)
+
+    @property
+    def last(self) -> dict:
+        """The last logged figures (loss_d, loss_g, d_real, d_fake, images_per_s), or {}."""
+        return dict(self.callbacks.get("metrics", {}).get("last") or {})
+
+    @property
+    def best(self) -> dict:
+        """{"fid", "step"} of the best --eval-every evaluation, or {}."""
+        return dict(self.callbacks.get("eval", {}).get("best") or {})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainingRecord":
+        """Read a checkpoint's state; the layout before callbacks (top-level last, best, health, rollbacks) too."""
+        data = dict(data or {})
+        if "callbacks" not in data and any(k in data for k in ("last", "best", "health", "rollbacks")):
+            data["callbacks"] = {
+                "metrics": {"last": data.get("last") or {}},
+                "eval": {"best": data.get("best") or {}},
+                "health": {"monitor": data.get("health") or {}, "rollbacks": int(data.get("rollbacks", 0))},
+            }
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def _pack_optimizer(prefix: str, optimizer: torch.optim.Optimizer, tensors: dict) -> dict:
@@ -107,6 +159,11 @@ class Checkpoint:
         return int(self.state.get("step", 0))
 
     @property
+    def record(self) -> TrainingRecord:
+        """The state as a TrainingRecord (typed; older layouts are read too)."""
+        return TrainingRecord.from_dict(self.state)
+
+    @property
     def resumable(self) -> bool:
         """Whether training can continue from this file (an exported generator has no D, optimizers or RNG state)."""
         return self.format == FORMAT
@@ -145,13 +202,13 @@ class Checkpoint:
 
     def build_generator(self, device: torch.device | str = "cpu") -> Generator:
         """A Generator with this checkpoint's weights, in eval mode, on `device`."""
-        G = self.load_module("G", Generator(self.model_config))
+        G = self.load_module("G", build_generator(self.model_config))
         return G.to(device).eval()
 
     def build_discriminator(self, device: torch.device | str = "cpu") -> Discriminator:
         if not self.has("D"):
             raise CheckpointError(f"{self.path} holds no discriminator")
-        D = self.load_module("D", Discriminator(self.model_config))
+        D = self.load_module("D", build_discriminator(self.model_config))
         return D.to(device).eval()
 
 

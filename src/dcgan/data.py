@@ -20,7 +20,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -512,3 +512,14 @@ def load_image_files(
     data.source = str(path)
     data.name = str(path)
     return data
+
+
+def to_unit_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images 0..255 as float in [-1, 1], the range of G's tanh (a new tensor)."""
+    return images.float().div_(127.5).sub_(1.0)
+
+
+def unit_batches(images_uint8: torch.Tensor, batch_size: int, device: torch.device) -> Iterator[torch.Tensor]:
+    """uint8 images (N, C, H, W) as float batches in [-1, 1] on `device`, `batch_size` at a time."""
+    for chunk in images_uint8.split(batch_size):
+        yield to_unit_range(chunk.to(device))

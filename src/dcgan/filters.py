@@ -21,9 +21,10 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from torch import nn
 
+from .data import unit_batches
 from .errors import ConfigError, DataError
 from .imaging import make_grid
-from .models import Discriminator, Generator, evaluating, unit_batches
+from .models import Discriminator, Generator, evaluating
 
 __all__ = [
     "first_layer_filters",

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import ConfigError
-from .models import ModelConfig, evaluating
+from .models import ModelConfig, eval_mode, evaluating
 from .sampling import generate, sample_z
 
 __all__ = [
@@ -194,32 +194,30 @@ def invert(
             f"({config.channels}, {config.image_size}, {config.image_size})"
         )
     device = next(G.parameters()).device
-    was_training = G.training
-    G.eval()
     requires = [p.requires_grad for p in G.parameters()]
     G.requires_grad_(False)
     try:
-        z = sample_z(restarts, config.z_dim, config.prior, torch.Generator().manual_seed(seed)).to(device).requires_grad_(True)
-        goal = target.to(device).float().unsqueeze(0).expand(restarts, -1, -1, -1)
-        opt = torch.optim.Adam([z], lr=lr)
-        for _ in range(steps):
-            opt.zero_grad(set_to_none=True)
-            per_restart = F.mse_loss(G(z), goal, reduction="none").flatten(1).mean(1)  # (restarts,)
-            loss = per_restart.sum()
-            if config.prior == "normal" and prior_weight > 0:
-                loss = loss + prior_weight * ((z.square().sum(1) / config.z_dim - 1) ** 2).sum()
-            loss.backward()
-            opt.step()
-            if config.prior == "uniform":
-                with torch.no_grad():
-                    z.clamp_(-1, 1)
-        with torch.no_grad():
-            images = G(z)
-            errors = F.mse_loss(images, goal, reduction="none").flatten(1).mean(1)
+        with eval_mode(G):  # gradients flow to z through G's eval-mode batch norm
+            z = sample_z(restarts, config.z_dim, config.prior, torch.Generator().manual_seed(seed)).to(device).requires_grad_(True)
+            goal = target.to(device).float().unsqueeze(0).expand(restarts, -1, -1, -1)
+            opt = torch.optim.Adam([z], lr=lr)
+            for _ in range(steps):
+                opt.zero_grad(set_to_none=True)
+                per_restart = F.mse_loss(G(z), goal, reduction="none").flatten(1).mean(1)  # (restarts,)
+                loss = per_restart.sum()
+                if config.prior == "normal" and prior_weight > 0:
+                    loss = loss + prior_weight * ((z.square().sum(1) / config.z_dim - 1) ** 2).sum()
+                loss.backward()
+                opt.step()
+                if config.prior == "uniform":
+                    with torch.no_grad():
+                        z.clamp_(-1, 1)
+            with torch.no_grad():
+                images = G(z)
+                errors = F.mse_loss(images, goal, reduction="none").flatten(1).mean(1)
     finally:
         for p, r in zip(G.parameters(), requires):
             p.requires_grad_(r)
-        G.train(was_training)
     best = int(errors.argmin())
     mse = float(errors[best])
     psnr = 10 * math.log10(4.0 / max(mse, 1e-12))

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
+from .options import Check, option
 
 __all__ = [
     "ModelConfig",
@@ -36,6 +37,11 @@ __all__ = [
     "model_summary",
     "format_summary",
     "check_models",
+    "build_generator",
+    "build_discriminator",
+    "build_models",
+    "eval_mode",
+    "evaluating",
 ]
 
 SUPPORTED_SIZES = (16, 28, 32, 64, 128, 256)
@@ -86,19 +92,36 @@ MAX_Z_DIM = 4096  # far above any DCGAN's; a larger value in a damaged header wo
 MAX_WIDTH = 8192
 
 
+_MODEL_INT = Check(int, lambda v: v >= 1, "a positive whole number")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    """Shape and architecture of a DCGAN pair. Validated on construction."""
+    """Shape and architecture of a DCGAN pair. Validated on construction; fixed for the life of a run."""
 
-    image_size: int = 64  # side of the square images: 16, 32, 64, 128, 256 (2^k), or 28 (MNIST native)
-    channels: int = 3  # image channels: 1 (grey) or 3 (RGB)
-    z_dim: int = 100  # length of the latent vector z (the paper's `nz`)
-    width: int = 64  # channels of G's last hidden layer and D's first layer (the PyTorch example's ngf/ndf);
-    #                  each step towards 4x4 doubles it: 512 at 4x4 for 64x64; the paper's 1024 is width=128
-    max_channels: int = 1024  # cap on any layer's channels, so that 128 and 256 models stay a sensible size
-    prior: str = "normal"  # distribution of z: "normal" N(0, I) (the paper's code) or "uniform" U(-1, 1) (its text)
-    g_block: str = "transposed"  # G upsampling: "transposed" (paper) or "nearest" (resize + conv)
-    d_block: str = "strided"  # D downsampling: "strided" (paper) or "maxpool" (conv + max-pool)
+    # side of the square images: 16, 32, 64, 128, 256 (2^k), or 28 (MNIST native)
+    image_size: int = option(64, f"{', '.join(map(str, SUPPORTED_SIZES))}", group="model", metavar="N",
+                             check=Check(int, lambda v: True, "a whole number"),
+                             default_text="default: the dataset's: 32 for the named ones, 64 for folders")
+    # image channels: 1 (grey) or 3 (RGB)
+    channels: int = option(3, "1 grey or 3 RGB", group="model", choices=(1, 3), check=Check(int, lambda v: True, "1 or 3"),
+                           default_text="default: the dataset's")
+    # length of the latent vector z (the paper's `nz`)
+    z_dim: int = option(100, "latent size, the paper's nz", group="model", check=_MODEL_INT)
+    # channels of G's last hidden layer and D's first layer (the PyTorch example's ngf/ndf); each step
+    # towards 4x4 doubles it: 512 at 4x4 for 64x64; the paper's 1024 is width=128
+    width: int = option(64, "G's last / D's first hidden channels, doubling towards 4x4", group="model", check=_MODEL_INT,
+                        default_text="default 64; the paper's 64x64 model is 128")
+    # cap on any layer's channels, so that 128 and 256 models stay a sensible size
+    max_channels: int = option(1024, "cap on channels per layer", group="model", check=_MODEL_INT)
+    # distribution of z: "normal" N(0, I) (the paper's code) or "uniform" U(-1, 1) (its text)
+    prior: str = option("normal", "distribution of z", group="model", choices=PRIORS)
+    # G upsampling: "transposed" (paper) or "nearest" (resize + conv)
+    g_block: str = option("transposed", "G upsampling", group="model", choices=tuple(UPSAMPLE_BLOCKS),
+                          default_text="default transposed, as in the paper")
+    # D downsampling: "strided" (paper) or "maxpool" (conv + max-pool)
+    d_block: str = option("strided", "D downsampling", group="model", choices=tuple(DOWNSAMPLE_BLOCKS),
+                          default_text="default strided, as in the paper")
 
     def __post_init__(self) -> None:
         if self.image_size not in SUPPORTED_SIZES:
@@ -222,29 +245,54 @@ class Discriminator(nn.Module):
         return out
 
 
+# --------------------------------------------------------------------------- #
+# The model factory: the one place that turns a ModelConfig into modules. The
+# trainer, checkpoints, export and the explorer all build their models here.
+# --------------------------------------------------------------------------- #
+def build_generator(config: ModelConfig) -> Generator:
+    """A freshly initialised generator for `config` (weights drawn from the global RNG)."""
+    return Generator(config)
+
+
+def build_discriminator(config: ModelConfig) -> Discriminator:
+    """A freshly initialised discriminator for `config` (weights drawn from the global RNG)."""
+    return Discriminator(config)
+
+
+def build_models(config: ModelConfig, seed: int | None = None) -> tuple[Generator, Discriminator]:
+    """G and D for `config`; with `seed`, initialised from it without disturbing the caller's RNG stream."""
+    if seed is None:
+        return build_generator(config), build_discriminator(config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        G = build_generator(config)
+        D = build_discriminator(config)
+    return G, D
+
+
 @contextmanager
-def evaluating(module: nn.Module) -> Iterator[nn.Module]:
-    """`module` in eval mode without gradients for the block; its previous mode is restored afterwards."""
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """`module` in eval mode for the block (gradients still flow); its previous mode is restored afterwards."""
     was_training = module.training
     module.eval()
     try:
-        with torch.no_grad():
-            yield module
+        yield module
     finally:
         module.train(was_training)
 
 
-def unit_batches(images_uint8: torch.Tensor, batch_size: int, device: torch.device) -> Iterator[torch.Tensor]:
-    """uint8 images (N, C, H, W) as float batches in [-1, 1] on `device`, `batch_size` at a time."""
-    for chunk in images_uint8.split(batch_size):
-        yield chunk.to(device).float().div_(127.5).sub_(1.0)
+@contextmanager
+def evaluating(module: nn.Module) -> Iterator[nn.Module]:
+    """`module` in eval mode without gradients for the block; its previous mode is restored afterwards."""
+    with eval_mode(module), torch.no_grad():
+        yield module
 
 
 def check_models(config: ModelConfig) -> None:
     """Build G and D for `config` and check every shape on a batch of two; raise ConfigError if anything is off."""
     try:
         with torch.random.fork_rng(devices=[]), torch.no_grad():
-            G, D = Generator(config).eval(), Discriminator(config).eval()
+            G, D = build_generator(config).eval(), build_discriminator(config).eval()
             images = G(torch.zeros(2, config.z_dim))
             logits = D(images)
     except RuntimeError as exc:  # pragma: no cover - a bug, reported in words rather than a trace

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import ImageData
+from .data import ImageData, unit_batches
 from .errors import ConfigError, DataError
-from .models import Discriminator, ModelConfig, evaluating, unit_batches
+from .models import Discriminator, ModelConfig, evaluating
 
 __all__ = [
     "discriminator_features",

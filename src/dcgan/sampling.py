@@ -8,7 +8,9 @@ from torch import nn
 from .errors import ConfigError
 from .models import evaluating
 
-__all__ = ["sample_z", "generate"]
+__all__ = ["sample_z", "generate", "MAX_SEED"]
+
+MAX_SEED = 2**32 - 1  # the largest seed any command takes: seeds are mixed with epochs, ranks and steps into 64-bit seeds
 
 
 def sample_z(

@@ -32,7 +32,8 @@ from .. import __version__
 from ..data import ImageData, dataset_stem
 from ..errors import CheckpointError, ConfigError, DataError
 from ..fileio import atomic_write_bytes
-from ..models import evaluating, unit_batches
+from ..data import unit_batches
+from ..models import evaluating
 
 __all__ = [
     "ClassifierConfig",

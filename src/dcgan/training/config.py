@@ -1,0 +1,99 @@
+"""TrainConfig: how to train. Every field is an `option`: its help, its values and its resume rule are here alone."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from ..errors import ConfigError
+from ..health import ON_FAILURE
+from ..options import FRACTION, NONNEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, UNIT_FLOAT, Check, option, validate_options
+from ..sampling import MAX_SEED
+
+__all__ = ["TrainConfig", "PRECISIONS", "ADAM_IMPLEMENTATIONS", "DEVICE"]
+
+PRECISIONS = ("auto", "fp32", "bf16")
+ADAM_IMPLEMENTATIONS = ("auto", "fused", "foreach", "loop")
+SEED = Check(int, lambda v: 0 <= v <= MAX_SEED, f"a whole number from 0 to {MAX_SEED}")
+DEVICE = Check(str, lambda v: v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit()),
+               "auto, cpu, cuda or cuda:N", (str,))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. Model shape lives in ModelConfig; this holds the optimisation and the bookkeeping.
+
+    `resume=True` marks what `--resume` may change: the budget and the bookkeeping, never the optimisation.
+    """
+
+    # -- data
+    data: str = option("digits", "dataset name from the registry, or a folder / .zip / .tar(.gz) of images",
+                       group="data", cli=False)
+    data_dir: str | None = option(None, "folder holding the dataset's files (mnist: the four IDX .gz files)",
+                                  group="data", metavar="DIR", resume=True)
+    # -- optimisation (section 4 of the paper)
+    batch_size: int = option(128, "images per batch", group="training", check=POSITIVE_INT, default_text="default 128, paper")
+    lr_g: float = option(2e-4, "G's Adam learning rate (overrides --lr)", group="training", check=POSITIVE_FLOAT, metavar="LR",
+                         default_text="default 2e-4, paper")
+    lr_d: float = option(2e-4, "D's Adam learning rate (overrides --lr)", group="training", check=POSITIVE_FLOAT, metavar="LR",
+                         default_text="default 2e-4, paper")
+    beta1: float = option(0.5, "Adam beta1; 0.9 'resulted in training oscillation and instability'", group="training",
+                          check=UNIT_FLOAT, metavar="B", default_text="default 0.5, paper")
+    beta2: float = option(0.999, "Adam beta2", group="training", check=UNIT_FLOAT, metavar="B")
+    label_smoothing: float = option(0.0, "one-sided: D's real targets are 1-S", group="training", check=UNIT_FLOAT,
+                                    metavar="S", default_text="default 0, off")
+    d_steps: int = option(1, "D updates per iteration, each with fresh fakes on the same real batch", group="training",
+                          check=POSITIVE_INT)
+    g_steps: int = option(1, "G updates per iteration, each with fresh z", group="training", check=POSITIVE_INT)
+    # -- budget: steps and epochs exclude each other; neither means 1 epoch (the CLI's digits demo: 25)
+    steps: int | None = option(None, "total iterations (one real batch each)", group="training", check=POSITIVE_INT, resume=True)
+    epochs: int | None = option(None, "total passes over the data", group="training", check=POSITIVE_INT, resume=True,
+                                default_text="digits default 25, others 1")
+    seed: int = option(0, "seeds model init, data order and noise: makes CPU runs repeatable", group="training", check=SEED,
+                       default_text="default: a random seed, recorded in the run")
+    device: str = option("auto", "training device: auto, cpu, cuda or cuda:N", group="training", check=DEVICE, resume=True,
+                         metavar="DEVICE", default_text="default auto: cuda when present")
+    workers: int | None = option(None, "DataLoader workers when data streams from disk", group="training",
+                                 check=NONNEGATIVE_INT, resume=True, default_text="default min(8, cores)")
+    # -- speed and scale
+    precision: str = option("auto", "bf16 autocast or fp32", group="speed", choices=PRECISIONS,
+                            default_text="default auto: bf16 on CUDA and on CPUs with bf16 instructions, else fp32; see BENCHMARKS.md")
+    channels_last: bool = option(True, "keep the NCHW memory layout instead of channels_last", group="speed")
+    adam: str = option("auto", "Adam implementation", group="speed", choices=ADAM_IMPLEMENTATIONS, default_text="default auto: fused")
+    compile: bool = option(False, "torch.compile G and D (slow first steps)", group="speed")
+    sync_bn: bool = option(False, "with several processes: batch-norm statistics over all of them", group="speed")
+    # -- outputs
+    log_every: int = option(20, "iterations between progress/log updates (the one host sync)", group="outputs",
+                            check=POSITIVE_INT, resume=True)
+    sample_every: int | None = option(None, "iterations between sample grids", group="outputs", check=POSITIVE_INT,
+                                      resume=True, default_text="default: every epoch")
+    checkpoint_every: int | None = option(None, "iterations between checkpoints", group="outputs", check=POSITIVE_INT,
+                                          resume=True, default_text="default: every epoch")
+    num_samples: int = option(64, "images in the fixed-noise grid", group="outputs", check=POSITIVE_INT)
+    eval_every: int | None = option(None, "iterations between FID evaluations; the best is kept as checkpoints/best.safetensors",
+                                    group="outputs", check=POSITIVE_INT, resume=True, default_text="default off")
+    eval_samples: int = option(2000, "samples per evaluation", group="outputs", check=POSITIVE_INT)
+    eval_features: str = option("auto", "features of that FID", group="outputs", choices=("auto", "classifier", "pixels", "inception"),
+                                default_text="default auto: the dataset's classifier when trained, else pixels")
+    evaluator: str | None = option(None, "evaluation classifier file", group="outputs", metavar="FILE",
+                                   default_text="default: the one trained for --data")
+    tensorboard: bool = option(False, "also log to RUN_DIR/tensorboard (needs tensorboard)", group="outputs", resume=True)
+    # -- training health
+    on_failure: str = option("warn", "on NaNs, D saturation, mode collapse or G-loss blow-up: warn and go on, stop, "
+                             "or roll back to the last checkpoint with a fresh noise stream", group="health",
+                             choices=ON_FAILURE, resume=True)
+    max_rollbacks: int = option(3, "rollbacks before stopping", group="health", check=NONNEGATIVE_INT, resume=True)
+    rollback_lr_factor: float = option(1.0, "multiply both learning rates by F at each rollback", group="health",
+                                       check=FRACTION, resume=True, metavar="F", default_text="default 1: unchanged")
+
+    def __post_init__(self) -> None:
+        validate_options(self)
+        if self.steps is not None and self.epochs is not None:
+            raise ConfigError("give either steps or epochs as the budget, not both")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

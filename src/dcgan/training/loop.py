@@ -1,0 +1,418 @@
+"""The trainer: a short loop that advances one TrainState, steps the GAN and calls callbacks.
+
+    data (DataFeed) --(images, labels)--> GANStep.step --figures--> window sums
+        |                                                               |
+        TrainState.advance()                          every log_every: one host sync -> record
+        |                                                               |
+        callbacks.on_step_end  <------------------------------  callbacks.on_log (may STOP / ROLLBACK)
+
+Typical use, from Python:
+
+>>> trainer = Trainer.from_options(data="digits", image_size=32, steps=200, run_dir="runs/demo")
+>>> result = trainer.train()
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from .. import __version__, distributed
+from ..checkpoint import Checkpoint, TrainingRecord, load_checkpoint, save_checkpoint
+from ..data import DATASETS, DEFAULT_FILES_CHANNELS, DEFAULT_FILES_SIZE, ImageData, load_dataset
+from ..errors import CheckpointError, ConfigError, DataError, first_line
+from ..models import ModelConfig, check_models, format_summary, model_summary
+from ..options import resumable_fields
+from ..rundir import RunDir
+from ..sampling import sample_z
+from .callbacks import Action, Callback, Checkpointer, FinalPictures, MetricsLog, ProgressBar, SampleWriter, Schedule
+from .config import TrainConfig
+from .feed import DataFeed
+from .monitors import Evaluate, Health
+from .state import Flags, TrainState
+from .step import GANStep
+
+__all__ = ["Trainer", "TrainResult", "resolve_device", "default_callbacks"]
+
+FIGURES = ("loss_d", "loss_g", "d_real", "d_fake")  # what GANStep.step returns, averaged over each log window
+
+
+@dataclass
+class TrainResult:
+    """What `Trainer.train` did."""
+
+    step: int  # iterations done in total, including earlier sessions of a resumed run
+    epoch: float  # passes over the data so far
+    seconds: float  # wall-clock of this call
+    interrupted: bool  # stopped early by Ctrl-C / SIGTERM (a checkpoint was saved)
+    last: dict = field(default_factory=dict)  # the last logged figures (loss_d, loss_g, d_real, d_fake, images_per_s)
+    checkpoint: Path | None = None  # the latest checkpoint written, if any
+    best: dict = field(default_factory=dict)  # {"fid", "step"} of the best --eval-every evaluation
+    failure: dict = field(default_factory=dict)  # set when the health monitor stopped the run: condition, message, step
+    rollbacks: int = 0  # health rollbacks so far in this run
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" means CUDA when a GPU is visible, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name} was asked for, but no CUDA GPU is visible (use --device cpu)")
+    return device
+
+
+def default_callbacks(config: TrainConfig, progress: bool) -> list[Callback]:
+    """The callbacks of every run, in the order they are called."""
+    callbacks: list[Callback] = [MetricsLog(), Health(), Evaluate(config.eval_every)]
+    if progress:
+        callbacks.append(ProgressBar())
+    callbacks += [SampleWriter(Schedule(config.sample_every)), Checkpointer(Schedule(config.checkpoint_every)), FinalPictures()]
+    return callbacks
+
+
+class Trainer:
+    """Trains one G/D pair, optionally writing a run directory (layout in `dcgan.rundir`).
+
+    It holds the GAN step (`gan`: G, D, optimizers), the data feed, the TrainState
+    and the callbacks; `train()` is the loop. Extra callbacks go in `callbacks`.
+    """
+
+    def __init__(self, model_config: ModelConfig, config: TrainConfig, data: ImageData,
+                 run_dir: str | Path | None = None, progress: bool = True, callbacks: list[Callback] | None = None):
+        if data.images is not None and (data.images.dtype != torch.uint8 or data.images.ndim != 4):
+            raise DataError("training data must be a uint8 tensor of shape (N, C, H, W)")
+        shape = (data.channels, data.image_size, data.image_size)
+        if shape != (model_config.channels, model_config.image_size, model_config.image_size):
+            raise ConfigError(
+                f"data is {shape} but the model expects "
+                f"({model_config.channels}, {model_config.image_size}, {model_config.image_size})"
+            )
+        if len(data) < 2:
+            raise DataError(f"the dataset has {len(data)} image(s); training needs at least 2")
+        if config.batch_size > len(data):
+            # Batch norm needs full batches and an epoch needs one: shrink rather than refuse.
+            config = replace(config, batch_size=len(data))
+        self.model_config, self.config, self.data = model_config, config, data
+        self.device = resolve_device(config.device)
+        self.dist = distributed.setup(self.device.type)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        # Only rank 0 writes anything; the others train and take part in the collectives.
+        self.run = RunDir(run_dir) if run_dir is not None and self.dist.is_main else None
+        self.progress = progress and self.dist.is_main
+        self.gan = GANStep(model_config, config, self.device, self.dist)
+        self.feed = DataFeed(data, config.batch_size, config.seed, self.device, self.dist, config.workers)
+        self.state = TrainState(self.feed.steps_per_epoch)
+        self.flags = Flags()
+        # The fixed grid noise: its own seeded stream, the same for every process.
+        self.fixed_noise = sample_z(
+            config.num_samples, model_config.z_dim, model_config.prior, torch.Generator().manual_seed(config.seed + 1)
+        ).to(self.device)
+        self.tensorboard = None  # a SummaryWriter while training with --tensorboard
+        self.callbacks = default_callbacks(config, self.progress) + list(callbacks or [])
+
+    # The models and the position, for readers of the Python API ---------------
+    G = property(lambda self: self.gan.G)
+    D = property(lambda self: self.gan.D)
+    step = property(lambda self: self.state.step)
+    epoch = property(lambda self: self.state.epoch)
+    steps_per_epoch = property(lambda self: self.state.steps_per_epoch)
+
+    @property
+    def run_dir(self) -> Path | None:
+        return self.run.root if self.run is not None else None
+
+    def callback(self, kind: type) -> Callback | None:
+        """The first callback of this type, or None."""
+        return next((c for c in self.callbacks if isinstance(c, kind)), None)
+
+    @property
+    def health_events(self) -> list[dict]:
+        health = self.callback(Health)
+        return health.events if health is not None else []
+
+    def total_steps(self) -> int:
+        """The iteration budget: `steps`, or `epochs` x iterations per epoch (1 epoch by default)."""
+        if self.config.steps is not None:
+            return self.config.steps
+        return (self.config.epochs or 1) * self.state.steps_per_epoch
+
+    # ------------------------------------------------------------------ #
+    # The loop
+    # ------------------------------------------------------------------ #
+    def train(self) -> TrainResult:
+        """Run until the budget is spent or Ctrl-C / SIGTERM asks to stop; save what was learned."""
+        total, start = self.total_steps(), time.perf_counter()
+        if self.run is not None:
+            self._prepare_run_dir()
+        sums = torch.zeros(len(FIGURES), device=self.device)  # running sums of the figures over the log window
+        window = (0, time.perf_counter())  # (iterations, start time) of the log window
+        batches = None
+        with self._stop_signals():
+            try:
+                self._call("on_train_start")
+                while self.state.step < total and not self._should_stop():
+                    if batches is None:
+                        batches = self.feed.epoch_batches(self.state.epoch, self.state.batch_in_epoch)
+                    figures = self.gan.step(next(batches))
+                    sums += torch.stack([figures[k] for k in FIGURES])
+                    self.state.advance()
+                    window = (window[0] + 1, window[1])
+                    if self.state.at_epoch_end:
+                        batches = None
+                    if self._log_due(total):
+                        record = self._read_window(sums, *window)
+                        sums.zero_()
+                        window = (0, time.perf_counter())
+                        action = max((c.on_log(self, record) or Action.CONTINUE for c in self.callbacks), default=Action.CONTINUE)
+                        if action == Action.STOP:
+                            break
+                        if action == Action.ROLLBACK:  # the data position came back with the checkpoint
+                            batches = None
+                            self._call("on_rollback")
+                            continue
+                    self._call("on_step_end")
+                # Whether the budget ran out or a stop was asked for: keep everything learned so far.
+                self._call("on_train_end")
+            finally:
+                for callback in self.callbacks:
+                    callback.close()
+                if self.tensorboard is not None:
+                    self.tensorboard.close()
+                    self.tensorboard = None
+        distributed.barrier(self.dist)  # leave together: rank 0 may still be writing pictures
+        summary = {k: v for c in self.callbacks for k, v in c.summary().items()}
+        return TrainResult(step=self.state.step, epoch=self.state.epoch_fraction, seconds=time.perf_counter() - start,
+                           interrupted=self._should_stop(), failure=dict(self.flags.failure), **summary)
+
+    def _call(self, hook: str) -> None:
+        for callback in self.callbacks:
+            getattr(callback, hook)(self)
+
+    def _log_due(self, total: int) -> bool:
+        """Every process reaches the same log points (a stop request joins them only with one process)."""
+        s = self.state
+        return (s.step % self.config.log_every == 0 or s.at_epoch_end or s.step == total
+                or (self.flags.stop_requested and not self.dist.enabled))
+
+    def _read_window(self, sums: torch.Tensor, steps: int, started: float) -> dict:
+        """The one host synchronisation: the window's averages (over all processes) as a metrics record."""
+        now = time.perf_counter()
+        self.state.elapsed += now - started
+        values = distributed.all_mean(sums / steps, self.dist).tolist()
+        if self.dist.enabled:
+            self.flags.stop_agreed = distributed.any_true(self.flags.stop_requested, self.dist, self.device)
+            self.gan.reseed_for_step(self.state.step)  # every possible save point is a reseed point: resume stays exact
+        return {
+            "step": self.state.step,
+            "epoch": round(self.state.epoch_fraction, 4),
+            **dict(zip(FIGURES, values)),
+            "images_per_s": steps * self.config.batch_size * self.dist.world_size / max(now - started, 1e-9),
+            "elapsed_s": round(self.state.elapsed, 3),
+        }
+
+    def emit(self, record: dict) -> None:
+        """Keep a record (an evaluation, a health event): every callback's on_event gets it."""
+        for callback in self.callbacks:
+            callback.on_event(self, record)
+
+    def say(self, line: str) -> None:
+        """A line for the person watching: beside the progress bar, or nothing when quiet."""
+        bar = self.callback(ProgressBar)
+        if bar is not None:
+            bar.write(line)
+
+    @contextmanager
+    def _stop_signals(self) -> Iterator[None]:
+        """First Ctrl-C / SIGTERM: finish the current iteration, save, return. Second: stop at once."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            if self.flags.stop_requested:
+                raise KeyboardInterrupt
+            self.flags.stop_requested = True
+
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+    def _should_stop(self) -> bool:
+        """Stop now? With several processes, only once all of them agreed at a log point."""
+        return self.flags.stop_agreed if self.dist.enabled else self.flags.stop_requested
+
+    def request_stop(self) -> None:
+        """Ask the loop to stop after the current iteration (as Ctrl-C does)."""
+        self.flags.stop_requested = True
+
+    # ------------------------------------------------------------------ #
+    # Run directory
+    # ------------------------------------------------------------------ #
+    def check_run_dir(self) -> None:
+        """Before training: the run directory can be written and has room for the checkpoints (a
+        checkpoint, its temporary copy while it is written, a best and a failed one) and pictures."""
+        self.run.check_writable(4 * self.gan.checkpoint_size_estimate() + 20 * 2**20)
+
+    def _prepare_run_dir(self) -> None:
+        run = self.run
+        self.check_run_dir()
+        run.samples_dir.mkdir(exist_ok=True)
+        run.config.write_text(json.dumps(self._config_record(), indent=2) + "\n")
+        mc = self.model_config
+        image = self.fixed_noise.new_zeros(1, mc.channels, mc.image_size, mc.image_size)
+        summary = "\n\n".join([format_summary("Generator", model_summary(self.G, self.fixed_noise[:1])),
+                               format_summary("Discriminator", model_summary(self.D, image))])
+        run.model_summary.write_text(summary + "\n")
+        # A resumed run may have logged past its last checkpoint before it was killed: drop those lines.
+        run.truncate_metrics(self.state.step)
+        if self.config.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter  # optional extra: tensorboard
+            except ImportError:
+                raise ConfigError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+            self.tensorboard = SummaryWriter(str(run.tensorboard))
+
+    def _config_record(self) -> dict:
+        return {"dcgan_version": __version__, "model": self.model_config.to_dict(), "train": self.config.to_dict(),
+                "data": self._data_record()}
+
+    def _data_record(self) -> dict:
+        return {
+            "name": self.data.name,
+            "source": self.data.source,
+            "num_images": len(self.data),
+            "image_size": self.model_config.image_size,
+            "channels": self.model_config.channels,
+            "fingerprint": self.data.fingerprint(),
+        }
+
+    # ------------------------------------------------------------------ #
+    # Checkpoints
+    # ------------------------------------------------------------------ #
+    def save(self, path: str | Path | None = None) -> Path:
+        """Write a checkpoint that resumes exactly (models, optimizers, RNG, data position, noise, callbacks)."""
+        path = Path(path) if path is not None else self.run.latest
+        extra = {
+            "fixed_noise": self.fixed_noise,
+            "rng.noise": self.gan.noise_gen.get_state(),
+            "rng.torch_cpu": torch.get_rng_state(),
+        }
+        s = self.state
+        record = TrainingRecord(
+            step=s.step, epoch=s.epoch, batch_in_epoch=s.batch_in_epoch, steps_per_epoch=s.steps_per_epoch,
+            processes=self.dist.world_size, elapsed_s=s.elapsed, precision=self.gan.precision,
+            train_config=self.config.to_dict(), data=self._data_record(),
+            callbacks={c.name: c.state_dict() for c in self.callbacks if c.name},
+            torch_version=torch.__version__, saved_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        )
+        optimizers = {"opt_g": self.gan.opt_g, "opt_d": self.gan.opt_d}
+        return save_checkpoint(path, self.model_config, self.G, self.D, optimizers=optimizers, extra=extra,
+                               state=record.to_dict())
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Restore the checkpoint at `path` (used by rollbacks)."""
+        self.load_state(load_checkpoint(path, self.device))
+
+    def load_state(self, ckpt: Checkpoint) -> None:
+        """Restore everything `save` wrote."""
+        ckpt.load_module("G", self.G)
+        ckpt.load_module("D", self.D)
+        ckpt.load_optimizer("opt_g", self.gan.opt_g)
+        ckpt.load_optimizer("opt_d", self.gan.opt_d)
+        try:
+            fixed = ckpt.tensors["extra.fixed_noise"]
+            if fixed.ndim != 2 or fixed.shape[1] != self.model_config.z_dim or fixed.shape[0] < 1:
+                raise ValueError(f"fixed noise of shape {tuple(fixed.shape)}")
+            self.fixed_noise = fixed.to(self.device)
+            self.gan.noise_gen.set_state(ckpt.tensors["extra.rng.noise"].cpu())
+            torch.set_rng_state(ckpt.tensors["extra.rng.torch_cpu"].cpu())
+        except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+            raise CheckpointError(f"{ckpt.path} cannot be resumed: its random-number or noise state is damaged ({first_line(exc)})") from None
+        record = ckpt.record
+        try:
+            self.state.load_state_dict(ckpt.state)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise CheckpointError(f"{ckpt.path} cannot be resumed: its training state is damaged ({first_line(exc)})") from None
+        if self.dist.enabled:
+            self.gan.reseed_for_step(self.state.step)  # as the uninterrupted run did at this step
+        for callback in self.callbacks:
+            if callback.name:
+                callback.load_state_dict(record.callbacks.get(callback.name) or {})
+        if (record.steps_per_epoch or self.state.steps_per_epoch) != self.state.steps_per_epoch:
+            raise DataError("the data, batch size or number of processes differs from the run's; resume needs the same")
+
+    # ------------------------------------------------------------------ #
+    # Construction from options and from checkpoints
+    # ------------------------------------------------------------------ #
+    @classmethod
+    def from_options(cls, run_dir: str | Path | None = None, progress: bool = True, **options) -> "Trainer":
+        """Build a trainer from flat keyword options (any ModelConfig or TrainConfig field).
+
+        `image_size` and `channels` default to the dataset's own; the data is
+        loaded through the registry.
+        """
+        model_keys = {f.name for f in fields(ModelConfig)}
+        train_keys = {f.name for f in fields(TrainConfig)}
+        unknown = set(options) - model_keys - train_keys
+        if unknown:
+            raise ConfigError(f"unknown option(s): {', '.join(sorted(unknown))}")
+        train_config = TrainConfig(**{k: v for k, v in options.items() if k in train_keys})
+        spec = DATASETS.get(train_config.data)
+        model_opts = {k: v for k, v in options.items() if k in model_keys and v is not None}
+        model_opts.setdefault("image_size", spec.default_size if spec else DEFAULT_FILES_SIZE)
+        model_opts.setdefault("channels", spec.native_channels if spec else DEFAULT_FILES_CHANNELS)
+        model_config = ModelConfig(**model_opts)  # validates size and channels before any data is read
+        check_models(model_config)  # G and D build and produce the right shapes before any data is read
+        data = load_dataset(
+            train_config.data, train_config.data_dir, image_size=model_config.image_size, channels=model_config.channels,
+            progress=progress,
+        )
+        return cls(model_config, train_config, data, run_dir=run_dir, progress=progress)
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, data: ImageData | None = None, progress: bool = True, **overrides) -> "Trainer":
+        """Continue the run in `run_dir` exactly where its latest checkpoint left it.
+
+        `overrides` may change the fields TrainConfig marks `resume=True` (the budget and the
+        bookkeeping), not the model or the optimisation.
+        """
+        ckpt = load_checkpoint(run_dir)
+        if not ckpt.resumable:
+            raise CheckpointError(
+                f"{ckpt.path} is an exported generator (G's weights only, no D, optimizers or noise state) "
+                "and cannot be resumed; resume the run directory it was exported from"
+            )
+        changes = {k: v for k, v in overrides.items() if v is not None}
+        bad = set(changes) - resumable_fields(TrainConfig)
+        if bad:
+            raise ConfigError(f"cannot change {', '.join(sorted(bad))} when resuming; start a new run instead")
+        if "steps" in changes:
+            changes.setdefault("epochs", None)
+        if "epochs" in changes:
+            changes.setdefault("steps", None)
+        config = replace(TrainConfig.from_dict(ckpt.record.train_config), **changes)
+        mc = ckpt.model_config
+        if data is None:
+            data = load_dataset(config.data, config.data_dir, image_size=mc.image_size, channels=mc.channels)
+        expected = ckpt.record.data.get("fingerprint")
+        if expected and data.fingerprint() != expected:
+            raise DataError(
+                f"the data for {config.data!r} differs from the data this run was trained on; "
+                "resume needs the same data (or start a new run)"
+            )
+        trainer = cls(mc, config, data, run_dir=RunDir.of_checkpoint(ckpt.path).root, progress=progress)
+        trainer.load_state(ckpt)
+        return trainer

@@ -1,0 +1,167 @@
+"""The two callbacks that judge the run: training health (warn, stop or roll back) and the --eval-every FID."""
+
+from __future__ import annotations
+
+from .. import distributed
+from ..errors import ConfigError
+from ..health import HealthIssue, HealthMonitor
+from ..sampling import generate
+from .callbacks import Action, Callback, Schedule
+
+__all__ = ["Health", "Evaluate"]
+
+_ACTION_WORDS = {"warn": "training goes on", "stop": "stopping", "rollback": "rolling back to the last checkpoint"}
+
+
+class Health(Callback):
+    """Runs the health monitor on each log window (--on-failure warn | stop | rollback).
+
+    With several processes rank 0 decides for all (a broadcast), so that they stop together.
+    A rollback restores the last checkpoint, then continues with a fresh noise stream and,
+    with --rollback-lr-factor, lower learning rates.
+    """
+
+    name = "health"
+
+    def __init__(self) -> None:
+        self.monitor = HealthMonitor()
+        self.rollbacks = 0  # rollbacks so far in this run
+        self.events: list[dict] = []  # every condition found this session, with the step and the action taken
+
+    def on_train_start(self, trainer):
+        if trainer.config.on_failure != "rollback":
+            return
+        if trainer.dist.enabled:
+            raise ConfigError("--on-failure rollback is not available with several processes; use warn or stop")
+        if trainer.run is None:
+            raise ConfigError("--on-failure rollback needs a run directory to keep the checkpoint it rolls back to")
+        if not trainer.run.latest.exists():
+            trainer.save()  # the state to return to if the very first stretch fails
+
+    def on_log(self, trainer, record):
+        action = self._verdict(trainer, record)
+        if trainer.dist.enabled:  # rank 0 decides for all, so that they stop together
+            action, trainer.flags.failure = distributed.broadcast_from_main((action, trainer.flags.failure), trainer.dist)
+        if action == "stop":
+            return Action.STOP
+        if action == "rollback":
+            self._rollback(trainer)
+            return Action.ROLLBACK
+        return None
+
+    def _verdict(self, trainer, record: dict) -> str | None:
+        """None (healthy, or warn), "stop" or "rollback"."""
+        samples = generate(trainer.G, trainer.fixed_noise) if trainer.fixed_noise.shape[0] >= 2 else None
+        issues = self.monitor.check(record, [trainer.G, trainer.D], samples, trainer.state.step)
+        flags = trainer.flags
+        flags.nonfinite = any(i.condition == "nonfinite" for i in issues)
+        onset = [i for i in issues if i.condition not in flags.warnings]
+        flags.warnings = {i.condition for i in issues}
+        if not issues:
+            return None
+        mode = trainer.config.on_failure
+        action = "stop" if mode == "rollback" and self.rollbacks >= trainer.config.max_rollbacks else mode
+        for issue in onset if mode == "warn" else issues:
+            self._report(trainer, issue, action)
+        if action == "warn":
+            return None
+        if action == "stop":
+            issue = issues[0]
+            flags.failure = {"condition": issue.condition, "message": issue.message, "hint": issue.hint,
+                             "step": trainer.state.step, "rollbacks": self.rollbacks}
+        return action
+
+    def _report(self, trainer, issue: HealthIssue, action: str) -> None:
+        step = trainer.state.step
+        event = {"step": step, "health": issue.condition, "message": issue.message, "hint": issue.hint, "action": action}
+        self.events.append(event)
+        trainer.say(f"step {step}: {issue.message}; {_ACTION_WORDS[action]}. Hint: {issue.hint}")
+        trainer.emit(event)
+
+    def _rollback(self, trainer) -> None:
+        """Restore the last checkpoint, then continue with a fresh noise stream (and lower learning rates)."""
+        failed_step, rollbacks, best_diversity = trainer.state.step, self.rollbacks + 1, self.monitor.best_diversity
+        trainer.load_checkpoint(trainer.run.latest)  # every callback, this one included, gets its saved state back
+        self.rollbacks = rollbacks
+        self.monitor = HealthMonitor(self.monitor.config, best_diversity=best_diversity)
+        trainer.flags.warnings, trainer.flags.nonfinite = set(), False
+        # A different noise stream, so the run does not walk into the same failure again.
+        trainer.gan.noise_gen.manual_seed(trainer.config.seed + 7919 * self.rollbacks)
+        # Learning rates of the n-th rollback: the configured ones times factor^n, whatever the checkpoint held.
+        trainer.gan.scale_learning_rates(trainer.config.rollback_lr_factor ** self.rollbacks)
+        trainer.run.truncate_metrics(trainer.state.step, keep_health=True)  # they belong to the abandoned stretch
+        note = (f"rolled back from step {failed_step} to step {trainer.state.step} "
+                f"(rollback {self.rollbacks} of {trainer.config.max_rollbacks})")
+        self.events.append({"step": trainer.state.step, "health": "rollback", "message": note, "action": "rollback"})
+
+    def summary(self) -> dict:
+        return {"rollbacks": self.rollbacks}
+
+    def state_dict(self) -> dict:
+        return {"monitor": self.monitor.state_dict(), "rollbacks": self.rollbacks}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.monitor.load_state_dict(state.get("monitor") or {})
+        self.rollbacks = int(state.get("rollbacks", 0))
+
+
+class Evaluate(Callback):
+    """--eval-every: FID of the fixed evaluation noise against cached real features; the best is kept
+    as checkpoints/best.safetensors. Runs on rank 0 alone."""
+
+    name = "eval"
+
+    def __init__(self, every: int | None) -> None:
+        self.schedule = Schedule(every, at_last_step=True)
+        self.enabled = every is not None
+        self.tracked = None  # the TrackedMetric, built before training (a missing classifier is reported then)
+        self.best: dict = {}  # {"fid": value, "step": step} of the best evaluation so far
+
+    def prepare(self, trainer):
+        """Build the tracked metric now (on rank 0); returns it, or None when evaluation is off."""
+        if self.enabled and self.tracked is None and trainer.dist.is_main:
+            self.tracked = build_tracked_metric(trainer)
+        return self.tracked
+
+    def on_train_start(self, trainer):
+        self.prepare(trainer)
+
+    def on_step_end(self, trainer):
+        if self.tracked is None or not self.schedule.due(trainer):
+            return
+        state, value = trainer.state, self.tracked(trainer.G)
+        protocol = self.tracked.protocol()
+        trainer.emit({"step": state.step, "epoch": round(state.epoch_fraction, 4), "fid": value, "eval": protocol})
+        improved = not self.best or value < self.best["fid"]
+        if improved:
+            self.best = {"fid": value, "step": state.step}
+        trainer.say(f"step {state.step}: FID {value:.3f} ({protocol})"
+                    + (" - best so far" if improved else f"; best {self.best['fid']:.3f} at step {self.best['step']}"))
+        if trainer.run is not None and improved:
+            trainer.save(trainer.run.best)
+
+    def summary(self) -> dict:
+        return {"best": dict(self.best)}
+
+    def state_dict(self) -> dict:
+        return {"best": self.best}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best = dict(state.get("best") or {})
+
+
+def build_tracked_metric(trainer):
+    """The FID tracker of --eval-every: extractor chosen by eval_features, real features cached."""
+    from ..data import default_cache_dir
+    from ..metrics.classifier import default_evaluator_path
+    from ..metrics.evaluate import TrackedMetric, reference_features
+    from ..metrics.extractors import build_extractor
+
+    cfg, data = trainer.config, trainer.data
+    name = cfg.eval_features
+    if name == "auto":
+        has_classifier = cfg.evaluator or default_evaluator_path(data.name).is_file()
+        name = "classifier" if has_classifier else "pixels"
+    extractor = build_extractor(name, dataset=data.name, evaluator=cfg.evaluator, device=str(trainer.device))
+    real = reference_features(data, extractor, cfg.eval_samples, cache_dir=default_cache_dir() / "reference")
+    return TrackedMetric(extractor, real, cfg.eval_samples, seed=cfg.seed + 2)
