@@ -36,7 +36,8 @@ import torch
 from . import __version__
 from .checkpoint import GENERATOR_FORMAT, Checkpoint, checkpoint_bytes, checkpoint_from_bytes
 from .errors import ConfigError
-from .models import Generator, ModelConfig, model_summary
+from .models import Generator, ModelConfig, build_generator, model_summary
+from .rundir import RunDir
 from .sampling import generate, sample_z
 
 __all__ = [
@@ -89,6 +90,8 @@ G_BLOCK_MEANS = {
     "nearest": "nearest-neighbour x2 resize, then a 3x3 convolution",
 }
 # Loading this file and continuing training needs D, both optimizers and the noise state, which an export leaves out.
+# What only resuming reads is left out too: the health monitor's state, a top-level key in checkpoints from before
+# training callbacks and a callback's entry under "callbacks" since.
 RESUME_ONLY_STATE = ("health",)
 
 
@@ -235,8 +238,11 @@ def _card_metadata(card: dict) -> dict[str, str]:
 
 
 def _exported_state(state: dict) -> dict:
-    """The checkpoint's training record without what only resuming uses."""
-    return {k: v for k, v in state.items() if k not in RESUME_ONLY_STATE}
+    """The checkpoint's training record without what only resuming uses (in either layout of the state)."""
+    kept = {k: v for k, v in state.items() if k not in RESUME_ONLY_STATE}
+    if isinstance(kept.get("callbacks"), dict):
+        kept["callbacks"] = {k: v for k, v in kept["callbacks"].items() if k not in RESUME_ONLY_STATE}
+    return kept
 
 
 def _build_safetensors(G: Generator, card: dict, state: dict) -> bytes:
@@ -381,7 +387,7 @@ def run_metrics(run_dir: str | Path, step: int, best: dict | None = None) -> lis
     run_dir = Path(run_dir)
     definitions = _metric_definitions()
     found: list[dict] = []
-    for path in sorted((run_dir / "eval").glob(f"step_{step:07d}-*.json")):
+    for path in RunDir(run_dir).evaluations(step):
         try:
             report = json.loads(path.read_text())
             protocol, rows = report["protocol"], report["results"]
@@ -404,10 +410,8 @@ def run_metrics(run_dir: str | Path, step: int, best: dict | None = None) -> lis
                 "protocol": _protocol_text(protocol),
                 "source": f"eval/{path.name}",
             })
-    from .training import read_metrics
-
     tracked = None
-    for record in read_metrics(run_dir):
+    for record in RunDir(run_dir).read_metrics():
         if record.get("step") == step and _is_number(record.get("fid")):
             tracked = record  # the last one wins: a resumed run may have evaluated that step again
     fid_definition = definitions.get("fid", ("", True))[0]
@@ -444,17 +448,18 @@ def model_card(ckpt: Checkpoint, metrics: list[dict]) -> dict:
     """
     mc = ckpt.model_config
     with torch.random.fork_rng(devices=[]):  # building a Generator draws its initial weights from the global RNG
-        rows = model_summary(Generator(mc), torch.zeros(1, mc.z_dim))
+        rows = model_summary(build_generator(mc), torch.zeros(1, mc.z_dim))
     prior = PRIOR_SAMPLING[mc.prior]
     shape = ["batch", mc.channels, mc.image_size, mc.image_size]
     colour = "grey" if mc.channels == 1 else "RGB"
-    state = ckpt.state
-    train = state.get("train_config") or {}
-    data = state.get("data") or {}
+    record = ckpt.record
+    trained = bool(ckpt.state)  # an empty state records no training
+    train = record.train_config or {}
+    data = record.data or {}
     data_name = data.get("name") or train.get("data")
-    epoch = state.get("epoch", 0) + state.get("batch_in_epoch", 0) / max(state.get("steps_per_epoch", 1), 1)
+    epoch = record.epoch_fraction
     training = {}
-    if state:
+    if trained:
         training = {
             "data": {
                 "name": data_name,
@@ -467,7 +472,7 @@ def model_card(ckpt: Checkpoint, metrics: list[dict]) -> dict:
             "step": ckpt.step,
             "epoch": round(epoch, 4),
             "batch_size": train.get("batch_size"),
-            "processes": state.get("processes", 1),
+            "processes": record.processes,
             "optimizer": "Adam",
             "lr_g": train.get("lr_g"),
             "lr_d": train.get("lr_d"),
@@ -476,15 +481,15 @@ def model_card(ckpt: Checkpoint, metrics: list[dict]) -> dict:
             "d_steps": train.get("d_steps"),
             "g_steps": train.get("g_steps"),
             # Checkpoints from before the resolved precision was recorded only know the option ("auto").
-            "precision": state.get("precision") or f"{train.get('precision')} (not resolved in the checkpoint)",
+            "precision": record.precision or f"{train.get('precision')} (not resolved in the checkpoint)",
             "seed": train.get("seed"),
-            "elapsed_s": state.get("elapsed_s"),
-            "saved_at": state.get("saved_at"),
+            "elapsed_s": record.elapsed_s,
+            "saved_at": record.saved_at,
             "dcgan_version": ckpt.dcgan_version,
-            "torch_version": state.get("torch_version"),
-            "best_tracked_fid": state.get("best") or None,
+            "torch_version": record.torch_version,
+            "best_tracked_fid": record.best or None,
         }
-    steps_text = f"{ckpt.step} steps ({epoch:.2f} epochs)" if state else "an unrecorded number of steps"
+    steps_text = f"{ckpt.step} steps ({epoch:.2f} epochs)" if trained else "an unrecorded number of steps"
     summary = (
         f"A DCGAN generator (Radford, Metz and Chintala 2015) that maps a latent vector z of {mc.z_dim} numbers drawn "
         f"from {prior.description} to a {mc.image_size}x{mc.image_size} {colour} image in [-1, 1]"

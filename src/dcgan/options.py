@@ -70,6 +70,7 @@ def option(
     metavar: str | None = None,
     default_text: str | None = None,
     cli: bool = True,
+    exclusive: str | None = None,
 ) -> Any:
     """A dataclass field with its command-line description.
 
@@ -79,9 +80,10 @@ def option(
     resume: True when `--resume` may change it (budget, bookkeeping); False for what defines the run.
     flag: the command-line flag when it is not --field-name (a bool default True gives --no-field-name).
     cli: False for a field with no flag of its own (set through another option).
+    exclusive: fields with the same name here exclude each other on the command line.
     """
     meta = dict(help=help, group=group, check=check, choices=choices, resume=resume, flag=flag,
-                metavar=metavar, default_text=default_text, cli=cli)
+                metavar=metavar, default_text=default_text, cli=cli, exclusive=exclusive)
     return field(default=default, metadata={"option": meta})
 
 
@@ -139,12 +141,17 @@ def add_options(parser: argparse.ArgumentParser, config_classes, groups: dict[st
     Every flag defaults to None, meaning "not given": the config's own default applies, and
     `--resume` can tell what the user asked to change.
     """
+    exclusive: dict[str, argparse._MutuallyExclusiveGroup] = {}
     for cls in config_classes:
         for f in fields(cls):
             meta = _meta(f)
             if meta is None or not meta["cli"] or f.name in skip:
                 continue
             target = groups[meta["group"]]
+            if meta["exclusive"]:
+                if meta["exclusive"] not in exclusive:
+                    exclusive[meta["exclusive"]] = target.add_mutually_exclusive_group()
+                target = exclusive[meta["exclusive"]]
             kwargs: dict[str, Any] = dict(dest=f.name, default=None, help=_help_text(f, meta))
             if isinstance(f.default, bool):
                 kwargs["action"] = "store_false" if f.default else "store_true"

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from .data import ImageData, unit_batches
 from .errors import ConfigError, DataError
-from .models import Discriminator, ModelConfig, evaluating
+from .models import Discriminator, ModelConfig, build_discriminator, evaluating
 
 __all__ = [
     "discriminator_features",
@@ -287,7 +287,7 @@ def _random_discriminator(D: Discriminator, seed: int) -> Discriminator:
     """A freshly initialised D of the same architecture, seeded, on D's device; the global RNG is left untouched."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        fresh = Discriminator(D.config)
+        fresh = build_discriminator(D.config)
     return fresh.to(next(D.parameters()).device)
 
 

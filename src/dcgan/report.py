@@ -21,7 +21,7 @@ from .checkpoint import load_checkpoint
 from .errors import ConfigError
 from .figures import stack_vertical, titled, walk_figure
 from .latent import interpolate, latent_sheet
-from .training import read_metrics
+from .rundir import RunDir
 
 __all__ = ["Report", "build_report", "report_image", "report_html"]
 
@@ -35,9 +35,9 @@ class Report:
     panels: list[tuple[str, Image.Image]] = field(default_factory=list)
 
 
-def _progress_strip(run_dir: Path, frames: int = 8, width: int = 160) -> Image.Image | None:
+def _progress_strip(run: RunDir, frames: int = 8, width: int = 160) -> Image.Image | None:
     """Up to `frames` of the per-epoch sample grids, evenly spaced, shrunk and labelled with their step."""
-    paths = sorted((run_dir / "samples").glob("step_*.png"))
+    paths = run.sample_grids()
     if not paths:
         return None
     count = min(frames, len(paths))
@@ -59,28 +59,29 @@ def _progress_strip(run_dir: Path, frames: int = 8, width: int = 160) -> Image.I
 def build_report(run_dir: str | Path, walks: int = 4, steps: int = 8, seed: int = 0) -> Report:
     """Collect a run's pictures and figures; raise ConfigError when `run_dir` is not a run."""
     run_dir = Path(run_dir)
-    if not (run_dir / "checkpoints").is_dir():
+    run = RunDir(run_dir)
+    if not run.checkpoints.is_dir():
         raise ConfigError(f"{run_dir} is not a run directory (no checkpoints/ inside)")
     ckpt = load_checkpoint(run_dir)
-    state = ckpt.state
-    records = read_metrics(run_dir)
+    record = ckpt.record
+    records = run.read_metrics()
     mc = ckpt.model_config
     report = Report(run_dir)
     report.summary = {
         "run": str(run_dir),
-        "data": (state.get("data") or {}).get("name"),
-        "images": (state.get("data") or {}).get("num_images"),
+        "data": (record.data or {}).get("name"),
+        "images": (record.data or {}).get("num_images"),
         "model": f"{mc.image_size}x{mc.image_size}x{mc.channels}, z_dim {mc.z_dim}, width {mc.width}",
         "step": ckpt.step,
-        "training_s": round(float(state.get("elapsed_s", 0.0)), 1),
-        "last": state.get("last") or {},
-        "best": state.get("best") or {},
+        "training_s": round(float(record.elapsed_s), 1),
+        "last": record.last,
+        "best": record.best,
     }
     G = ckpt.build_generator()
-    if (run_dir / "samples.png").exists():
-        with Image.open(run_dir / "samples.png") as im:
+    if run.latest_samples.exists():
+        with Image.open(run.latest_samples) as im:
             report.panels.append((f"samples at step {ckpt.step} (fixed noise)", im.convert("RGB")))
-    strip = _progress_strip(run_dir)
+    strip = _progress_strip(run)
     if strip is not None:
         report.panels.append(("progress over training (the frames of progress.gif)", strip))
     train_records = [r for r in records if "loss_d" in r]

@@ -13,6 +13,9 @@
       tensorboard/                with --tensorboard
       report.png, report.html     `dcgan report`
       generated.png               the `dcgan generate` suggestion
+      eval/step_XXXXXXX-FEATURES.json   `dcgan evaluate` reports
+      explore/                    pictures of the explore commands
+      export/                     `dcgan export` files and the model card
 
 Every command that reads or writes a run goes through `RunDir`; nothing else
 spells these names.
@@ -116,6 +119,25 @@ class RunDir:
     @property
     def generated(self) -> Path:
         return self.root / "generated.png"
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.root / "eval"
+
+    def evaluation(self, step: int, features: str) -> Path:
+        """Where `dcgan evaluate` keeps its report of the checkpoint at `step` with these features."""
+        return self.eval_dir / f"step_{step:07d}-{features}.json"
+
+    def evaluations(self, step: int) -> list[Path]:
+        return sorted(self.eval_dir.glob(f"step_{step:07d}-*.json"))
+
+    @property
+    def explore_dir(self) -> Path:
+        return self.root / "explore"
+
+    @property
+    def export_dir(self) -> Path:
+        return self.root / "export"
 
     def holds_run(self) -> bool:
         """Whether a run already lives here (a checkpoint folder with something in it)."""

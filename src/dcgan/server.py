@@ -48,11 +48,11 @@ from .latent import (
     principal_directions,
     vector_arithmetic,
 )
-from .sampling import generate
+from .sampling import MAX_SEED, generate
 
 __all__ = ["ServeLimits", "Explorer", "ModelGate", "Busy", "create_app", "bind_socket", "serve", "running", "LOOPBACK_HOSTS"]
 
-MAX_SEED = 2**32 - 1
+
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")  # a Host header writes IPv6 in brackets
 JSON_BODY_LIMIT = 1 << 20  # bytes of a JSON request: a few thousand numbers at most are ever needed
 
@@ -168,9 +168,9 @@ class Explorer:
     # Requests ---------------------------------------------------------------
     def info(self) -> dict:
         """What the page shows about the model, and the limits it should respect."""
-        c, state = self.config, self.ckpt.state
-        train = state.get("train_config") or {}
-        data = state.get("data") or {}
+        c, record = self.config, self.ckpt.record
+        train = record.train_config or {}
+        data = record.data or {}
         return {
             "checkpoint": self.ckpt.path.name if self.ckpt.path else "",
             "step": self.ckpt.step,

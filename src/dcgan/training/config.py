@@ -45,9 +45,10 @@ class TrainConfig:
                           check=POSITIVE_INT)
     g_steps: int = option(1, "G updates per iteration, each with fresh z", group="training", check=POSITIVE_INT)
     # -- budget: steps and epochs exclude each other; neither means 1 epoch (the CLI's digits demo: 25)
-    steps: int | None = option(None, "total iterations (one real batch each)", group="training", check=POSITIVE_INT, resume=True)
+    steps: int | None = option(None, "total iterations (one real batch each)", group="training", check=POSITIVE_INT, resume=True,
+                               exclusive="budget")
     epochs: int | None = option(None, "total passes over the data", group="training", check=POSITIVE_INT, resume=True,
-                                default_text="digits default 25, others 1")
+                                exclusive="budget", default_text="digits default 25, others 1")
     seed: int = option(0, "seeds model init, data order and noise: makes CPU runs repeatable", group="training", check=SEED,
                        default_text="default: a random seed, recorded in the run")
     device: str = option("auto", "training device: auto, cpu, cuda or cuda:N", group="training", check=DEVICE, resume=True,

@@ -118,6 +118,7 @@ class Trainer:
             config.num_samples, model_config.z_dim, model_config.prior, torch.Generator().manual_seed(config.seed + 1)
         ).to(self.device)
         self.tensorboard = None  # a SummaryWriter while training with --tensorboard
+        self._summaries: tuple[list[dict], list[dict]] | None = None
         self.callbacks = default_callbacks(config, self.progress) + list(callbacks or [])
 
     # The models and the position, for readers of the Python API ---------------
@@ -139,6 +140,14 @@ class Trainer:
     def health_events(self) -> list[dict]:
         health = self.callback(Health)
         return health.events if health is not None else []
+
+    def model_summaries(self) -> tuple[list[dict], list[dict]]:
+        """G's and D's layer rows (`models.model_summary`), computed once."""
+        if self._summaries is None:
+            mc = self.model_config
+            image = self.fixed_noise.new_zeros(1, mc.channels, mc.image_size, mc.image_size)
+            self._summaries = (model_summary(self.G, self.fixed_noise[:1]), model_summary(self.D, image))
+        return self._summaries
 
     def total_steps(self) -> int:
         """The iteration budget: `steps`, or `epochs` x iterations per epoch (1 epoch by default)."""
@@ -271,10 +280,8 @@ class Trainer:
         self.check_run_dir()
         run.samples_dir.mkdir(exist_ok=True)
         run.config.write_text(json.dumps(self._config_record(), indent=2) + "\n")
-        mc = self.model_config
-        image = self.fixed_noise.new_zeros(1, mc.channels, mc.image_size, mc.image_size)
-        summary = "\n\n".join([format_summary("Generator", model_summary(self.G, self.fixed_noise[:1])),
-                               format_summary("Discriminator", model_summary(self.D, image))])
+        g_rows, d_rows = self.model_summaries()
+        summary = "\n\n".join([format_summary("Generator", g_rows), format_summary("Discriminator", d_rows)])
         run.model_summary.write_text(summary + "\n")
         # A resumed run may have logged past its last checkpoint before it was killed: drop those lines.
         run.truncate_metrics(self.state.step)

@@ -1,0 +1,177 @@
+"""`dcgan evaluate` (scores of a generator, and the real-data floors) and `dcgan evaluator` (its classifiers)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from ..checkpoint import load_checkpoint
+from ..data import DATASETS, default_cache_dir, load_dataset
+from ..errors import ConfigError, DCGANError
+from ..fileio import atomic_write_bytes
+from ..metrics.classifier import default_evaluator_dir, default_evaluator_path, describe, load_classifier, save_classifier, train_classifier
+from ..metrics.evaluate import LADDER_SIGMAS, evaluate, report_json
+from ..metrics.extractors import FEATURE_EXTRACTORS, build_extractor, load_dataset_classifier
+from ..metrics.scores import METRICS, parse_metrics
+from ..rundir import RunDir
+from .common import Command, _data_source, _device, _help_formatter, _Parser, _positive_int, _seed
+
+EVALUATE_EXAMPLES = """examples:
+  dcgan evaluate runs/mnist --num-samples 10000                 # every metric, classifier features
+  dcgan evaluate runs/mnist --metrics fid,kid --features pixels
+  dcgan evaluate runs/mnist --floors                            # also real-vs-real and the noise ladder
+  dcgan evaluate --data mnist --data-dir ../shared/data/mnist --floors   # floors only, no generator
+"""
+
+
+def _add_evaluate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", nargs="?", default=None, metavar="CKPT", help="a run directory or checkpoint file (omit to score only the floors)")
+    p.add_argument("--data", default=None, metavar="NAME_OR_PATH", help="real data to compare with (default: the checkpoint's training data)")
+    p.add_argument("--data-dir", default=None, metavar="DIR")
+    p.add_argument("--split", choices=("train", "test"), default="train", help="real split of the reference (default train)")
+    p.add_argument("--metrics", default="all", metavar="LIST", help=f"comma-separated: {', '.join(METRICS)}, or all (default)")
+    p.add_argument("--features", default="classifier", choices=tuple(FEATURE_EXTRACTORS), help="feature extractor (default classifier)")
+    p.add_argument("--evaluator", default=None, metavar="FILE", help="evaluation classifier file (default: the one trained for --data)")
+    p.add_argument("--num-samples", type=_positive_int, default=10_000, metavar="N", help="generated samples (default 10000)")
+    p.add_argument("--num-real", type=_positive_int, default=None, metavar="N", help="real images (default: as many as --num-samples)")
+    p.add_argument("--floors", action="store_true", help="also score real test images (the floor) and test images with noise sigma 0.1, 0.2, 0.5")
+    p.add_argument("--seed", type=_seed, default=0, help="noise seed of the generated samples (default 0)")
+    p.add_argument("--image-size", type=int, default=None, metavar="N", help="without CKPT: size to score the floors at (default: the dataset's)")
+    p.add_argument("--json", default=None, metavar="FILE", help="where to write the JSON report (default RUN_DIR/eval/step_N-FEATURES.json)")
+    p.add_argument("--no-cache", action="store_true", help="recompute the real reference features")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+
+
+MAX_EVAL_SAMPLES = 200_000
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    metrics = parse_metrics(args.metrics)
+    if max(args.num_samples, args.num_real or 0) > MAX_EVAL_SAMPLES:
+        raise ConfigError(f"at most {MAX_EVAL_SAMPLES:,} samples per evaluation")
+    if args.checkpoint is None and not args.floors:
+        raise ConfigError("give a checkpoint to evaluate, or --floors to score only the real-data floors")
+    if args.checkpoint is None and args.data is None:
+        raise ConfigError("without a checkpoint, say which data with --data")
+    device = str(_device(args.device))
+    ckpt = load_checkpoint(args.checkpoint, device) if args.checkpoint else None
+    data_name, data_dir = _data_source(ckpt, args)
+    if ckpt:
+        size, channels = ckpt.model_config.image_size, ckpt.model_config.channels
+    else:
+        spec = DATASETS.get(data_name)
+        size = args.image_size or (spec.default_size if spec else 64)
+        channels = spec.native_channels if spec else 3
+    real = load_dataset(data_name, data_dir, image_size=size, channels=channels, split=args.split)
+    test = load_dataset(data_name, data_dir, image_size=size, channels=channels, split="test") if args.floors else None
+    extractor = build_extractor(args.features, dataset=data_name, evaluator=args.evaluator, checkpoint=ckpt, device=device)
+    classifier = extractor.classifier
+    if classifier is None and any(METRICS[m].needs == "probs" for m in metrics):
+        if args.metrics == "all":  # the classifier-only scores are dropped quietly when there is none
+            try:
+                classifier = load_dataset_classifier(data_name, args.evaluator, device)
+            except DCGANError:
+                metrics = [m for m in metrics if METRICS[m].needs == "features"]
+        else:
+            classifier = load_dataset_classifier(data_name, args.evaluator, device)
+    G = ckpt.build_generator(device) if ckpt else None
+    subjects = (["generator"] if G is not None else []) + (["the floor", "the noise ladder"] if args.floors else [])
+    print(f"scoring {' and '.join(subjects)} with {extractor.name} features against {data_name} {args.split} ...", flush=True)
+    start = time.perf_counter()
+    report = evaluate(
+        G, real, extractor, metrics, num_samples=args.num_samples, num_real=args.num_real, classifier=classifier,
+        seed=args.seed, test=test, ladder=LADDER_SIGMAS if args.floors else (), real_split=args.split,
+        cache_dir=None if args.no_cache else default_cache_dir() / "reference",
+    )
+    if ckpt:
+        report.protocol["checkpoint"] = str(ckpt.path)
+        report.protocol["step"] = ckpt.step
+    report.protocol["seconds"] = round(time.perf_counter() - start, 1)
+    print(report.protocol_line())
+    print(report.table())
+    for row in report.rows:
+        if "class_shares" in row:
+            shares = ", ".join(f"{k} {100 * v:.0f}%" for k, v in row["class_shares"].items())
+            print(f"class shares ({row['subject']}): {shares}")
+    out = Path(args.json) if args.json else None
+    if out is None and ckpt is not None:
+        out = RunDir.of_checkpoint(ckpt.path).evaluation(ckpt.step, args.features)
+    if out is not None:
+        atomic_write_bytes(out, report_json(report).encode())
+        print(f"report: {out}")
+    return 0
+
+
+# --------------------------------------------------------------------------- #
+# dcgan evaluator train | list
+# --------------------------------------------------------------------------- #
+EVALUATOR_EXAMPLES = """examples:
+  dcgan evaluator train --data mnist --data-dir ../shared/data/mnist     # about 1.5 minutes on 2 CPU cores
+  dcgan evaluator train --data digits
+  dcgan evaluator list
+"""
+
+EVALUATOR_EPOCHS = {"mnist": 3, "fashion-mnist": 6, "cifar10": 15, "digits": 30}  # others: 10
+
+
+def _add_evaluator_args(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="evaluator_command", metavar="ACTION", parser_class=_Parser, required=True)
+    train = sub.add_parser("train", help="train the evaluation classifier of a labelled dataset", epilog=EVALUATOR_EXAMPLES,
+                           description="Train the small CNN whose features and class probabilities `dcgan evaluate` uses.",
+                           formatter_class=_help_formatter)
+    train.add_argument("--data", required=True, metavar="NAME_OR_PATH", help="a labelled dataset: mnist, fashion-mnist, cifar10, digits, or a folder with one sub-folder per class")
+    train.add_argument("--data-dir", default=None, metavar="DIR")
+    train.add_argument("--image-size", type=int, default=None, metavar="N", help="input size (default: the dataset's, 32 for the named ones)")
+    train.add_argument("--channels", type=int, choices=(1, 3), default=None)
+    train.add_argument("--epochs", type=_positive_int, default=None, help="default: mnist 3, fashion-mnist 6, cifar10 15, digits 30, others 10")
+    train.add_argument("--width", type=_positive_int, default=None, help="first-stage channels (default 16 for grey, 32 for RGB)")
+    train.add_argument("--batch-size", type=_positive_int, default=128)
+    train.add_argument("--seed", type=_seed, default=0)
+    train.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    train.add_argument("--out", default=None, metavar="FILE", help="where to save it (default: the evaluator folder, where --features classifier looks)")
+    train.add_argument("--force", action="store_true", help="replace an existing classifier")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    sub.add_parser("list", help="list the trained evaluation classifiers", formatter_class=_help_formatter)
+
+
+def _run_evaluator(args: argparse.Namespace) -> int:
+    if args.evaluator_command == "list":
+        folder = default_evaluator_dir()
+        files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+        if not files:
+            print(f"no evaluation classifiers in {folder}; train one with: dcgan evaluator train --data mnist")
+            return 0
+        for f in files:
+            try:
+                print(f"{f.stem:16s} {describe(load_classifier(f))}  {f}")
+            except DCGANError as exc:
+                print(f"{f.stem:16s} unreadable: {exc}")
+        return 0
+
+    out = Path(args.out) if args.out else default_evaluator_path(args.data)
+    if out.exists() and not args.force:
+        raise ConfigError(f"{out} already exists; pass --force to replace it (reference features made with it are then recomputed)")
+    spec = DATASETS.get(args.data)
+    size = args.image_size or (spec.default_size if spec else None)
+    train = load_dataset(args.data, args.data_dir, image_size=size, channels=args.channels, split="train", progress=not args.quiet)
+    test = load_dataset(args.data, args.data_dir, image_size=train.image_size, channels=train.channels, split="test")
+    epochs = args.epochs or EVALUATOR_EPOCHS.get(args.data, 10)
+    width = args.width or (16 if train.channels == 1 else 32)
+    device = _device(args.device)
+    print(f"training the evaluation classifier on {args.data} ({len(train)} images {train.image_size}x{train.image_size}x{train.channels}, "
+          f"{len(test)} test) for {epochs} epochs on {device}")
+    clf = train_classifier(
+        train, test, epochs=epochs, batch_size=args.batch_size, width=width, seed=args.seed, device=device, progress=not args.quiet,
+        on_epoch=None if not args.quiet else (lambda e, loss, acc: print(f"epoch {e}: loss {loss:.3f}, test accuracy {100 * acc:.2f}%")),
+    )
+    save_classifier(out, clf)
+    print(f"test accuracy {100 * clf.info['test_accuracy']:.2f}% after {epochs} epochs in {clf.info['seconds']:.0f} s; saved to {out}")
+    print(f"use it with: dcgan evaluate RUN_DIR --data {args.data} --features classifier")
+    return 0
+
+
+COMMANDS = {
+    "evaluate": Command("score a generator: FID, KID, precision/recall, density/coverage, classifier scores", EVALUATE_EXAMPLES, _add_evaluate_args, _run_evaluate),
+    "evaluator": Command("train or list the evaluation classifiers that `evaluate` uses for features", EVALUATOR_EXAMPLES, _add_evaluator_args, _run_evaluator),
+}

@@ -1,0 +1,133 @@
+"""`dcgan generate` (samples as a grid or one PNG each) and `dcgan info` (what a checkpoint holds)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from ..checkpoint import load_checkpoint
+from ..errors import ConfigError
+from ..imaging import grid_image, save_image_atomic, tensor_to_pil
+from ..models import format_summary, model_summary
+from ..sampling import generate, sample_z
+from .common import IMAGE_SUFFIXES, MAX_GENERATE, Command, _device, _positive_int, _seed
+
+GENERATE_EXAMPLES = """examples:
+  dcgan generate runs/demo -n 64 --seed 1 --out grid.png     # one grid
+  dcgan generate runs/demo -n 100 --out samples/             # one PNG per sample
+"""
+
+
+def _add_generate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", metavar="CKPT", help="a run directory (its latest checkpoint) or a checkpoint file")
+    p.add_argument("-n", "--num", type=_positive_int, default=64, help="number of samples (default 64)")
+    p.add_argument("--seed", type=_seed, default=0, help="noise seed: the same seed gives the same images (default 0)")
+    p.add_argument("--out", required=True, metavar="FILE.png|DIR/", help="a grid image file, or a folder (ending in /) for one PNG per sample")
+    p.add_argument("--nrow", type=_positive_int, default=None, help="images per grid row (default: square)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    if args.num > MAX_GENERATE:
+        raise ConfigError(f"-n {args.num} is more than {MAX_GENERATE:,} samples in one call")
+    out = Path(args.out)
+    as_folder = args.out.endswith(("/", "\\")) or out.is_dir()
+    if not as_folder and out.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ConfigError(f"--out {args.out}: use an image file ({', '.join(IMAGE_SUFFIXES)}) or a folder ending in /")
+    device = _device(args.device)
+    ckpt = load_checkpoint(args.checkpoint)
+    G = ckpt.build_generator(device)
+    mc = ckpt.model_config
+    z = sample_z(args.num, mc.z_dim, mc.prior, torch.Generator().manual_seed(args.seed))
+    images = generate(G, z)
+    if as_folder:
+        out.mkdir(parents=True, exist_ok=True)
+        for i, image in enumerate(images):
+            save_image_atomic(tensor_to_pil(image), out / f"sample_{args.seed}_{i:05d}.png")
+        print(f"wrote {len(images)} images ({mc.image_size}x{mc.image_size}) to {out}/")
+    else:
+        nrow = min(args.nrow, len(images)) if args.nrow else None  # wider than the samples would be empty canvas
+        save_image_atomic(grid_image(images, nrow=nrow), out, format=IMAGE_SUFFIXES[out.suffix.lower()])
+        print(f"wrote a grid of {len(images)} samples to {out}")
+    return 0
+
+
+# --------------------------------------------------------------------------- #
+# dcgan info
+# --------------------------------------------------------------------------- #
+INFO_EXAMPLES = """examples:
+  dcgan info runs/demo
+  dcgan info runs/demo/checkpoints/latest.safetensors --json
+"""
+
+
+def _add_info_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", metavar="CKPT", help="a run directory (its latest checkpoint) or a checkpoint file")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--layers", action="store_true", help="also print every layer's shape, parameters and MACs")
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    ckpt = load_checkpoint(args.checkpoint)
+    mc = ckpt.model_config
+    G = ckpt.build_generator()
+    g_rows = model_summary(G, torch.zeros(1, mc.z_dim))
+    d_rows = None
+    if ckpt.has("D"):
+        d_rows = model_summary(ckpt.build_discriminator(), torch.zeros(1, mc.channels, mc.image_size, mc.image_size))
+    record = ckpt.record if ckpt.state else None  # None: the file records no training (step, data, ...)
+    info = {
+        "checkpoint": str(ckpt.path),
+        "format": ckpt.format,
+        "file_bytes": ckpt.path.stat().st_size,
+        "dcgan_version": ckpt.dcgan_version,
+        "model": mc.to_dict(),
+        "step": record.step if record else None,
+        "epoch": record.epoch_fraction if record else None,
+        "train": record.train_config if record else None,
+        "data": record.data if record else None,
+        "last": record.last if record else None,
+        "best": record.best if record else None,
+        "elapsed_s": record.elapsed_s if record else None,
+        "saved_at": record.saved_at if record else None,
+        "generator": {"params": sum(r["params"] for r in g_rows), "macs_per_image": sum(r["macs"] for r in g_rows)},
+        "discriminator": None if d_rows is None else {"params": sum(r["params"] for r in d_rows), "macs_per_image": sum(r["macs"] for r in d_rows)},
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    data = info["data"] or {}
+    train = info["train"] or {}
+    kind = "" if ckpt.resumable else "exported generator, "
+    print(f"checkpoint   {info['checkpoint']} ({kind}{info['file_bytes'] / 1e6:.1f} MB, dcgan {info['dcgan_version']})")
+    print(f"model        {mc.image_size}x{mc.image_size}x{mc.channels}, z_dim {mc.z_dim} ({mc.prior}), width {mc.width}, "
+          f"G block {mc.g_block}, D block {mc.d_block}")
+    print(f"generator    {info['generator']['params']:,} params, {info['generator']['macs_per_image'] / 1e6:.1f}M MACs/image")
+    if info["discriminator"]:
+        print(f"discriminator {info['discriminator']['params']:,} params, {info['discriminator']['macs_per_image'] / 1e6:.1f}M MACs/image")
+    if record:
+        print(f"progress     step {info['step']}, epoch {info['epoch']:.2f}, {info['elapsed_s'] or 0:.0f} s of training, saved {info['saved_at']}")
+        print(f"data         {data.get('name')} ({data.get('num_images')} images from {data.get('source')}), sha256 {str(data.get('fingerprint'))[:16]}...")
+        print(f"training     batch {train.get('batch_size')}, lr G {train.get('lr_g')} D {train.get('lr_d')}, betas ({train.get('beta1')}, {train.get('beta2')}), seed {train.get('seed')}")
+        best = record.best
+        if best:
+            print(f"best FID     {best['fid']:.3f} at step {best['step']} (--eval-every; checkpoints/best.safetensors)")
+        last = info["last"] or {}
+        if isinstance(last, dict) and all(isinstance(last.get(k), (int, float)) for k in ("loss_d", "loss_g", "d_real", "d_fake")):
+            print(f"last losses  loss_D {last['loss_d']:.3f} loss_G {last['loss_g']:.3f} D(x) {last['d_real']:.2f} D(G(z)) {last['d_fake']:.2f}")
+    if args.layers:
+        print()
+        print(format_summary("Generator", g_rows))
+        if d_rows:
+            print()
+            print(format_summary("Discriminator", d_rows))
+    return 0
+
+
+COMMANDS = {
+    "generate": Command("write samples from a checkpoint as a grid or one PNG each", GENERATE_EXAMPLES, _add_generate_args, _run_generate),
+    "info": Command("print a checkpoint's config, progress, data and size", INFO_EXAMPLES, _add_info_args, _run_info),
+}
