@@ -347,8 +347,8 @@ def test_cli_one_line_errors(runs, tmp_path, capsys, argv, message):
 
 
 def test_cli_without_the_onnx_packages(runs, tmp_path, capsys, monkeypatch):
-    real = export.find_spec
-    monkeypatch.setattr(export, "find_spec", lambda name: None if name == "onnxruntime" else real(name))
+    real = export.formats.find_spec
+    monkeypatch.setattr(export.formats, "find_spec", lambda name: None if name == "onnxruntime" else real(name))
     assert run_cli("export", runs["28x1"], "--format", "safetensors,onnx", "--out", tmp_path / "out") == 2
     line = one_line_error(capsys.readouterr().err)
     assert "onnx export needs onnxruntime" in line and "pip install 'dcgan[export]'" in line

@@ -7,7 +7,7 @@ Three lines to train on the digits bundled with scikit-learn:
 >>> trainer.train()
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
 from .data import DATASETS, ImageData, load_dataset  # noqa: E402

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
+from tqdm.auto import tqdm
 
 from ..imaging import grid_image, save_gif, save_image_atomic
 from ..sampling import generate
@@ -136,8 +137,6 @@ class ProgressBar(Callback):
             print(line)
 
     def _open(self, trainer) -> None:
-        from tqdm.auto import tqdm
-
         state, total = trainer.state, trainer.total_steps()
         if state.step >= total:
             return

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from .. import distributed
+from ..data import default_cache_dir
 from ..errors import ConfigError
 from ..health import HealthIssue, HealthMonitor
+from ..metrics.classifier import default_evaluator_path
+from ..metrics.evaluate import TrackedMetric, reference_features
+from ..metrics.extractors import build_extractor
 from ..sampling import generate
 from .callbacks import Action, Callback, Schedule
 
@@ -152,11 +156,6 @@ class Evaluate(Callback):
 
 def build_tracked_metric(trainer):
     """The FID tracker of --eval-every: extractor chosen by eval_features, real features cached."""
-    from ..data import default_cache_dir
-    from ..metrics.classifier import default_evaluator_path
-    from ..metrics.evaluate import TrackedMetric, reference_features
-    from ..metrics.extractors import build_extractor
-
     cfg, data = trainer.config, trainer.data
     name = cfg.eval_features
     if name == "auto":

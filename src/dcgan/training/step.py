@@ -13,6 +13,7 @@ import contextlib
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from .. import distributed
 from ..errors import ConfigError
@@ -74,8 +75,6 @@ class GANStep:
             self._G_fwd, self._D_fwd = torch.compile(self.G), torch.compile(self.D)
         self._D_through = self._D_fwd  # D as the G step sees it: never the DDP wrapper (its weights get no gradient there)
         if dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
             ids = [device.index] if device.type == "cuda" else None
             self._G_fwd, self._D_fwd = DDP(self._G_fwd, device_ids=ids), DDP(self._D_fwd, device_ids=ids)
         # The training noise: its own explicitly seeded stream, one per process.
