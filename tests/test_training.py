@@ -85,6 +85,7 @@ def test_same_seed_same_run_different_seed_different_run(digits16):
 def _state(trainer):
     out = {f"G.{k}": v for k, v in trainer.G.state_dict().items()}
     out.update({f"D.{k}": v for k, v in trainer.D.state_dict().items()})
+    out.update({f"G_ema.{k}": v for k, v in trainer.gan.ema.module.state_dict().items()})  # the averaged G too
     for name, opt in (("opt_g", trainer.gan.opt_g), ("opt_d", trainer.gan.opt_d)):
         for pid, st in opt.state_dict()["state"].items():
             for k, v in st.items():

@@ -52,6 +52,7 @@ __all__ = [
 FORMAT = "dcgan-checkpoint"
 GENERATOR_FORMAT = "dcgan-generator"  # an exported generator: G's weights, config and training record; not resumable
 FORMAT_VERSION = 1
+EMA_PREFIX = "G_ema"  # the averaged generator's tensors: G_ema.blocks...
 
 
 @dataclass
@@ -73,6 +74,7 @@ class TrainingRecord:
     train_config: dict = field(default_factory=dict)  # TrainConfig.to_dict()
     data: dict = field(default_factory=dict)  # name, source, num_images, image_size, channels, fingerprint
     callbacks: dict = field(default_factory=dict)  # callback name -> its state_dict()
+    ema: dict = field(default_factory=dict)  # the averaged generator's settings and update count ({} without one)
     torch_version: str | None = None
     saved_at: str | None = None  # local time, ISO 8601
 
@@ -200,9 +202,20 @@ class Checkpoint:
         except (KeyError, ValueError, RuntimeError) as exc:
             raise CheckpointError(f"{self.path}: optimizer state {prefix} does not fit the model ({exc})") from None
 
-    def build_generator(self, device: torch.device | str = "cpu") -> Generator:
-        """A Generator with this checkpoint's weights, in eval mode, on `device`."""
-        G = self.load_module("G", build_generator(self.model_config))
+    @property
+    def has_ema(self) -> bool:
+        """Whether the file holds the averaged generator (the EMA of G's weights) beside the trained G."""
+        return self.has(EMA_PREFIX)
+
+    def generator_kind(self, raw: bool = False) -> str:
+        """What `build_generator(raw=raw)` gives: "ema" or "raw" (the trained G)."""
+        return "ema" if self.has_ema and not raw else "raw"
+
+    def build_generator(self, device: torch.device | str = "cpu", raw: bool = False) -> Generator:
+        """A Generator in eval mode on `device`: the averaged G with its standing batch-norm statistics
+        when the file holds one (every sampling command's default), else, or with `raw`, the trained G."""
+        prefix = EMA_PREFIX if self.generator_kind(raw) == "ema" else "G"
+        G = self.load_module(prefix, build_generator(self.model_config))
         return G.to(device).eval()
 
     def build_discriminator(self, device: torch.device | str = "cpu") -> Discriminator:
@@ -221,6 +234,7 @@ def checkpoint_bytes(
     state: dict | None = None,
     file_format: str = FORMAT,
     metadata: dict[str, str] | None = None,
+    G_ema: nn.Module | None = None,
 ) -> bytes:
     """The bytes of a checkpoint file; `save_checkpoint` describes the arguments.
 
@@ -228,7 +242,7 @@ def checkpoint_bytes(
     alone); `metadata` adds string entries to the header (an export's model card).
     """
     tensors: dict[str, torch.Tensor] = {}
-    for prefix, module in (("G", G), ("D", D)):
+    for prefix, module in (("G", G), ("D", D), (EMA_PREFIX, G_ema)):
         if module is not None:
             for k, v in module.state_dict().items():
                 tensors[f"{prefix}.{k}"] = v.detach().cpu().contiguous().clone()
@@ -258,13 +272,15 @@ def save_checkpoint(
     optimizers: dict[str, torch.optim.Optimizer] | None = None,
     extra: dict[str, torch.Tensor] | None = None,
     state: dict | None = None,
+    G_ema: nn.Module | None = None,
 ) -> Path:
     """Write a checkpoint atomically; returns its path.
 
     `optimizers` maps a prefix ("opt_g", "opt_d") to an optimizer; `extra` holds
-    further tensors (fixed noise, RNG states); `state` must be JSON-serialisable.
+    further tensors (fixed noise, RNG states); `state` must be JSON-serialisable;
+    `G_ema` is the averaged generator, with its standing batch-norm statistics.
     """
-    return atomic_write_bytes(path, checkpoint_bytes(model_config, G, D, optimizers, extra, state))
+    return atomic_write_bytes(path, checkpoint_bytes(model_config, G, D, optimizers, extra, state, G_ema=G_ema))
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from .data import ImageData, unit_batches
 from .errors import ConfigError, DataError
 from .models import Discriminator, ModelConfig, build_discriminator, evaluating
+from .sampling import with_real_statistics
 
 __all__ = [
     "discriminator_features",
@@ -308,7 +309,8 @@ def run_probe(
     The labelled subset of `train` is chosen by `seed`; `max_test` (optional)
     scores a seeded subset of the test split. Baselines use the same labels:
     "pixels" (raw pixels in [0, 1]) and "random_d" (an untrained D of the same
-    architecture, initialised with `seed`).
+    architecture, initialised with `seed`). Both Ds read the images with batch-norm
+    statistics of real training batches (`sampling.with_real_statistics`).
     """
     unknown = [b for b in baselines if b not in BASELINES]
     if unknown:
@@ -332,11 +334,13 @@ def run_probe(
             test_images, test_y = test_images[pick], test_y[pick]
     test_y_np = test_y.numpy()
 
+    # D reads real images here: batch-norm statistics of real batches, not training's real/fake mix.
+    D = with_real_statistics(D, train.images, seed=seed)
     extractors = [("discriminator", lambda imgs: discriminator_features(D, imgs, grid, batch_size))]
     if "pixels" in baselines:
         extractors.append(("pixels", pixel_features))
     if "random_d" in baselines:
-        random_d = _random_discriminator(D, seed)
+        random_d = with_real_statistics(_random_discriminator(D, seed), train.images, seed=seed)
         extractors.append(("random_d", lambda imgs: discriminator_features(random_d, imgs, grid, batch_size)))
 
     rows: list[ProbeRow] = []

@@ -56,7 +56,7 @@ def _progress_strip(run: RunDir, frames: int = 8, width: int = 160) -> Image.Ima
     return strip
 
 
-def build_report(run_dir: str | Path, walks: int = 4, steps: int = 8, seed: int = 0) -> Report:
+def build_report(run_dir: str | Path, walks: int = 4, steps: int = 8, seed: int = 0, raw: bool = False) -> Report:
     """Collect a run's pictures and figures; raise ConfigError when `run_dir` is not a run."""
     run_dir = Path(run_dir)
     run = RunDir(run_dir)
@@ -77,7 +77,7 @@ def build_report(run_dir: str | Path, walks: int = 4, steps: int = 8, seed: int 
         "last": record.last,
         "best": record.best,
     }
-    G = ckpt.build_generator()
+    G = ckpt.build_generator(raw=raw)
     if run.latest_samples.exists():
         with Image.open(run.latest_samples) as im:
             report.panels.append((f"samples at step {ckpt.step} (fixed noise)", im.convert("RGB")))

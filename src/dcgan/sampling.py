@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
+from torch.optim.swa_utils import update_bn
 
 from .errors import ConfigError
 from .models import evaluating
 
-__all__ = ["sample_z", "generate", "MAX_SEED"]
+__all__ = ["sample_z", "generate", "standing_statistics", "with_real_statistics", "MAX_SEED"]
 
 MAX_SEED = 2**32 - 1  # the largest seed any command takes: seeds are mixed with epochs, ranks and steps into 64-bit seeds
 
@@ -46,3 +49,44 @@ def generate(G: nn.Module, z: torch.Tensor, batch_size: int = 256) -> torch.Tens
     with evaluating(G):
         device = next(G.parameters()).device
         return torch.cat([G(chunk.to(device)).float() for chunk in z.split(batch_size)])
+
+
+STANDING_BATCHES = 16  # batches of fresh z for standing statistics: 2,048 samples at batch 128
+STANDING_BATCH_SIZE = 128
+
+
+def standing_statistics(G: nn.Module, num_batches: int = STANDING_BATCHES, batch_size: int = STANDING_BATCH_SIZE,
+                        seed: int = 0) -> nn.Module:
+    """Recompute G's batch-norm running statistics from `num_batches` fresh, seeded batches of z.
+
+    In train mode each BN layer sees batch statistics, which is how G made its images while it was
+    trained; `torch.optim.swa_utils.update_bn` averages them over the batches (momentum None) into the
+    running statistics, which eval mode then uses. Sampling stays deterministic and every image
+    depends on its own z alone, but the statistics no longer lag the weights (BN's momentum 0.1 does).
+    Modifies G's buffers in place (nothing else) and returns G, in the mode it was in.
+    """
+    c = G.config
+    gen = torch.Generator().manual_seed(seed)
+    device = next(G.parameters()).device
+    batches = [sample_z(batch_size, c.z_dim, c.prior, gen) for _ in range(num_batches)]
+    update_bn(batches, G, device=device)
+    return G
+
+
+def with_real_statistics(D: nn.Module, images_uint8: torch.Tensor, max_images: int = 4096,
+                         batch_size: int = STANDING_BATCH_SIZE, seed: int = 0) -> nn.Module:
+    """A copy of D (eval mode) whose batch-norm statistics are those of real images alone.
+
+    D's running statistics from training mix real and fake batches (about 70% fake at the
+    paper's settings); the probe and the filter views read D on real images, so they use
+    statistics of real batches: up to `max_images` of `images_uint8` (N, C, H, W), a seeded
+    subset, in whole batches. `D` itself is left as it was.
+    """
+    D = copy.deepcopy(D)
+    device = next(D.parameters()).device
+    n = images_uint8.shape[0]
+    pick = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: min(n, max_images)]
+    usable = len(pick) - len(pick) % batch_size or len(pick)  # whole batches: BN sees its usual batch size
+    batches = [chunk.float().div(127.5).sub(1.0) for chunk in images_uint8[pick[:usable]].split(batch_size)]
+    update_bn(batches, D, device=device)
+    return D.eval()

@@ -141,10 +141,11 @@ def _check(value, low, high, what: str) -> None:
 class Explorer:
     """A generator and the latent-space tools the page offers, bounded by `limits`."""
 
-    def __init__(self, ckpt: Checkpoint, device: torch.device | str = "cpu", limits: ServeLimits = ServeLimits()):
+    def __init__(self, ckpt: Checkpoint, device: torch.device | str = "cpu", limits: ServeLimits = ServeLimits(), raw: bool = False):
         self.ckpt = ckpt
         self.config = ckpt.model_config
-        self.G = ckpt.build_generator(device)
+        self.G = ckpt.build_generator(device, raw=raw)
+        self.generator_kind = ckpt.generator_kind(raw)  # "ema" (the average, default) or "raw"
         self.limits = limits
         self._directions: PrincipalDirections | None = None
 
@@ -178,6 +179,7 @@ class Explorer:
             "channels": c.channels,
             "z_dim": c.z_dim,
             "prior": c.prior,
+            "generator": self.generator_kind,  # "ema": the averaged G (the default), "raw": the trained G
             "data": data.get("name") or train.get("data") or "",
             "interpolations": list(INTERPOLATIONS),
             "directions": min(self.limits.directions, c.z_dim),

@@ -11,6 +11,7 @@ from ..data import ImageData, load_dataset
 from ..errors import ConfigError
 from ..sampling import MAX_SEED
 from ..training import resolve_device
+from ..training.config import DEVICE
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -88,3 +89,14 @@ def _checkpoint_data(ckpt, args: argparse.Namespace, split: str) -> ImageData:
     name, data_dir = _data_source(ckpt, args)
     mc = ckpt.model_config
     return load_dataset(name, data_dir, image_size=mc.image_size, channels=mc.channels, split=split)
+
+
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", type=DEVICE.parse, metavar="DEVICE",
+                   help="auto (cuda when present), cpu, cuda or cuda:N (default auto)")
+
+
+def _add_raw_g(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--raw-g", action="store_true",
+                   help="use the trained G instead of its average (the EMA with standing batch-norm statistics that "
+                   "checkpoints hold by default)")

@@ -27,11 +27,13 @@ from ..metrics.classifier import default_evaluator_path
 from ..metrics.extractors import build_extractor
 from ..probe import run_probe
 from ..rundir import RunDir
-from ..sampling import generate
+from ..sampling import generate, with_real_statistics
 from .common import (
     IMAGE_SUFFIXES,
     MAX_GENERATE,
     Command,
+    _add_device,
+    _add_raw_g,
     _checked,
     _checkpoint_data,
     _data_source,
@@ -75,7 +77,8 @@ def _add_sheet_source(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", metavar="CKPT", help="a run directory (its latest checkpoint) or a checkpoint file")
     p.add_argument("--seed", type=_seed, default=0, help="seed of the numbered sheet the indices refer to (default 0)")
     p.add_argument("-n", "--num", type=_positive_int, default=64, help="size of that sheet (default 64)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    _add_device(p)
+    _add_raw_g(p)
 
 
 def _add_out(p: argparse.ArgumentParser, default: str) -> None:
@@ -102,7 +105,7 @@ def _load_for_latent(args: argparse.Namespace):
         raise ConfigError(f"-n {args.num} is more than {MAX_GENERATE:,} samples")
     device = _device(args.device)
     ckpt = load_checkpoint(args.checkpoint)
-    G = ckpt.build_generator(device)
+    G = ckpt.build_generator(device, raw=args.raw_g)
     return ckpt, G, latent_sheet(ckpt.model_config, args.seed, args.num)
 
 
@@ -218,7 +221,8 @@ def _add_invert_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=_checked(int, lambda v: 1 <= v <= 20000, "a whole number from 1 to 20000"), default=500, help="Adam steps (default 500)")
     p.add_argument("--lr", type=_positive_float, default=0.05)
     p.add_argument("--seed", type=_seed, default=0)
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    _add_device(p)
+    _add_raw_g(p)
     _add_out(p, "invert-IMAGE.png (and .json with z)")
 
 
@@ -234,7 +238,7 @@ def _run_invert(args: argparse.Namespace) -> int:
     except DecodeError as exc:
         raise ConfigError(f"{source} could not be read as an image ({exc})") from None
     target = torch.from_numpy(pixels.copy()).float().div(127.5).sub(1)  # (C, H, W) in [-1, 1]
-    G = ckpt.build_generator(_device(args.device))
+    G = ckpt.build_generator(_device(args.device), raw=args.raw_g)
     result = invert(G, target, restarts=args.restarts, steps=args.steps, lr=args.lr, seed=args.seed)
     out = _explore_path(ckpt, args, f"invert-{source.stem}.png")
     save_image_atomic(inversion_figure(target, result), out)
@@ -256,7 +260,8 @@ def _add_neighbors_args(p: argparse.ArgumentParser) -> None:
                    help="second search space besides pixels (default auto: the dataset's classifier when trained, else D)")
     p.add_argument("--evaluator", default=None, metavar="FILE")
     p.add_argument("--seed", type=_seed, default=0)
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    _add_device(p)
+    _add_raw_g(p)
     _add_out(p, "neighbors-seed{SEED}.png")
 
 
@@ -269,7 +274,7 @@ def _run_neighbors(args: argparse.Namespace) -> int:
     data = _checkpoint_data(ckpt, args, "train")
     if data.images is None:
         raise ConfigError("neighbors needs the training data in memory; this dataset streams from disk")
-    samples = generate(ckpt.build_generator(device), latent_sheet(mc, args.seed, args.num))
+    samples = generate(ckpt.build_generator(device, raw=args.raw_g), latent_sheet(mc, args.seed, args.num))
     real = data.images.float().div(127.5).sub(1)
     panels = []
     d, i = nearest_neighbors(samples.flatten(1), real.flatten(1), args.k)
@@ -311,7 +316,7 @@ def _add_probe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=_seed, default=0, help="chooses the labelled images, the validation split and the random D")
     p.add_argument("--no-baselines", action="store_true", help="skip the pixel and random-D baselines")
     p.add_argument("--json", default=None, metavar="FILE", help="where to write the report (default RUN_DIR/explore/probe-N.json)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    _add_device(p)
 
 
 def _run_probe(args: argparse.Namespace) -> int:
@@ -342,7 +347,8 @@ def _add_filters_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-images", type=_positive_int, default=5000, metavar="N", help="search a seeded subset of N images (default 5000)")
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--out", default=None, metavar="FILE.png", help="the figure (default RUN_DIR/explore/filters.png)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    _add_device(p)
+    _add_raw_g(p)
 
 
 def _run_filters(args: argparse.Namespace) -> int:
@@ -356,12 +362,13 @@ def _run_filters(args: argparse.Namespace) -> int:
     ckpt = load_checkpoint(args.checkpoint)
     out = _explore_path(ckpt, args, "filters.png")
     device = _device(args.device)
-    D, G = ckpt.build_discriminator(device), ckpt.build_generator(device)
+    D, G = ckpt.build_discriminator(device), ckpt.build_generator(device, raw=args.raw_g)
     data = _checkpoint_data(ckpt, args, "train")
     if data.images is None:
         raise ConfigError("filters needs the data in memory; this dataset streams from disk")
     pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(args.seed))[: args.num_images].sort().values
     images = data.images[pick]
+    D = with_real_statistics(D, data.images, seed=args.seed)  # D reads real images: BN statistics of real batches
     panels = [
         titled(discriminator_filters(D), f"D, first layer: {D.config.hidden_widths()[0]} filters", size=12),
         titled(generator_filters(G), "G, output layer", size=12),

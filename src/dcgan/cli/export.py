@@ -11,7 +11,7 @@ from ..errors import ConfigError
 from ..export import EXPORT_FORMATS, export_files, export_names, parse_formats, run_metrics, tolerance_text
 from ..fileio import atomic_write_bytes
 from ..rundir import RunDir
-from .common import EXIT_EXPORT_MISMATCH, Command
+from .common import EXIT_EXPORT_MISMATCH, Command, _add_raw_g
 
 EXPORT_EXAMPLES = """examples:
   dcgan export runs/mnist                                  # runs/mnist/export/generator.safetensors + model card
@@ -39,6 +39,7 @@ def _add_export_args(p: argparse.ArgumentParser) -> None:
                    help=f"comma-separated: {', '.join(EXPORT_FORMATS)}, or all (default safetensors)")
     p.add_argument("--out", default=None, metavar="DIR", help="folder to write into (default RUN_DIR/export)")
     p.add_argument("--force", action="store_true", help="replace files an earlier export left there")
+    _add_raw_g(p)
 
 
 def _size_text(num_bytes: int) -> str:
@@ -59,7 +60,7 @@ def _run_export(args: argparse.Namespace) -> int:
     metrics = run_metrics(run.root, ckpt.step, ckpt.record.best)
     print(f"exporting G of {ckpt.path} (step {ckpt.step}, {mc.image_size}x{mc.image_size}x{mc.channels}, z_dim {mc.z_dim} {mc.prior}) "
           f"as {', '.join(formats)} ...", flush=True)
-    files = export_files(ckpt, formats, metrics)
+    files = export_files(ckpt, formats, metrics, raw=args.raw_g)
     failed = [f for f in files if not f.passed]
     if failed:  # a bug in an exporter or a runtime, not the user's: but one line, and nothing half-written
         f = failed[0]

@@ -13,7 +13,7 @@ from ..errors import ConfigError
 from ..imaging import grid_image, save_image_atomic, tensor_to_pil
 from ..models import format_summary, model_summary
 from ..sampling import generate, sample_z
-from .common import IMAGE_SUFFIXES, MAX_GENERATE, Command, _device, _positive_int, _seed
+from .common import IMAGE_SUFFIXES, MAX_GENERATE, Command, _add_device, _add_raw_g, _device, _positive_int, _seed
 
 GENERATE_EXAMPLES = """examples:
   dcgan generate runs/demo -n 64 --seed 1 --out grid.png     # one grid
@@ -27,7 +27,8 @@ def _add_generate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=_seed, default=0, help="noise seed: the same seed gives the same images (default 0)")
     p.add_argument("--out", required=True, metavar="FILE.png|DIR/", help="a grid image file, or a folder (ending in /) for one PNG per sample")
     p.add_argument("--nrow", type=_positive_int, default=None, help="images per grid row (default: square)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    _add_device(p)
+    _add_raw_g(p)
 
 
 def _run_generate(args: argparse.Namespace) -> int:
@@ -39,7 +40,7 @@ def _run_generate(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {args.out}: use an image file ({', '.join(IMAGE_SUFFIXES)}) or a folder ending in /")
     device = _device(args.device)
     ckpt = load_checkpoint(args.checkpoint)
-    G = ckpt.build_generator(device)
+    G = ckpt.build_generator(device, raw=args.raw_g)
     mc = ckpt.model_config
     z = sample_z(args.num, mc.z_dim, mc.prior, torch.Generator().manual_seed(args.seed))
     images = generate(G, z)

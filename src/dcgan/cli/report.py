@@ -10,7 +10,7 @@ from ..fileio import atomic_write_bytes
 from ..imaging import save_image_atomic
 from ..report import build_report, report_html, report_image
 from ..rundir import RunDir
-from .common import Command, _seed
+from .common import Command, _add_raw_g, _seed
 
 REPORT_EXAMPLES = """examples:
   dcgan report runs/mnist                     # runs/mnist/report.png and report.html
@@ -22,10 +22,11 @@ def _add_report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory")
     p.add_argument("--out", default=None, metavar="FILE.png", help="the dashboard picture (default RUN_DIR/report.png); an .html page is written beside it")
     p.add_argument("--seed", type=_seed, default=0, help="seed of the walks shown (default 0)")
+    _add_raw_g(p)
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    report = build_report(args.run_dir, seed=args.seed)
+    report = build_report(args.run_dir, seed=args.seed, raw=args.raw_g)
     out = Path(args.out) if args.out else RunDir(args.run_dir).report
     if out.suffix.lower() != ".png":
         raise ConfigError(f"--out {args.out}: the dashboard is a .png file (the .html page is written beside it)")

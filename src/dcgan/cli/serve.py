@@ -10,7 +10,7 @@ from importlib.util import find_spec
 from ..checkpoint import load_checkpoint
 from ..errors import ConfigError
 from ..server import LOOPBACK_HOSTS, Explorer, ServeLimits, bind_socket, create_app, is_loopback, serve, url_of
-from .common import Command, _checked, _device, _positive_float
+from .common import Command, _add_device, _add_raw_g, _checked, _device, _positive_float
 
 SERVE_EXAMPLES = """examples:
   dcgan serve runs/mnist                        # open http://127.0.0.1:8000/ in a browser
@@ -30,7 +30,8 @@ def _add_serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every interface)")
     p.add_argument("--port", type=_checked(int, lambda v: 0 <= v <= 65535, "a port from 0 to 65535"), default=8000,
                    help="port (default 8000; 0 picks a free one)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    _add_device(p)
+    _add_raw_g(p)
     p.add_argument("--open", action="store_true", help="open the page in the default web browser")
     p.add_argument("--verbose", action="store_true", help="log every request")
     limits = p.add_argument_group("limits of one request")
@@ -58,7 +59,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         max_invert_steps=args.max_invert_steps,
         directions=args.directions,
     )
-    explorer = Explorer(ckpt, _device(args.device), limits)
+    explorer = Explorer(ckpt, _device(args.device), limits, raw=args.raw_g)
     local = is_loopback(args.host)
     sock = bind_socket(args.host, args.port)
     url = url_of(sock)

@@ -33,6 +33,7 @@ GROUPS = {  # the --help sections, by the `group` of each option
     "data": "data",
     "model": "model (fixed for a run; refused with --resume)",
     "training": "training",
+    "quality": "sample quality",
     "speed": "speed and scale",
     "outputs": "outputs",
     "health": "training health",

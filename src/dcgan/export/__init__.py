@@ -80,7 +80,8 @@ def export_names(formats: list[str]) -> list[str]:
     return [EXPORT_FORMATS[name].filename() for name in formats] + [CARD_JSON, CARD_MARKDOWN]
 
 
-def export_files(ckpt: Checkpoint, formats: list[str], metrics: list[dict], num_check: int = 16, seed: int = 0) -> list[ExportedFile]:
+def export_files(ckpt: Checkpoint, formats: list[str], metrics: list[dict], num_check: int = 16, seed: int = 0,
+                 raw: bool = False) -> list[ExportedFile]:
     """Build and check the files of an export: G in each of `formats`, then the card (JSON and Markdown).
 
     Every file is checked against PyTorch on `num_check` seeded z (as one batch
@@ -90,8 +91,8 @@ def export_files(ckpt: Checkpoint, formats: list[str], metrics: list[dict], num_
     same otherwise.
     """
     require(formats)
-    G = ckpt.build_generator("cpu")  # eval mode; exports are CPU float32 graphs
-    card = model_card(ckpt, metrics)
+    G = ckpt.build_generator("cpu", raw=raw)  # eval mode; exports are CPU float32 graphs
+    card = model_card(ckpt, metrics, raw=raw)
     files = []
     for name in formats:
         fmt = EXPORT_FORMATS[name]

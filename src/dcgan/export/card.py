@@ -45,6 +45,15 @@ FINGERPRINT_OF = (
     "of the file names, sizes and modification times"
 )
 TO_UINT8 = "((images.clip(-1, 1) + 1) * 127.5).round().astype(np.uint8)"
+GENERATOR_KIND_MEANS = {
+    "ema": "an exponential moving average of G's weights over training, which every dcgan command samples by default",
+    "raw": "the trained G's weights at this step (exported with --raw-g, or from a run without an average)",
+}
+BATCH_NORM_MEANS = {
+    "ema": "eval mode with standing statistics: recomputed for these weights from fresh z in train mode, so each "
+           "image depends on its own z only",
+    "raw": "eval mode: the running statistics from training, so each image depends on its own z only",
+}
 G_BLOCK_MEANS = {
     "transposed": "transposed convolutions, kernel 4, stride 2 (the paper's fractionally-strided convolutions)",
     "nearest": "nearest-neighbour x2 resize, then a 3x3 convolution",
@@ -186,7 +195,7 @@ def _training_section(ckpt: Checkpoint) -> dict:
     }
 
 
-def model_card(ckpt: Checkpoint, metrics: list[dict]) -> dict:
+def model_card(ckpt: Checkpoint, metrics: list[dict], raw: bool = False) -> dict:
     """Everything a user of the exported generator needs, as JSON-able data.
 
     Sections: `model` (z's size and prior and how to draw it, image size,
@@ -194,8 +203,10 @@ def model_card(ckpt: Checkpoint, metrics: list[dict]) -> dict:
     `training` (data with its sha256, step, epoch, optimisation, precision,
     seed, time, versions), `metrics` (each with its value and protocol; see
     `run_metrics`), `usage` (Python for each export format) and the paper.
+    `raw` says the export holds the trained G rather than its average.
     """
     mc = ckpt.model_config
+    kind = ckpt.generator_kind(raw)
     with torch.random.fork_rng(devices=[]):  # building a Generator draws its initial weights from the global RNG
         rows = model_summary(build_generator(mc), torch.zeros(1, mc.z_dim))
     prior = PRIOR_SAMPLING[mc.prior]
@@ -245,7 +256,10 @@ def model_card(ckpt: Checkpoint, metrics: list[dict]) -> dict:
             "max_channels": mc.max_channels,
             "parameters": sum(r["params"] for r in rows),
             "macs_per_image": sum(r["macs"] for r in rows),
-            "batch_norm": "eval mode: the running statistics from training, so each image depends on its own z only",
+            "generator": kind,
+            "generator_means": GENERATOR_KIND_MEANS[kind] + (
+                f" (half-life {ckpt.record.ema['half_life_images'] / 1000:g}k images)" if kind == "ema" and ckpt.record.ema.get("half_life_images") else ""),
+            "batch_norm": BATCH_NORM_MEANS[kind],
             "config": mc.to_dict(),
         },
         "training": training,
@@ -295,6 +309,7 @@ def model_card_markdown(card: dict) -> str:
         ("image", f"{m['image_size']}x{m['image_size']}, {m['channels']} channel(s) ({m['colour']})"),
         ("parameters", f"{m['parameters']:,} ({m['macs_per_image'] / 1e6:.1f}M multiply-accumulates per image)"),
         ("G block", f"{m['g_block']}: {m['g_block_means']}; width {m['width']}, at most {m['max_channels']} channels"),
+        ("weights", m["generator_means"]),
         ("batch norm", m["batch_norm"]),
     ]
     lines += [f"| {k} | {_cell(v)} |" for k, v in rows]

@@ -210,8 +210,8 @@ class SampleWriter(Callback):
 
 
 def sample_grid(trainer) -> Image.Image:
-    """The fixed-noise samples as a Pillow grid image (G in eval mode), enlarged when small."""
-    img = grid_image(generate(trainer.G, trainer.fixed_noise))
+    """The fixed-noise samples of the sampling G (the average, by default) as a Pillow grid image, enlarged when small."""
+    img = grid_image(generate(trainer.sampling_generator(), trainer.fixed_noise))
     if img.width < 256:  # enlarge small grids (16x16 digits) so they can be seen
         img = img.resize((img.width * (512 // img.width), img.height * (512 // img.width)), resample=0)
     return img

@@ -44,6 +44,16 @@ class TrainConfig:
     d_steps: int = option(1, "D updates per iteration, each with fresh fakes on the same real batch", group="training",
                           check=POSITIVE_INT)
     g_steps: int = option(1, "G updates per iteration, each with fresh z", group="training", check=POSITIVE_INT)
+    # -- the averaged generator that every sampling path uses (an EMA of G's weights)
+    ema: str = option("on", "sample and save an exponential moving average of G's weights, with batch-norm statistics "
+                      "recomputed from fresh z; off samples the trained G", group="quality", choices=("on", "off"))
+    ema_half_life: float = option(10.0, "the average's half-life in thousands of images (StyleGAN2-ADA's ema_kimg)",
+                                  group="quality", check=POSITIVE_FLOAT, metavar="KIMG")
+    ema_rampup: float = option(0.05, "early on, the half-life is at most this fraction of the images seen (0: no ramp-up)",
+                               group="quality", check=Check(float, lambda v: 0 <= v <= 1, "a number in [0, 1]", (int, float)),
+                               metavar="R")
+    standing_batches: int = option(8, "batches of fresh z whose batch-norm statistics the averaged G samples with",
+                                   group="quality", check=POSITIVE_INT)
     # -- budget: steps and epochs exclude each other; neither means 1 epoch (the CLI's digits demo: 25)
     steps: int | None = option(None, "total iterations (one real batch each)", group="training", check=POSITIVE_INT, resume=True,
                                exclusive="budget")

@@ -26,7 +26,7 @@ from typing import Iterator
 import torch
 
 from .. import __version__, distributed
-from ..checkpoint import Checkpoint, TrainingRecord, load_checkpoint, save_checkpoint
+from ..checkpoint import EMA_PREFIX, Checkpoint, TrainingRecord, load_checkpoint, save_checkpoint
 from ..data import DATASETS, DEFAULT_FILES_CHANNELS, DEFAULT_FILES_SIZE, ImageData, load_dataset
 from ..errors import CheckpointError, ConfigError, DataError, first_line
 from ..models import ModelConfig, check_models, format_summary, model_summary
@@ -148,6 +148,11 @@ class Trainer:
             image = self.fixed_noise.new_zeros(1, mc.channels, mc.image_size, mc.image_size)
             self._summaries = (model_summary(self.G, self.fixed_noise[:1]), model_summary(self.D, image))
         return self._summaries
+
+    def sampling_generator(self):
+        """The G that grids, evaluations and checkpoints sample: the averaged one with standing statistics
+        computed for this step (once), or the trained G with --ema off."""
+        return self.gan.sampling_generator(self.state.step)
 
     def total_steps(self) -> int:
         """The iteration budget: `steps`, or `epochs` x iterations per epoch (1 epoch by default)."""
@@ -325,9 +330,12 @@ class Trainer:
             callbacks={c.name: c.state_dict() for c in self.callbacks if c.name},
             torch_version=torch.__version__, saved_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
         )
+        ema = self.gan.ema
+        if ema is not None:
+            record.ema = ema.state_dict()
         optimizers = {"opt_g": self.gan.opt_g, "opt_d": self.gan.opt_d}
         return save_checkpoint(path, self.model_config, self.G, self.D, optimizers=optimizers, extra=extra,
-                               state=record.to_dict())
+                               state=record.to_dict(), G_ema=self.sampling_generator() if ema is not None else None)
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore the checkpoint at `path` (used by rollbacks)."""
@@ -337,6 +345,10 @@ class Trainer:
         """Restore everything `save` wrote."""
         ckpt.load_module("G", self.G)
         ckpt.load_module("D", self.D)
+        if self.gan.ema is not None and ckpt.has_ema:
+            ckpt.load_module(EMA_PREFIX, self.gan.ema.module)
+            self.gan.ema.load_state_dict(ckpt.record.ema)
+        # (a checkpoint without an average, from --ema off or an older version, starts one from G at the next step)
         ckpt.load_optimizer("opt_g", self.gan.opt_g)
         ckpt.load_optimizer("opt_d", self.gan.opt_d)
         try:

@@ -133,7 +133,7 @@ class Evaluate(Callback):
     def on_step_end(self, trainer):
         if self.tracked is None or not self.schedule.due(trainer):
             return
-        state, value = trainer.state, self.tracked(trainer.G)
+        state, value = trainer.state, self.tracked(trainer.sampling_generator())
         protocol = self.tracked.protocol()
         trainer.emit({"step": state.step, "epoch": round(state.epoch_fraction, 4), "fid": value, "eval": protocol})
         improved = not self.best or value < self.best["fid"]

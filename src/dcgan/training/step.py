@@ -20,6 +20,7 @@ from ..errors import ConfigError
 from ..models import ModelConfig, build_models
 from ..sampling import sample_z
 from .config import TrainConfig
+from .ema import GeneratorEMA
 
 __all__ = ["GANStep", "cpu_has_bf16", "Batch"]
 
@@ -79,6 +80,11 @@ class GANStep:
             self._G_fwd, self._D_fwd = DDP(self._G_fwd, device_ids=ids), DDP(self._D_fwd, device_ids=ids)
         # The training noise: its own explicitly seeded stream, one per process.
         self.noise_gen = torch.Generator(device=device).manual_seed(config.seed + 1_000_003 * dist.rank)
+        # The averaged G that samples and checkpoints use (None with --ema off); it draws no training noise.
+        self.ema = None
+        if config.ema == "on":
+            self.ema = GeneratorEMA(self.G, config.ema_half_life * 1000, config.ema_rampup, config.standing_batches,
+                                    config.batch_size, seed=config.seed + 3)
 
     @property
     def precision(self) -> str:
@@ -118,7 +124,13 @@ class GANStep:
             with self.autocast():
                 fake = self._G_fwd(sample_z(n, cfg.z_dim, cfg.prior, self.noise_gen))
             figures.update(self.g_step(fake))
+        if self.ema is not None:
+            self.ema.update(self.G, n * self.dist.world_size)  # every process averages the same weights
         return figures
+
+    def sampling_generator(self, step: int) -> nn.Module:
+        """The G to draw pictures from at `step`: the averaged one with fresh standing statistics, or G itself."""
+        return self.ema.refresh(step) if self.ema is not None else self.G
 
     def d_step(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
         """One D update on a real batch and a (detached) fake batch; figures stay on the device."""
@@ -176,4 +188,5 @@ class GANStep:
         """About how large one checkpoint is: weights and buffers of G and D, and both Adams' two moments."""
         params = sum(p.numel() * p.element_size() for m in (self.G, self.D) for p in m.parameters())
         buffers = sum(b.numel() * b.element_size() for m in (self.G, self.D) for b in m.buffers())
-        return 3 * params + buffers + 64 * 1024
+        averaged = sum(t.numel() * t.element_size() for t in self.ema.module.state_dict().values()) if self.ema else 0
+        return 3 * params + buffers + averaged + 64 * 1024
