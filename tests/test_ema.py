@@ -89,3 +89,20 @@ def test_ema_off_saves_the_trained_g_alone(tmp_path, digits16):
     _run(tmp_path / "run", digits16, ema="off")
     ckpt = load_checkpoint(tmp_path / "run")
     assert not ckpt.has_ema and ckpt.generator_kind() == "raw" and ckpt.record.ema == {}
+
+
+def test_d_reads_real_images_with_real_batch_statistics(digits16):
+    from dcgan.sampling import with_real_statistics
+
+    _, D = build_models(ModelConfig(**TINY), seed=0)
+    before = {k: v.clone() for k, v in D.state_dict().items()}
+    real = with_real_statistics(D, digits16.images, max_images=256, batch_size=64)
+    for k, v in D.state_dict().items():  # the given D is untouched
+        assert torch.equal(v, before[k]), k
+    assert not real.training
+    bn = real.blocks[1][1]  # D's first batch norm (the input block has none)
+    pick = torch.randperm(len(digits16), generator=torch.Generator().manual_seed(0))[:256]
+    x = digits16.images[pick].float().div(127.5).sub(1)
+    with torch.no_grad():
+        h = real.blocks[1][0](real.blocks[0](x))  # the features that batch norm normalises
+    assert torch.allclose(bn.running_mean, h.mean(dim=(0, 2, 3)), atol=1e-5)

@@ -94,7 +94,8 @@ def _run_info(args: argparse.Namespace) -> int:
         "best": record.best if record else None,
         "elapsed_s": record.elapsed_s if record else None,
         "saved_at": record.saved_at if record else None,
-        "generator": {"params": sum(r["params"] for r in g_rows), "macs_per_image": sum(r["macs"] for r in g_rows)},
+        "generator": {"params": sum(r["params"] for r in g_rows), "macs_per_image": sum(r["macs"] for r in g_rows),
+                      "sampled": ckpt.generator_kind(), "ema": record.ema if record and ckpt.has_ema else None},
         "discriminator": None if d_rows is None else {"params": sum(r["params"] for r in d_rows), "macs_per_image": sum(r["macs"] for r in d_rows)},
     }
     if args.json:
@@ -106,7 +107,10 @@ def _run_info(args: argparse.Namespace) -> int:
     print(f"checkpoint   {info['checkpoint']} ({kind}{info['file_bytes'] / 1e6:.1f} MB, dcgan {info['dcgan_version']})")
     print(f"model        {mc.image_size}x{mc.image_size}x{mc.channels}, z_dim {mc.z_dim} ({mc.prior}), width {mc.width}, "
           f"G block {mc.g_block}, D block {mc.d_block}")
-    print(f"generator    {info['generator']['params']:,} params, {info['generator']['macs_per_image'] / 1e6:.1f}M MACs/image")
+    print(f"generator    {info['generator']['params']:,} params, {info['generator']['macs_per_image'] / 1e6:.1f}M MACs/image; "
+          + (f"commands sample its average (EMA, half-life {record.ema.get('half_life_images', 0) / 1000:g}k images, "
+             f"{record.ema.get('updates', 0):,} updates, standing BN statistics); --raw-g the trained G"
+             if ckpt.has_ema and record else "commands sample the trained G"))
     if info["discriminator"]:
         print(f"discriminator {info['discriminator']['params']:,} params, {info['discriminator']['macs_per_image'] / 1e6:.1f}M MACs/image")
     if record:

@@ -17,6 +17,7 @@ from ..data import DATASETS, dataset_stem, default_cache_dir
 from ..errors import ConfigError, DCGANError
 from ..models import ModelConfig
 from ..options import POSITIVE_FLOAT, POSITIVE_INT, add_options, flag_of, resumable_fields
+from ..recipes import RECIPES, get_recipe
 from ..rundir import RunDir
 from ..training import TrainConfig, Trainer
 from ..training.monitors import Evaluate
@@ -43,6 +44,10 @@ GROUPS = {  # the --help sections, by the `group` of each option
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     groups = {key: p.add_argument_group(title) for key, title in GROUPS.items()}
     # The few flags that are not one config field each:
+    groups["data"].add_argument("--recipe", default=None, choices=tuple(RECIPES), metavar="NAME",
+                                help="start from a named, measured configuration: "
+                                + "; ".join(f"{r.name}: {r.description}" for r in RECIPES.values())
+                                + " (options given as well override it)")
     groups["data"].add_argument("--data", default=None, metavar="NAME_OR_PATH",
                                 help=f"dataset: {', '.join(sorted(DATASETS))}, or a folder / .zip / .tar(.gz) of images (default: digits)")
     groups["training"].add_argument("--lr", type=POSITIVE_FLOAT.parse, default=None, metavar="LR",
@@ -107,6 +112,8 @@ def _resumed_trainer(args: argparse.Namespace) -> Trainer:
     fixed = [flag_of(f) for cls in CONFIGS for f in fields(cls) if f.name not in may_change and getattr(args, f.name, None) is not None]
     if args.data is not None:
         fixed.insert(0, "--data")
+    if args.recipe is not None:
+        fixed.insert(0, "--recipe")
     if args.lr is not None:
         fixed.append("--lr")
     if fixed:
@@ -123,9 +130,11 @@ def _resumed_trainer(args: argparse.Namespace) -> Trainer:
 
 def _new_trainer(args: argparse.Namespace) -> Trainer:
     """The trainer of a new run: every option given, the defaults of the configs for the rest."""
-    data = args.data or "digits"
     options = {f.name: getattr(args, f.name) for cls in CONFIGS for f in fields(cls) if getattr(args, f.name, None) is not None}
-    if args.steps is None and args.epochs is None:
+    if args.recipe is not None:
+        options = {**_recipe_options(args), **options, "recipe": args.recipe}
+    data = args.data or options.pop("data", None) or "digits"
+    if options.get("steps") is None and options.get("epochs") is None:
         options["epochs"] = DEFAULT_EPOCHS.get(data, 1)
     options.setdefault("seed", secrets.randbelow(2**31))  # random unless given, and recorded in the run
     run_dir = Path(args.out) if args.out else Path("runs") / f"{dataset_stem(data)}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -146,6 +155,18 @@ def _new_trainer(args: argparse.Namespace) -> Trainer:
     )
     print(f"run directory: {run_dir}")
     return trainer
+
+
+def _recipe_options(args: argparse.Namespace) -> dict:
+    """The recipe's options, less its budget when the command line gives one."""
+    recipe = get_recipe(args.recipe)
+    if recipe.needs_data and args.data is None:
+        raise ConfigError(f"--recipe {recipe.name} is for your own images: give them with --data FOLDER_OR_ARCHIVE")
+    options = dict(recipe.options)
+    if args.steps is not None or args.epochs is not None:
+        options.pop("steps", None)
+        options.pop("epochs", None)
+    return options
 
 
 def _report(trainer: Trainer, result) -> int:

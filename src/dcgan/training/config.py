@@ -28,6 +28,8 @@ class TrainConfig:
     # -- data
     data: str = option("digits", "dataset name from the registry, or a folder / .zip / .tar(.gz) of images",
                        group="data", cli=False)
+    recipe: str | None = option(None, "the named configuration this run started from (dcgan train --recipe)", group="data",
+                                cli=False)
     data_dir: str | None = option(None, "folder holding the dataset's files (mnist: the four IDX .gz files)",
                                   group="data", metavar="DIR", resume=True)
     # -- optimisation (section 4 of the paper)
