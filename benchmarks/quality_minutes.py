@@ -12,6 +12,7 @@ The code after the change is scored twice: its default sampler (the averaged G w
 statistics) and `--raw-g` (the trained G with eval-mode batch norm, which is all the code before offers).
 
     .venv/bin/python benchmarks/quality_minutes.py --old-src /tmp/old/src --minutes 12 --out /tmp/quality
+    (git worktree add /tmp/old COMMIT makes the old tree)
 """
 
 from __future__ import annotations
@@ -36,21 +37,35 @@ from dcgan.sampling import generate, sample_z
 REPO = Path(__file__).resolve().parents[1]
 
 
-def train_for(src: Path, minutes: float, run: Path, data_dir: str, extra: list[str]) -> dict:
-    """`python -m dcgan train` of the code in `src`, stopped by SIGTERM after `minutes`; returns its figures."""
+def start_training(src: Path, run: Path, data_dir: str, core: int | None = None) -> subprocess.Popen:
+    """`python -m dcgan train` of the code in `src` (on one CPU core, with one thread, when `core` is given)."""
     env = dict(os.environ, PYTHONPATH=str(src))
     cmd = [sys.executable, "-m", "dcgan", "train", "--data", "mnist", "--data-dir", data_dir, "--seed", "0",
-           "--epochs", "1000", "--quiet", "--out", str(run), *extra]
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        proc.wait(timeout=minutes * 60)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGTERM)
+           "--epochs", "1000", "--quiet", "--out", str(run)]
+    if core is not None:
+        env["OMP_NUM_THREADS"] = "1"
+        cmd = ["taskset", "-c", str(core), *cmd]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_after(procs: list[subprocess.Popen], minutes: float) -> None:
+    """SIGTERM every process `minutes` after now (each saves a checkpoint and exits, as after Ctrl-C)."""
+    deadline = time.perf_counter() + minutes * 60
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(deadline - time.perf_counter(), 0.1))
+        except subprocess.TimeoutExpired:
+            pass
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
         proc.wait(timeout=600)
-    seconds = time.perf_counter() - start
+
+
+def run_figures(run: Path) -> dict:
     ckpt = load_checkpoint(run)
-    return {"steps": ckpt.step, "wall_s": round(seconds, 1), "training_s": round(ckpt.record.elapsed_s, 1)}
+    return {"steps": ckpt.step, "training_s": round(ckpt.record.elapsed_s, 1)}
 
 
 def dot_contrast(G, num: int = 2000, seed: int = 1) -> dict:
@@ -82,17 +97,20 @@ def main() -> int:
     p.add_argument("--num-samples", type=int, default=10_000)
     p.add_argument("--out", default="/tmp/quality-minutes")
     p.add_argument("--skip-training", action="store_true", help="score the runs already in --out")
+    p.add_argument("--side-by-side", action="store_true",
+                   help="train both at once, each on its own core with one thread (for a machine that is not quiet: "
+                   "whatever else runs slows both alike); default: one after the other, each with every core")
     args = p.parse_args()
     out = Path(args.out)
     runs = {"before": (Path(args.old_src), out / "before"), "after": (Path(args.new_src), out / "after")}
-    figures: dict[str, dict] = {}
-    for name, (src, run) in runs.items():
-        if not args.skip_training:
+    if not args.skip_training and args.side_by_side:
+        print(f"training both side by side for {args.minutes} minutes ...", flush=True)
+        stop_after([start_training(src, run, args.data_dir, core) for core, (src, run) in enumerate(runs.values())], args.minutes)
+    elif not args.skip_training:
+        for name, (src, run) in runs.items():
             print(f"training {name} for {args.minutes} minutes ...", flush=True)
-            figures[name] = train_for(src, args.minutes, run, args.data_dir, [])
-        else:
-            ckpt = load_checkpoint(run)
-            figures[name] = {"steps": ckpt.step, "training_s": round(ckpt.record.elapsed_s, 1)}
+            stop_after([start_training(src, run, args.data_dir)], args.minutes)
+    figures = {name: run_figures(run) for name, (_, run) in runs.items()}
     real = load_dataset("mnist", args.data_dir, image_size=32, split="train")
     test = load_dataset("mnist", args.data_dir, image_size=32, split="test")
     features = args.features or _default_features()
@@ -111,7 +129,7 @@ def main() -> int:
             rows.append({"subject": subject, "fid": r["fid"], **(figures[run] if r["subject"] == "generator" else {}),
                          **(dot_contrast(G) if r["subject"] == "generator" else {})})
     floor = next(r["fid"] for r in rows if r["subject"] == "real test (floor)")
-    print(f"\n| subject | steps | FID | x floor | dots (stride 2) | dots (stride 4) |\n| --- | ---: | ---: | ---: | ---: | ---: |")
+    print("\n| subject | steps | FID | x floor | dots (stride 2) | dots (stride 4) |\n| --- | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         print(f"| {r['subject']} | {r.get('steps', '')} | {r['fid']:.3f} | {r['fid'] / floor:.1f}x | "
               f"{r.get('dots_2', float('nan')):.4f} | {r.get('dots_4', float('nan')):.4f} |")

@@ -87,7 +87,9 @@ def main() -> int:
     def ours_sample(n, seed):
         from dcgan.sampling import generate, sample_z
 
-        return generate(trainer.G, sample_z(n, 100, "normal", torch.Generator().manual_seed(1000 + seed)))
+        # What dcgan samples by default: the averaged G with standing statistics (the trained G with --ema off).
+        G = trainer.gan.sampling_generator(trainer.gan.ema.updates if trainer.gan.ema else 0)  # refreshed once per step
+        return generate(G, sample_z(n, 100, "normal", torch.Generator().manual_seed(1000 + seed)))
 
     results = [race(f"dcgan default (32x32, bf16={trainer.gan.bf16})", ours_step, ours_sample, extractor, real,
                     args.eval_every, args.threshold, args.max_seconds)]
