@@ -78,3 +78,20 @@ def digits_classifier(_private_cache):
     clf = train_classifier(train, test, epochs=8, width=8, seed=0)
     save_classifier(default_evaluator_path("digits"), clf)
     return clf
+
+
+@pytest.fixture(scope="session")
+def mnist_evaluation(mnist_dir, tmp_path_factory):
+    """MNIST at 32x32 (train, test) and an evaluation classifier trained in a few seconds on 6,000 of its
+    training images (2 epochs, width 8), saved to a file of its own rather than where `auto` looks, so
+    that other tests' MNIST runs do not pick it up. Returns (train, test, classifier file)."""
+    from dcgan.data import ImageData
+    from dcgan.metrics import save_classifier, train_classifier
+
+    train = load_dataset("mnist", mnist_dir, image_size=32, split="train")
+    test = load_dataset("mnist", mnist_dir, image_size=32, split="test")
+    subset = ImageData(train.images[:6000], train.labels[:6000], name="mnist", classes=train.classes)
+    check = ImageData(test.images[:2000], test.labels[:2000], name="mnist", classes=test.classes)  # accuracy per epoch
+    clf = train_classifier(subset, check, epochs=2, width=8, seed=0)
+    path = save_classifier(tmp_path_factory.mktemp("mnist-evaluator") / "mnist.safetensors", clf)
+    return train, test, path

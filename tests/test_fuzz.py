@@ -890,7 +890,7 @@ def test_tensor_with_a_wrong_shape_is_a_checkpoint_error(tmp_path, ckpt_bytes, d
     names = []
 
     def mutate(tensors):
-        candidates = sorted(k for k in tensors if k.startswith(("G.", "D.")) and not k.endswith("num_batches_tracked"))
+        candidates = sorted(k for k in tensors if k.startswith(("G.", "G_ema.", "D.")) and not k.endswith("num_batches_tracked"))
         name = data.draw(st.sampled_from(candidates), label="tensor")
         assume(tuple(shape) != tuple(tensors[name].shape))
         tensors[name] = torch.zeros(shape, dtype=tensors[name].dtype)
@@ -898,7 +898,8 @@ def test_tensor_with_a_wrong_shape_is_a_checkpoint_error(tmp_path, ckpt_bytes, d
 
     _rewrite(ckpt_bytes, path, mutate)
     ck = load_checkpoint(path)  # the file itself is well formed
-    build = ck.build_generator if names[0].startswith("G.") else ck.build_discriminator
+    prefix = names[0].split(".")[0]  # the averaged G is what commands build by default; --raw-g builds G
+    build = {"G_ema": ck.build_generator, "G": lambda: ck.build_generator(raw=True), "D": ck.build_discriminator}[prefix]
     with pytest.raises(CheckpointError, match="do not fit") as info:
         build()
     assert "\n" not in str(info.value)
@@ -906,7 +907,7 @@ def test_tensor_with_a_wrong_shape_is_a_checkpoint_error(tmp_path, ckpt_bytes, d
 
 def test_wrong_shape_through_the_cli(tmp_path, ckpt_bytes, capsys):
     path = tmp_path / "reshaped.safetensors"
-    _rewrite(ckpt_bytes, path, lambda t: t.__setitem__(_first("G.")(t), torch.zeros(3, 3)))
+    _rewrite(ckpt_bytes, path, lambda t: t.__setitem__(_first("G_ema.")(t), torch.zeros(3, 3)))  # what commands build
     for argv in (["info", path], ["generate", path, "--out", tmp_path / "g.png"]):
         code, out, err = run_main(argv, capsys)
         assert code == 2

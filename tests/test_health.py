@@ -121,7 +121,7 @@ def test_nan_with_stop_keeps_the_last_healthy_checkpoint(tmp_path):
     assert result.failure["condition"] == "nonfinite" and result.step == 25
     assert load_checkpoint(tmp_path / "run").step == 20
     failed = load_checkpoint(tmp_path / "run" / "checkpoints" / "failed.safetensors")
-    assert failed.step == 25 and not all(torch.isfinite(p).all() for p in failed.build_generator().parameters())
+    assert failed.step == 25 and not all(torch.isfinite(p).all() for p in failed.build_generator(raw=True).parameters())
 
 
 def test_rollback_restores_and_continues_with_fresh_noise(tmp_path):

@@ -1,6 +1,7 @@
 """The evaluation classifier, extractors, cached reference features, protocols, CLI and --eval-every."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -10,10 +11,12 @@ from dcgan.cli import main
 from dcgan.data import default_cache_dir, load_dataset
 from dcgan.errors import CheckpointError, ConfigError
 from dcgan.metrics import (
+    TrainedClassifier,
     build_extractor,
     evaluate,
     load_classifier,
     reference_features,
+    resolve_features,
     save_classifier,
 )
 from dcgan.metrics.classifier import accuracy, adapt_images
@@ -90,7 +93,7 @@ def test_reference_features_are_cached_and_invalidated(digits16, tmp_path):
 def test_floors_and_noise_ladder_order(digits_classifier):
     train = load_dataset("digits", image_size=16, split="train")
     test = load_dataset("digits", image_size=16, split="test")
-    for name in ("classifier", "pixels"):
+    for name in ("classifier", "pixels"):  # classifier-layers: the sanity ladder's tests
         ex = build_extractor(name, dataset="digits")
         report = evaluate(None, train, ex, ["fid", "kid", "pr"], num_samples=360, classifier=None, test=test, ladder=(0.1, 0.2, 0.5))
         fids = [row["fid"] for row in report.rows]
@@ -124,7 +127,8 @@ def test_eval_every_does_not_change_training(digits_classifier):
     for a, b in zip(plain.G.state_dict().values(), tracked.G.state_dict().values()):
         assert torch.equal(a, b)
     assert result.best and result.best["step"] in (5, 10, 12)
-    assert tracked.callback(Evaluate).tracked.extractor.name == "classifier"  # auto picks the trained classifier
+    # auto picks the trained classifier's features (classifier-layers once training resolves auto with resolve_features)
+    assert tracked.callback(Evaluate).tracked.extractor.name in ("classifier", "classifier-layers")
 
 
 def _cli(*args) -> int:
@@ -151,7 +155,7 @@ def test_cli_train_with_eval_every_then_evaluate(digits_classifier, tmp_path, ca
                 "--batch-size", "64", "--seed", "1", "--eval-every", "10", "--eval-samples", "200", "--out", run, "--quiet")
     assert code == 0
     out = capsys.readouterr().out
-    assert "classifier features" in out and "best checkpoint" in out
+    assert re.search(r": classifier(-layers)? features", out) and "best checkpoint" in out
     assert (run / "checkpoints" / "best.safetensors").is_file()
     evals = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if '"fid"' in line]
     assert [e["step"] for e in evals] == [10, 20]
@@ -160,10 +164,15 @@ def test_cli_train_with_eval_every_then_evaluate(digits_classifier, tmp_path, ca
     code = _cli("evaluate", run, "--num-samples", "300", "--floors", "--metrics", "fid,kid,pr,dc,is,coverage,confidence")
     assert code == 0
     out = capsys.readouterr().out
-    assert "protocol: features classifier" in out and "real test (floor)" in out and "test + noise 0.5" in out
-    report = json.loads((run / "eval" / "step_0000020-classifier.json").read_text())
+    # the default features: the layer features of the trained classifier
+    assert "protocol: features classifier-layers" in out and "real test (floor)" in out and "test + noise 0.5" in out
+    report = json.loads((run / "eval" / "step_0000020-classifier-layers.json").read_text())
     assert [r["subject"] for r in report["results"]][:2] == ["generator", "real test (floor)"]
     assert report["protocol"]["num_generated"] == 300 and report["protocol"]["real_split"] == "train"
+
+    assert _cli("evaluate", run, "--num-samples", "300", "--features", "classifier", "--metrics", "fid") == 0
+    assert "protocol: features classifier (" in capsys.readouterr().out  # the penultimate layer alone, by name
+    assert (run / "eval" / "step_0000020-classifier.json").is_file()
 
     out_json = tmp_path / "px.json"
     assert _cli("evaluate", run / "checkpoints" / "best.safetensors", "--features", "pixels", "--metrics", "fid",
@@ -189,3 +198,48 @@ def test_cli_floors_only(digits_classifier, capsys):
     assert _cli("evaluate", "--data", "digits", "--image-size", "16", "--floors", "--num-samples", "360", "--metrics", "fid,confidence") == 0
     out = capsys.readouterr().out
     assert "real test (floor)" in out and "confidence" in out and "generator" not in out
+
+
+def test_auto_features_resolution(digits_classifier, tmp_path, monkeypatch):
+    assert resolve_features("auto", "digits")[0] == "classifier-layers"
+    assert resolve_features("pixels", "digits") == ("pixels", "")
+    # a classifier saved before the layer calibration existed: its penultimate layer, and how to calibrate it
+    old_info = {k: v for k, v in digits_classifier.info.items() if k != "layer_calibration"}
+    old = save_classifier(tmp_path / "old.safetensors", TrainedClassifier(digits_classifier.model, old_info))
+    name, note = resolve_features("auto", "digits", old)
+    assert name == "classifier" and "dcgan evaluator calibrate --data digits" in note
+    with pytest.raises(ConfigError, match="dcgan evaluator calibrate --data digits"):
+        build_extractor("classifier-layers", dataset="digits", evaluator=old)
+    # no classifier at all: pixels, and how to get better features
+    monkeypatch.setenv("DCGAN_EVALUATOR_DIR", str(tmp_path / "empty"))
+    name, note = resolve_features("auto", "digits")
+    assert name == "pixels" and "dcgan evaluator train --data digits" in note
+
+
+def test_cli_evaluate_without_a_classifier(tmp_path, capsys, monkeypatch):
+    """A fresh machine: no evaluation classifier. Pixels, one line saying so, and the probability
+    metrics skipped with a note, unless asked for by name."""
+    monkeypatch.setenv("DCGAN_EVALUATOR_DIR", str(tmp_path / "evaluators"))
+    run = tmp_path / "run"
+    assert _cli("train", "--data", "digits", "--image-size", "16", "--z-dim", "8", "--width", "8", "--steps", "4",
+                "--batch-size", "64", "--seed", "1", "--out", run, "--quiet") == 0
+    capsys.readouterr()
+    assert _cli("evaluate", run, "--num-samples", "100") == 0
+    out = capsys.readouterr().out
+    assert "features: pixels" in out and "dcgan evaluator train --data digits" in out
+    assert "skipped is, coverage, confidence" in out and "protocol: features pixels" in out
+    report = json.loads((run / "eval" / "step_0000004-pixels.json").read_text())
+    assert "fid" in report["results"][0] and "is" not in report["results"][0]
+    assert _cli("evaluate", run, "--num-samples", "100", "--metrics", "fid,is") == 2  # asked for by name: an error
+    assert "dcgan evaluator train --data digits" in capsys.readouterr().err
+
+
+def test_cli_evaluator_calibrate(digits_classifier, tmp_path, capsys):
+    old_info = {k: v for k, v in digits_classifier.info.items() if k != "layer_calibration"}
+    path = save_classifier(tmp_path / "old.safetensors", TrainedClassifier(digits_classifier.model, old_info))
+    assert _cli("evaluator", "calibrate", "--data", "digits", "--evaluator", path) == 0
+    assert "layer calibration measured on 1437 training images" in capsys.readouterr().out
+    calibrated = load_classifier(path)
+    assert calibrated.info["layer_calibration"] == digits_classifier.info["layer_calibration"]  # as if trained today
+    assert calibrated.weights_id() == digits_classifier.weights_id()
+    assert _cli("evaluator", "calibrate", "--data", "digits", "--evaluator", tmp_path / "none.safetensors") == 2

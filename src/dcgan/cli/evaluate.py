@@ -1,4 +1,4 @@
-"""`dcgan evaluate` (scores of a generator, and the real-data floors) and `dcgan evaluator` (its classifiers)."""
+"""`dcgan evaluate` (scores of a generator, the real-data floors and the sanity ladder) and `dcgan evaluator` (its classifiers)."""
 
 from __future__ import annotations
 
@@ -10,48 +10,95 @@ from ..checkpoint import load_checkpoint
 from ..data import DATASETS, default_cache_dir, load_dataset
 from ..errors import ConfigError, DCGANError
 from ..fileio import atomic_write_bytes
-from ..metrics.classifier import default_evaluator_dir, default_evaluator_path, describe, load_classifier, save_classifier, train_classifier
-from ..metrics.evaluate import LADDER_SIGMAS, evaluate, report_json
-from ..metrics.extractors import FEATURE_EXTRACTORS, build_extractor, load_dataset_classifier
+from ..metrics.classifier import (
+    calibrate_classifier,
+    default_evaluator_dir,
+    default_evaluator_path,
+    describe,
+    load_classifier,
+    save_classifier,
+    train_classifier,
+)
+from ..metrics.evaluate import LADDER_SIGMAS, EvalReport, evaluate, report_json
+from ..metrics.extractors import DEFAULT_FEATURES, FEATURE_EXTRACTORS, build_extractor, load_dataset_classifier, resolve_features
+from ..metrics.sanity import floor_ratio, sanity
 from ..metrics.scores import METRICS, parse_metrics
 from ..rundir import RunDir
-from .common import Command, _data_source, _device, _help_formatter, _Parser, _positive_int, _seed
+from .common import Command, _add_device, _add_raw_g, _data_source, _device, _help_formatter, _Parser, _positive_int, _seed
 
 EVALUATE_EXAMPLES = """examples:
-  dcgan evaluate runs/mnist --num-samples 10000                 # every metric, classifier features
+  dcgan evaluate runs/mnist --num-samples 10000                 # every metric, the best features available
   dcgan evaluate runs/mnist --metrics fid,kid --features pixels
   dcgan evaluate runs/mnist --floors                            # also real-vs-real and the noise ladder
-  dcgan evaluate --data mnist --data-dir ../shared/data/mnist --floors   # floors only, no generator
+  dcgan evaluate runs/mnist --sanity                            # the generator beside the whole degradation ladder
+  dcgan evaluate --data mnist --data-dir ../shared/data/mnist --sanity --num-samples 5000   # the ladder alone: what a number means
 """
 
 
 def _add_evaluate_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", nargs="?", default=None, metavar="CKPT", help="a run directory or checkpoint file (omit to score only the floors)")
+    p.add_argument("checkpoint", nargs="?", default=None, metavar="CKPT", help="a run directory or checkpoint file (omit to score only the floors or the ladder)")
     p.add_argument("--data", default=None, metavar="NAME_OR_PATH", help="real data to compare with (default: the checkpoint's training data)")
     p.add_argument("--data-dir", default=None, metavar="DIR")
     p.add_argument("--split", choices=("train", "test"), default="train", help="real split of the reference (default train)")
     p.add_argument("--metrics", default="all", metavar="LIST", help=f"comma-separated: {', '.join(METRICS)}, or all (default)")
-    p.add_argument("--features", default="classifier", choices=tuple(FEATURE_EXTRACTORS), help="feature extractor (default classifier)")
+    p.add_argument("--features", default="auto", choices=("auto", *FEATURE_EXTRACTORS),
+                   help=f"feature extractor (default auto: {DEFAULT_FEATURES} when the dataset's evaluation classifier exists, else pixels)")
     p.add_argument("--evaluator", default=None, metavar="FILE", help="evaluation classifier file (default: the one trained for --data)")
     p.add_argument("--num-samples", type=_positive_int, default=10_000, metavar="N", help="generated samples (default 10000)")
     p.add_argument("--num-real", type=_positive_int, default=None, metavar="N", help="real images (default: as many as --num-samples)")
     p.add_argument("--floors", action="store_true", help="also score real test images (the floor) and test images with noise sigma 0.1, 0.2, 0.5")
+    p.add_argument("--sanity", action="store_true",
+                   help="also score the sanity ladder: the floor and known degradations of test images (noise, blur, grid dots, "
+                        "shift, a dropped and a doubled class, memorised copies), with FID as a multiple of the floor's")
     p.add_argument("--seed", type=_seed, default=0, help="noise seed of the generated samples (default 0)")
     p.add_argument("--image-size", type=int, default=None, metavar="N", help="without CKPT: size to score the floors at (default: the dataset's)")
     p.add_argument("--json", default=None, metavar="FILE", help="where to write the JSON report (default RUN_DIR/eval/step_N-FEATURES.json)")
     p.add_argument("--no-cache", action="store_true", help="recompute the real reference features")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    _add_device(p)
+    _add_raw_g(p)
 
 
 MAX_EVAL_SAMPLES = 200_000
+
+
+def _classifier_for_probs(metrics: list[str], explicit: bool, extractor, data_name: str, evaluator, device: str):
+    """(metrics, classifier): the classifier the probability metrics need. With --metrics all they are
+    skipped, with a note, when there is none; asked for by name, its absence is an error."""
+    classifier = extractor.classifier
+    probs = [m for m in metrics if METRICS[m].needs == "probs"]
+    if classifier is not None or not probs:
+        return metrics, classifier
+    if explicit:
+        return metrics, load_dataset_classifier(data_name, evaluator, device)  # one-line error when missing
+    try:
+        return metrics, load_dataset_classifier(data_name, evaluator, device)
+    except DCGANError:
+        print(f"skipped {', '.join(probs)}: they need the evaluation classifier's class probabilities "
+              f"(train it with: dcgan evaluator train --data {data_name})")
+        return [m for m in metrics if m not in probs], None
+
+
+def _reading(report: EvalReport) -> str | None:
+    """One line placing the generator's FID on the ladder: which rungs it lies between."""
+    gen = next((r for r in report.rows if r["subject"] == "generator"), None)
+    rungs = sorted((r for r in report.rows if r["subject"] != "generator" and isinstance(r.get("fid"), float)), key=lambda r: r["fid"])
+    if gen is None or not isinstance(gen.get("fid"), float) or not rungs:
+        return None
+    below = [r for r in rungs if r["fid"] <= gen["fid"]]
+    above = [r for r in rungs if r["fid"] > gen["fid"]]
+    ratio = f" ({gen['fid_x_floor']:.1f}x the floor)" if "fid_x_floor" in gen else ""
+    where = (f"between {below[-1]['subject']!r} ({below[-1]['fid']:.4g}) and {above[0]['subject']!r} ({above[0]['fid']:.4g})"
+             if below and above else f"below every rung (lowest: {above[0]['subject']!r}, {above[0]['fid']:.4g})" if above
+             else f"above every rung (highest: {below[-1]['subject']!r}, {below[-1]['fid']:.4g})")
+    return f"reading: the generator's FID {gen['fid']:.4g}{ratio} lies {where}"
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     metrics = parse_metrics(args.metrics)
     if max(args.num_samples, args.num_real or 0) > MAX_EVAL_SAMPLES:
         raise ConfigError(f"at most {MAX_EVAL_SAMPLES:,} samples per evaluation")
-    if args.checkpoint is None and not args.floors:
-        raise ConfigError("give a checkpoint to evaluate, or --floors to score only the real-data floors")
+    if args.checkpoint is None and not (args.floors or args.sanity):
+        raise ConfigError("give a checkpoint to evaluate, or --floors or --sanity to score only the real-data ladder")
     if args.checkpoint is None and args.data is None:
         raise ConfigError("without a checkpoint, say which data with --data")
     device = str(_device(args.device))
@@ -64,39 +111,53 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         size = args.image_size or (spec.default_size if spec else 64)
         channels = spec.native_channels if spec else 3
     real = load_dataset(data_name, data_dir, image_size=size, channels=channels, split=args.split)
-    test = load_dataset(data_name, data_dir, image_size=size, channels=channels, split="test") if args.floors else None
-    extractor = build_extractor(args.features, dataset=data_name, evaluator=args.evaluator, checkpoint=ckpt, device=device)
-    classifier = extractor.classifier
-    if classifier is None and any(METRICS[m].needs == "probs" for m in metrics):
-        if args.metrics == "all":  # the classifier-only scores are dropped quietly when there is none
-            try:
-                classifier = load_dataset_classifier(data_name, args.evaluator, device)
-            except DCGANError:
-                metrics = [m for m in metrics if METRICS[m].needs == "features"]
-        else:
-            classifier = load_dataset_classifier(data_name, args.evaluator, device)
-    G = ckpt.build_generator(device) if ckpt else None
-    subjects = (["generator"] if G is not None else []) + (["the floor", "the noise ladder"] if args.floors else [])
+    ladder = args.floors or args.sanity
+    test = load_dataset(data_name, data_dir, image_size=size, channels=channels, split="test") if ladder else None
+    features, note = resolve_features(args.features, data_name, args.evaluator)
+    if note:
+        print(note)
+    extractor = build_extractor(features, dataset=data_name, evaluator=args.evaluator, checkpoint=ckpt, device=device)
+    metrics, classifier = _classifier_for_probs(metrics, args.metrics.strip() != "all", extractor, data_name, args.evaluator, device)
+    G = ckpt.build_generator(device, raw=args.raw_g) if ckpt else None
+    subjects = (["generator"] if G is not None else []) + (["the sanity ladder"] if args.sanity else ["the floor", "the noise ladder"] if args.floors else [])
     print(f"scoring {' and '.join(subjects)} with {extractor.name} features against {data_name} {args.split} ...", flush=True)
     start = time.perf_counter()
-    report = evaluate(
-        G, real, extractor, metrics, num_samples=args.num_samples, num_real=args.num_real, classifier=classifier,
-        seed=args.seed, test=test, ladder=LADDER_SIGMAS if args.floors else (), real_split=args.split,
-        cache_dir=None if args.no_cache else default_cache_dir() / "reference",
-    )
+    cache_dir = None if args.no_cache else default_cache_dir() / "reference"
+    report = None
+    if G is not None or not args.sanity:  # --sanity scores the floor and the noise rungs itself
+        report = evaluate(
+            G, real, extractor, metrics, num_samples=args.num_samples, num_real=args.num_real, classifier=classifier,
+            seed=args.seed, test=None if args.sanity else test, ladder=LADDER_SIGMAS if args.floors else (),
+            real_split=args.split, cache_dir=cache_dir,
+        )
+    if args.sanity:
+        ladder_report = sanity(real, test, extractor, metrics, num=args.num_samples, num_real=args.num_real, classifier=classifier,
+                               seed=args.seed, real_split=args.split, cache_dir=cache_dir)
+        if report is None:
+            report = ladder_report
+        else:
+            report.rows.extend(ladder_report.rows)
+            report.protocol.update({k: v for k, v in ladder_report.protocol.items() if k in ("num_test", "sanity", "skipped")})
     if ckpt:
         report.protocol["checkpoint"] = str(ckpt.path)
         report.protocol["step"] = ckpt.step
     report.protocol["seconds"] = round(time.perf_counter() - start, 1)
     print(report.protocol_line())
-    print(report.table())
+    shown = EvalReport(report.protocol, [dict(r) for r in report.rows])
+    floor_ratio(shown.rows)  # on screen only: the JSON's generator row keeps the metrics alone
+    print(shown.table())
     for row in report.rows:
         if "class_shares" in row:
             shares = ", ".join(f"{k} {100 * v:.0f}%" for k, v in row["class_shares"].items())
             print(f"class shares ({row['subject']}): {shares}")
+    for name, why in (report.protocol.get("skipped") or {}).items():
+        print(f"skipped {name}: {why}")
+    reading = _reading(shown)
+    if reading:
+        print(reading)
     out = Path(args.json) if args.json else None
     if out is None and ckpt is not None:
-        out = RunDir.of_checkpoint(ckpt.path).evaluation(ckpt.step, args.features)
+        out = RunDir.of_checkpoint(ckpt.path).evaluation(ckpt.step, extractor.name)
     if out is not None:
         atomic_write_bytes(out, report_json(report).encode())
         print(f"report: {out}")
@@ -109,6 +170,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 EVALUATOR_EXAMPLES = """examples:
   dcgan evaluator train --data mnist --data-dir ../shared/data/mnist     # about 1.5 minutes on 2 CPU cores
   dcgan evaluator train --data digits
+  dcgan evaluator calibrate --data mnist --data-dir ../shared/data/mnist # a classifier trained before classifier-layers
   dcgan evaluator list
 """
 
@@ -128,10 +190,17 @@ def _add_evaluator_args(p: argparse.ArgumentParser) -> None:
     train.add_argument("--width", type=_positive_int, default=None, help="first-stage channels (default 16 for grey, 32 for RGB)")
     train.add_argument("--batch-size", type=_positive_int, default=128)
     train.add_argument("--seed", type=_seed, default=0)
-    train.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    train.add_argument("--out", default=None, metavar="FILE", help="where to save it (default: the evaluator folder, where --features classifier looks)")
+    _add_device(train)
+    train.add_argument("--out", default=None, metavar="FILE", help="where to save it (default: the evaluator folder, where the classifier features look)")
     train.add_argument("--force", action="store_true", help="replace an existing classifier")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    calibrate = sub.add_parser("calibrate", help="add the layer calibration to a classifier trained before the classifier-layers features",
+                               epilog=EVALUATOR_EXAMPLES, formatter_class=_help_formatter,
+                               description="Measure the scales of the classifier-layers features on the classifier's own training "
+                                           "data (seconds) and store them in its file; the weights are not changed.")
+    calibrate.add_argument("--data", required=True, metavar="NAME_OR_PATH", help="the dataset the classifier was trained on")
+    calibrate.add_argument("--data-dir", default=None, metavar="DIR")
+    calibrate.add_argument("--evaluator", default=None, metavar="FILE", help="the classifier file (default: the one trained for --data)")
     sub.add_parser("list", help="list the trained evaluation classifiers", formatter_class=_help_formatter)
 
 
@@ -144,9 +213,23 @@ def _run_evaluator(args: argparse.Namespace) -> int:
             return 0
         for f in files:
             try:
-                print(f"{f.stem:16s} {describe(load_classifier(f))}  {f}")
+                clf = load_classifier(f)
+                layers = "" if clf.layer_scales() is not None else f" (no layer calibration: dcgan evaluator calibrate --data {clf.info.get('dataset') or f.stem})"
+                print(f"{f.stem:16s} {describe(clf)}{layers}  {f}")
             except DCGANError as exc:
                 print(f"{f.stem:16s} unreadable: {exc}")
+        return 0
+
+    if args.evaluator_command == "calibrate":
+        path = Path(args.evaluator) if args.evaluator else default_evaluator_path(args.data)
+        clf = load_dataset_classifier(args.data, args.evaluator)
+        c = clf.config
+        train = load_dataset(args.data, args.data_dir, image_size=c.image_size, channels=c.channels, split="train")
+        calibrated = calibrate_classifier(clf, train)
+        save_classifier(path, calibrated)
+        cal = calibrated.info["layer_calibration"]
+        print(f"layer calibration measured on {cal['images']} training images and saved to {path}; "
+              f"dcgan evaluate now uses {DEFAULT_FEATURES} features for {args.data}")
         return 0
 
     out = Path(args.out) if args.out else default_evaluator_path(args.data)
@@ -167,11 +250,11 @@ def _run_evaluator(args: argparse.Namespace) -> int:
     )
     save_classifier(out, clf)
     print(f"test accuracy {100 * clf.info['test_accuracy']:.2f}% after {epochs} epochs in {clf.info['seconds']:.0f} s; saved to {out}")
-    print(f"use it with: dcgan evaluate RUN_DIR --data {args.data} --features classifier")
+    print(f"dcgan evaluate (and dcgan train --eval-every) now use its {DEFAULT_FEATURES} features for {args.data}")
     return 0
 
 
 COMMANDS = {
     "evaluate": Command("score a generator: FID, KID, precision/recall, density/coverage, classifier scores", EVALUATE_EXAMPLES, _add_evaluate_args, _run_evaluate),
-    "evaluator": Command("train or list the evaluation classifiers that `evaluate` uses for features", EVALUATOR_EXAMPLES, _add_evaluator_args, _run_evaluator),
+    "evaluator": Command("train, calibrate or list the evaluation classifiers that `evaluate` uses for features", EVALUATOR_EXAMPLES, _add_evaluator_args, _run_evaluator),
 }

@@ -10,7 +10,16 @@ from .classifier import (
     train_classifier,
 )
 from .evaluate import LADDER_SIGMAS, EvalReport, TrackedMetric, evaluate, reference_features, score
-from .extractors import FEATURE_EXTRACTORS, Extractor, build_extractor, load_dataset_classifier, register_extractor
+from .extractors import (
+    DEFAULT_FEATURES,
+    FEATURE_EXTRACTORS,
+    Extractor,
+    build_extractor,
+    load_dataset_classifier,
+    register_extractor,
+    resolve_features,
+)
+from .sanity import DEGRADATIONS, register_degradation, sanity
 from .scores import (
     METRICS,
     class_coverage,
@@ -20,6 +29,7 @@ from .scores import (
     inception_score,
     kid_from_features,
     mean_confidence,
+    memorisation,
     parse_metrics,
     precision_recall,
     register_metric,
@@ -28,6 +38,8 @@ from .scores import (
 __all__ = [
     "Classifier",
     "ClassifierConfig",
+    "DEFAULT_FEATURES",
+    "DEGRADATIONS",
     "EvalReport",
     "Extractor",
     "FEATURE_EXTRACTORS",
@@ -47,11 +59,15 @@ __all__ = [
     "load_classifier",
     "load_dataset_classifier",
     "mean_confidence",
+    "memorisation",
     "parse_metrics",
     "precision_recall",
     "reference_features",
+    "register_degradation",
     "register_extractor",
     "register_metric",
+    "resolve_features",
+    "sanity",
     "save_classifier",
     "score",
     "train_classifier",

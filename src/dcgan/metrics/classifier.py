@@ -1,14 +1,21 @@
 """The evaluation classifier: a small CNN trained on a labelled real dataset.
 
-Its global-average-pooled last convolution (the penultimate layer) gives the
-features for FID, KID and the k-NN scores, and its softmax the class
+Its features feed FID, KID and the k-NN scores, and its softmax the class
 probabilities for the classifier Inception Score, class coverage and
 confidence. It plays the part Inception plays for ImageNet-like data, but is
 trained on the same domain (digits, clothes, CIFAR), which is what makes its
 features meaningful there, and it needs no download.
 
+Two feature views: `Classifier.features`, the global-average-pooled last
+convolution (the penultimate layer), and `layer_features`, which adds every
+stage's activations averaged over the image and a coarse spatial grid, each
+block scaled by a calibration measured on the training data (LAYER_BLOCKS says
+why). The penultimate layer is trained to ignore what does not change the class
+(stroke texture, faint dots, position); the earlier stages do not.
+
 Saved like a checkpoint: one safetensors file whose metadata holds the config,
-the training data's fingerprint and the measured test accuracy.
+the training data's fingerprint, the measured test accuracy and the layer
+calibration.
 """
 
 from __future__ import annotations
@@ -45,9 +52,18 @@ __all__ = [
     "default_evaluator_dir",
     "default_evaluator_path",
     "adapt_images",
+    "LayerBlock",
+    "LAYER_BLOCKS",
+    "LAYER_RECIPE",
+    "calibrate_layers",
+    "layer_features",
+    "layer_feature_dim",
+    "layer_calibration",
+    "calibrate_classifier",
 ]
 
 FORMAT = "dcgan-evaluator"
+CALIBRATION_IMAGES = 5000  # training images the layer features' scales are measured on
 
 
 @dataclass(frozen=True)
@@ -92,6 +108,19 @@ class Classifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.dropout(self.features(x)))
 
+    def stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Each stage's output: (B, w, S/2, S/2) and (B, 2w, S/4, S/4) after their max pooling, and the
+        last convolution's (B, 4w, S/4, S/4) before the global average that makes the penultimate features."""
+        outs = []
+        for module in self.blocks:
+            if isinstance(module, nn.AdaptiveAvgPool2d):
+                outs.append(x)
+                break
+            x = module(x)
+            if isinstance(module, nn.MaxPool2d):
+                outs.append(x)
+        return outs
+
 
 def adapt_images(x: torch.Tensor, size: int, channels: int) -> torch.Tensor:
     """Float images in [-1, 1] (N, C, H, W) -> (N, channels, size, size), by luma / repetition and
@@ -127,6 +156,26 @@ class TrainedClassifier:
             h.update(v.detach().cpu().contiguous().numpy().tobytes())
         return h.hexdigest()[:16]
 
+    def layer_scales(self) -> list[float] | None:
+        """The calibration of LAYER_BLOCKS stored at training time; None for classifiers trained before it
+        (or with other blocks)."""
+        cal = self.info.get("layer_calibration") or {}
+        scales = cal.get("scales")
+        if cal.get("recipe") != LAYER_RECIPE or not isinstance(scales, list) or len(scales) != len(LAYER_BLOCKS):
+            return None
+        return [float(v) for v in scales]
+
+    def require_layer_scales(self) -> list[float]:
+        """layer_scales(), or a one-line ConfigError saying how to get them."""
+        scales = self.layer_scales()
+        if scales is None:
+            dataset = self.info.get("dataset") or "NAME"
+            raise ConfigError(
+                f"the evaluation classifier trained on {dataset} has no layer calibration (it predates the "
+                f"classifier-layers features); add it in seconds with: dcgan evaluator calibrate --data {dataset}"
+            )
+        return scales
+
     def run(self, images: torch.Tensor, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
         """(features (N, F), softmax probabilities (N, K)) of float images in [-1, 1], in eval mode."""
         model = self.model
@@ -139,6 +188,69 @@ class TrainedClassifier:
                 feats.append(f.float().cpu())
                 probs.append(model.head(f).float().softmax(1).cpu())
         return torch.cat(feats), torch.cat(probs)
+
+
+# --------------------------------------------------------------------------- #
+# Layer features
+# --------------------------------------------------------------------------- #
+@dataclass(frozen=True)
+class LayerBlock:
+    """One block of the layer features: stage `stage`'s activations average-pooled to grid x grid,
+    scaled so that its share of the total variance on the training data is `weight` (others: 1)."""
+
+    stage: int  # 0, 1 or 2 (Classifier.stages)
+    grid: int  # 1 = the average over the image; 2 = a 2x2 grid that keeps coarse layout
+    weight: float = 1.0
+
+    def key(self) -> str:
+        return f"s{self.stage}g{self.grid}w{self.weight:g}"
+
+
+# Why these blocks (measured on MNIST, benchmarks in the README's "Measuring quality"):
+# - the averages of stages 0 and 1 respond to low-level changes the penultimate layer is trained to ignore
+#   (faint dots on a stride-2 grid, blur, noise);
+# - stage 1 on a 2x2 grid keeps where things are (a 2-pixel shift);
+# - the penultimate layer (stage 2's average) keeps the classes; it gets 3 shares, as much as the other
+#   blocks together, so that a dropped or doubled class still stands well above the floor.
+# Each block is divided by its own spread on the training data (sqrt of the trace of its covariance):
+# without it the early stages, whose averages barely vary between real images, would count for nothing
+# (or, scaled by their raw size, swamp the rest). About 15 * width features: 240 for width 16, so
+# covariances from 2,000 samples are well estimated.
+LAYER_BLOCKS: tuple[LayerBlock, ...] = (LayerBlock(0, 1), LayerBlock(1, 1), LayerBlock(1, 2), LayerBlock(2, 1, 3.0))
+LAYER_RECIPE = "v1:" + ",".join(b.key() for b in LAYER_BLOCKS)  # part of the calibration and of the extractor id
+
+
+def _raw_blocks(model: Classifier, x: torch.Tensor, blocks: tuple[LayerBlock, ...]) -> list[torch.Tensor]:
+    stages = model.stages(x)
+    return [F.adaptive_avg_pool2d(stages[b.stage], b.grid).flatten(1).float() for b in blocks]
+
+
+@torch.no_grad()
+def calibrate_layers(model: Classifier, images: torch.Tensor, batch_size: int = 500) -> list[float]:
+    """Spread of each LAYER_BLOCKS block on uint8 images at the model's size: sqrt(trace of its covariance)."""
+    device = next(model.parameters()).device
+    parts: list[list[torch.Tensor]] = [[] for _ in LAYER_BLOCKS]
+    with evaluating(model):
+        for x in unit_batches(images, batch_size, device):
+            for acc, block in zip(parts, _raw_blocks(model, x, LAYER_BLOCKS)):
+                acc.append(block.double().cpu())
+    spreads = []
+    for acc in parts:
+        block = torch.cat(acc)
+        spreads.append(float((block - block.mean(0)).square().sum(1).mean().sqrt().clamp_min(1e-12)))
+    return spreads
+
+
+def layer_feature_dim(config: ClassifierConfig) -> int:
+    """How many layer features a classifier of this shape gives: stage s has width * 2^s channels."""
+    return sum(config.width * 2**b.stage * b.grid**2 for b in LAYER_BLOCKS)
+
+
+def layer_features(classifier: "TrainedClassifier", x: torch.Tensor) -> torch.Tensor:
+    """The layer features (B, F) of images already at the classifier's input size (see LAYER_BLOCKS)."""
+    scales = classifier.require_layer_scales()
+    blocks = _raw_blocks(classifier.model, x, LAYER_BLOCKS)
+    return torch.cat([b * (math.sqrt(spec.weight) / s) for b, spec, s in zip(blocks, LAYER_BLOCKS, scales)], 1)
 
 
 def _augment(x: torch.Tensor, generator: torch.Generator, hflip: bool, shift: int = 2) -> torch.Tensor:
@@ -251,8 +363,33 @@ def train_classifier(
         "seed": seed,
         "history": history,
         "device": str(device),
+        "layer_calibration": layer_calibration(model, train.images, seed),
     }
     return TrainedClassifier(model, info)
+
+
+def layer_calibration(model: Classifier, images: torch.Tensor, seed: int = 0) -> dict:
+    """The record `layer_features` needs: LAYER_BLOCKS' spreads on up to CALIBRATION_IMAGES of the uint8
+    training images, chosen by `seed` (the same choice whether made at training time or later)."""
+    chosen = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:CALIBRATION_IMAGES].sort().values
+    return {"recipe": LAYER_RECIPE, "images": len(chosen), "seed": seed, "scales": calibrate_layers(model, images[chosen])}
+
+
+def calibrate_classifier(classifier: TrainedClassifier, train: ImageData) -> TrainedClassifier:
+    """The classifier with the layer calibration measured on `train`, which must be the data it was
+    trained on (same fingerprint when the classifier recorded one): for classifiers trained before
+    the layer features, so that they need not be retrained."""
+    if train.images is None:
+        raise DataError("the training data must fit in memory to calibrate the evaluation classifier")
+    expected = classifier.info.get("fingerprint")
+    if expected and expected != train.fingerprint():
+        raise ConfigError(
+            f"these are not the images the evaluation classifier was trained on ({train.name}, "
+            f"{train.image_size}x{train.image_size}x{train.channels}); give the same data, size and channels"
+        )
+    info = dict(classifier.info)
+    info["layer_calibration"] = layer_calibration(classifier.model, train.images, int(info.get("seed", 0)))
+    return TrainedClassifier(classifier.model, info)
 
 
 def default_evaluator_dir() -> Path:
@@ -261,7 +398,7 @@ def default_evaluator_dir() -> Path:
 
 
 def default_evaluator_path(dataset: str) -> Path:
-    """The classifier `dcgan evaluator train --data NAME` writes and `--features classifier` reads."""
+    """The classifier `dcgan evaluator train --data NAME` writes and the classifier features (and `auto`) read."""
     return default_evaluator_dir() / f"{dataset_stem(dataset)}.safetensors"
 
 

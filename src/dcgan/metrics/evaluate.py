@@ -31,7 +31,7 @@ from .classifier import TrainedClassifier
 from .extractors import Extractor
 from .scores import METRICS
 
-__all__ = ["EvalReport", "evaluate", "reference_features", "score", "TrackedMetric", "LADDER_SIGMAS", "real_images"]
+__all__ = ["EvalReport", "evaluate", "reference_features", "score", "TrackedMetric", "LADDER_SIGMAS", "real_images", "build_protocol"]
 
 LADDER_SIGMAS = (0.1, 0.2, 0.5)  # Gaussian noise, in [-1, 1] image units, added to real test images
 
@@ -153,6 +153,22 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def build_protocol(extractor: Extractor, real: ImageData, real_split: str, num_real: int, num_generated: int, seed: int, metrics: list[str]) -> dict:
+    """The protocol every report states: extractor, real data and split, counts, seed, metric definitions."""
+    return {
+        "features": extractor.name,
+        "extractor": extractor.description,
+        "real_data": real.name,
+        "real_split": real_split,
+        "real_fingerprint": real.fingerprint(),
+        "num_real": num_real,
+        "num_generated": num_generated,
+        "seed": seed,
+        "metrics": {m: METRICS[m].description for m in metrics},
+        "lower_is_better": {k: v for m in metrics for k, v in METRICS[m].lower_is_better.items()},
+    }
+
+
 class _Collector:
     """Features (and class probabilities) of image batches as they are produced."""
 
@@ -163,7 +179,7 @@ class _Collector:
 
     def add(self, images: torch.Tensor) -> None:
         if self.want_probs and self.classifier is not None and self.extractor.classifier is self.classifier:
-            f, p = self.classifier.run(images)  # one pass for both
+            f, p = self.extractor.features_and_probs(images)  # one pass for both
             self.feats.append(f)
             self.probs.append(p)
             return
@@ -205,20 +221,7 @@ def evaluate(
     num_real = num_real or num_samples
     real_feats = reference_features(real, extractor, num_real, seed=0, cache_dir=cache_dir, batch_size=batch_size)
     classes = list(classifier.config.classes) if classifier is not None else None
-    report = EvalReport(
-        {
-            "features": extractor.name,
-            "extractor": extractor.description,
-            "real_data": real.name,
-            "real_split": real_split,
-            "real_fingerprint": real.fingerprint(),
-            "num_real": int(real_feats.shape[0]),
-            "num_generated": num_samples,
-            "seed": seed,
-            "metrics": {m: METRICS[m].description for m in metrics},
-            "lower_is_better": {k: v for m in metrics for k, v in METRICS[m].lower_is_better.items()},
-        }
-    )
+    report = EvalReport(build_protocol(extractor, real, real_split, int(real_feats.shape[0]), num_samples, seed, metrics))
     if G is not None:
         config = G.config
         z = sample_z(num_samples, config.z_dim, config.prior, torch.Generator().manual_seed(seed))

@@ -1,7 +1,11 @@
 """Feature extractors, looked up by name in FEATURE_EXTRACTORS.
 
+- `classifier-layers` (the default when the dataset's classifier exists): the
+  evaluation classifier's stages averaged over the image and on a 2x2 grid, each
+  scaled by its spread on the training data, with the penultimate layer (see
+  `classifier.LAYER_BLOCKS`); also gives class probabilities.
 - `classifier`: the project's evaluation classifier for the dataset (trained by
-  `dcgan evaluator train`); also gives class probabilities.
+  `dcgan evaluator train`), its penultimate layer only; also gives class probabilities.
 - `inception`: the standard FID Inception-v3 (pool3, 2048 features) through the
   optional `pytorch-fid` package, when it imports.
 - `discriminator`: a trained D's last convolutional block, averaged over space.
@@ -21,10 +25,29 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError
-from .classifier import TrainedClassifier, adapt_images, default_evaluator_path, describe, load_classifier
+from ..errors import CheckpointError, ConfigError
+from .classifier import (
+    LAYER_RECIPE,
+    TrainedClassifier,
+    adapt_images,
+    default_evaluator_path,
+    describe,
+    layer_feature_dim,
+    layer_features,
+    load_classifier,
+)
 
-__all__ = ["Extractor", "FEATURE_EXTRACTORS", "register_extractor", "build_extractor", "load_dataset_classifier"]
+__all__ = [
+    "Extractor",
+    "FEATURE_EXTRACTORS",
+    "register_extractor",
+    "build_extractor",
+    "load_dataset_classifier",
+    "resolve_features",
+    "DEFAULT_FEATURES",
+]
+
+DEFAULT_FEATURES = "classifier-layers"  # what `auto` picks when the dataset's evaluation classifier exists
 
 
 @dataclass
@@ -35,12 +58,28 @@ class Extractor:
     id: str  # changes whenever the features would change (weights hash, package version, ...)
     description: str  # one line for the protocol
     fn: Callable[[torch.Tensor], torch.Tensor]  # (N, C, H, W) in [-1, 1] -> (N, F) for one batch
-    classifier: TrainedClassifier | None = None  # set for `classifier`: also gives class probabilities
+    classifier: TrainedClassifier | None = None  # set for the classifier extractors: also gives class probabilities
+    # (features, probabilities) of one batch in one pass, for extractors built on `classifier`
+    fn_with_probs: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
 
     @torch.no_grad()
     def features(self, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
         """Features (N, F) as float32 on the CPU, computed in batches."""
         return torch.cat([self.fn(chunk).float().cpu() for chunk in images.split(batch_size)])
+
+    @torch.no_grad()
+    def features_and_probs(self, images: torch.Tensor, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features (N, F) and class probabilities (N, K), in one pass where the extractor allows it."""
+        if self.fn_with_probs is None:
+            if self.classifier is None:
+                raise ConfigError(f"{self.name} features give no class probabilities")
+            return self.features(images, batch_size), self.classifier.run(images, batch_size)[1]
+        feats, probs = [], []
+        for chunk in images.split(batch_size):
+            f, p = self.fn_with_probs(chunk)
+            feats.append(f.float().cpu())
+            probs.append(p.float().cpu())
+        return torch.cat(feats), torch.cat(probs)
 
 
 @dataclass(frozen=True)
@@ -79,8 +118,6 @@ def load_dataset_classifier(dataset: str, evaluator: str | Path | None = None, d
     """The evaluation classifier for `dataset` (or the file `evaluator`), with a one-line hint when missing."""
     path = Path(evaluator) if evaluator else default_evaluator_path(dataset)
     if not path.is_file():
-        from ..errors import CheckpointError
-
         if evaluator:
             raise CheckpointError(f"evaluation classifier {path} does not exist")
         raise CheckpointError(
@@ -90,17 +127,71 @@ def load_dataset_classifier(dataset: str, evaluator: str | Path | None = None, d
     return load_classifier(path, device)
 
 
-@register_extractor("classifier")
-def _classifier(ctx: ExtractorContext) -> Extractor:
-    clf = load_dataset_classifier(ctx.dataset, ctx.evaluator, ctx.device)
+def resolve_features(name: str, dataset: str, evaluator: str | Path | None = None) -> tuple[str, str]:
+    """The extractor that `name` means for `dataset`, and one line saying why (empty unless `name` is auto).
+
+    auto: `classifier-layers` when the dataset's evaluation classifier (or the file `evaluator`) exists
+    and carries the layer calibration; `classifier` when it predates that calibration; `pixels` when
+    there is none. A missing explicit `evaluator` file is left to `build_extractor` to report.
+    """
+    if name != "auto":
+        return name, ""
+    path = Path(evaluator) if evaluator else default_evaluator_path(dataset)
+    train_hint = f"dcgan evaluator train --data {dataset or 'NAME'}"
+    if evaluator and not path.is_file():
+        return DEFAULT_FEATURES, ""
+    if not path.is_file():
+        return "pixels", (f"features: pixels (no evaluation classifier for {dataset!r} at {path}); "
+                          f"for numbers that see more than pixels, train one with: {train_hint}")
+    try:
+        calibrated = load_classifier(path).layer_scales() is not None
+    except CheckpointError:
+        return DEFAULT_FEATURES, ""  # unreadable: building the extractor says so in one line
+    if not calibrated:
+        return "classifier", (f"features: classifier (the evaluation classifier {path} predates the sharper "
+                              f"{DEFAULT_FEATURES} features; add their calibration in seconds with: "
+                              f"dcgan evaluator calibrate --data {dataset or 'NAME'})")
+    return DEFAULT_FEATURES, f"features: {DEFAULT_FEATURES} (the evaluation classifier {path})"
+
+
+def _classifier_pass(clf: TrainedClassifier, device: str, features: Callable[[torch.Tensor], torch.Tensor]):
+    """fn and fn_with_probs of an extractor whose features come from `clf`'s input-sized images."""
     c = clf.config
 
     def fn(x: torch.Tensor) -> torch.Tensor:
         clf.model.eval()
-        x = adapt_images(x.to(ctx.device).float(), c.image_size, c.channels)
-        return clf.model.features(x)
+        return features(adapt_images(x.to(device).float(), c.image_size, c.channels))
 
-    return Extractor("classifier", f"classifier-{clf.weights_id()}", describe(clf) + f", {c.feature_dim} features", fn, clf)
+    def fn_with_probs(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        clf.model.eval()
+        x = adapt_images(x.to(device).float(), c.image_size, c.channels)
+        probs = clf.model.head(clf.model.features(x)).float().softmax(1)
+        return features(x), probs
+
+    return fn, fn_with_probs
+
+
+@register_extractor("classifier-layers")
+def _classifier_layers(ctx: ExtractorContext) -> Extractor:
+    clf = load_dataset_classifier(ctx.dataset, ctx.evaluator, ctx.device)
+    scales = clf.require_layer_scales()
+    fn, fn_with_probs = _classifier_pass(clf, ctx.device, lambda x: layer_features(clf, x))
+    dim = layer_feature_dim(clf.config)
+    scale_id = hashlib.sha256(repr(scales).encode()).hexdigest()[:8]
+    return Extractor(
+        "classifier-layers", f"classifier-layers-{LAYER_RECIPE}-{clf.weights_id()}-{scale_id}",
+        describe(clf) + f", its stages averaged and on a 2x2 grid with the penultimate layer, {dim} features",
+        fn, clf, fn_with_probs,
+    )
+
+
+@register_extractor("classifier")
+def _classifier(ctx: ExtractorContext) -> Extractor:
+    clf = load_dataset_classifier(ctx.dataset, ctx.evaluator, ctx.device)
+    c = clf.config
+    fn, fn_with_probs = _classifier_pass(clf, ctx.device, clf.model.features)
+    return Extractor("classifier", f"classifier-{clf.weights_id()}", describe(clf) + f", penultimate layer, {c.feature_dim} features",
+                     fn, clf, fn_with_probs)
 
 
 PIXEL_SIZE = 16  # pixel features are area-averaged to at most 16x16 so covariances stay well estimated

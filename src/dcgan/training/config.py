@@ -85,8 +85,8 @@ class TrainConfig:
     eval_every: int | None = option(None, "iterations between FID evaluations; the best is kept as checkpoints/best.safetensors",
                                     group="outputs", check=POSITIVE_INT, resume=True, default_text="default off")
     eval_samples: int = option(2000, "samples per evaluation", group="outputs", check=POSITIVE_INT)
-    eval_features: str = option("auto", "features of that FID", group="outputs", choices=("auto", "classifier", "pixels", "inception"),
-                                default_text="default auto: the dataset's classifier when trained, else pixels")
+    eval_features: str = option("auto", "features of that FID", group="outputs", choices=("auto", "classifier-layers", "classifier", "pixels", "inception"),
+                                default_text="default auto: as dcgan evaluate picks, the dataset's classifier when trained, else pixels")
     evaluator: str | None = option(None, "evaluation classifier file", group="outputs", metavar="FILE",
                                    default_text="default: the one trained for --data")
     tensorboard: bool = option(False, "also log to RUN_DIR/tensorboard (needs tensorboard)", group="outputs", resume=True)

@@ -6,9 +6,8 @@ from .. import distributed
 from ..data import default_cache_dir
 from ..errors import ConfigError
 from ..health import HealthIssue, HealthMonitor
-from ..metrics.classifier import default_evaluator_path
 from ..metrics.evaluate import TrackedMetric, reference_features
-from ..metrics.extractors import build_extractor
+from ..metrics.extractors import build_extractor, resolve_features
 from ..sampling import generate
 from .callbacks import Action, Callback, Schedule
 
@@ -157,10 +156,9 @@ class Evaluate(Callback):
 def build_tracked_metric(trainer):
     """The FID tracker of --eval-every: extractor chosen by eval_features, real features cached."""
     cfg, data = trainer.config, trainer.data
-    name = cfg.eval_features
-    if name == "auto":
-        has_classifier = cfg.evaluator or default_evaluator_path(data.name).is_file()
-        name = "classifier" if has_classifier else "pixels"
+    name, note = resolve_features(cfg.eval_features, data.name, cfg.evaluator)  # auto: as `dcgan evaluate` picks
+    if note:
+        trainer.say(note)
     extractor = build_extractor(name, dataset=data.name, evaluator=cfg.evaluator, device=str(trainer.device))
     real = reference_features(data, extractor, cfg.eval_samples, cache_dir=default_cache_dir() / "reference")
     return TrackedMetric(extractor, real, cfg.eval_samples, seed=cfg.seed + 2)
