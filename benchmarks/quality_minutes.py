@@ -31,7 +31,7 @@ import torch
 from dcgan.checkpoint import load_checkpoint
 from dcgan.data import load_dataset
 from dcgan.metrics.evaluate import evaluate
-from dcgan.metrics.extractors import build_extractor
+from dcgan.metrics.extractors import build_extractor, resolve_features
 from dcgan.sampling import generate, sample_z
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,7 +113,7 @@ def main() -> int:
     figures = {name: run_figures(run) for name, (_, run) in runs.items()}
     real = load_dataset("mnist", args.data_dir, image_size=32, split="train")
     test = load_dataset("mnist", args.data_dir, image_size=32, split="test")
-    features = args.features or _default_features()
+    features = args.features or resolve_features("auto", "mnist")[0]  # what `dcgan evaluate` picks
     extractor = build_extractor(features, dataset="mnist")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; features: {extractor.description}")
     rows = []
@@ -138,16 +138,6 @@ def main() -> int:
     print(f"\nFID before / after: {before / after:.2f}x")
     (out / "results.json").write_text(json.dumps({"rows": rows, "features": extractor.description}, indent=2))
     return 0
-
-
-def _default_features() -> str:
-    """What `dcgan evaluate` uses by default (its --features default)."""
-    from dcgan.cli import build_parser
-
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    action = next(a for a in sub.choices["evaluate"]._actions if a.dest == "features")
-    return action.default if action.default != "auto" else "classifier"
 
 
 if __name__ == "__main__":

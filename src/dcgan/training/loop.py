@@ -322,17 +322,14 @@ class Trainer:
             "rng.noise": self.gan.noise_gen.get_state(),
             "rng.torch_cpu": torch.get_rng_state(),
         }
-        s = self.state
+        ema = self.gan.ema
         record = TrainingRecord(
-            step=s.step, epoch=s.epoch, batch_in_epoch=s.batch_in_epoch, steps_per_epoch=s.steps_per_epoch,
-            processes=self.dist.world_size, elapsed_s=s.elapsed, precision=self.gan.precision,
+            **self.state.state_dict(), processes=self.dist.world_size, precision=self.gan.precision,
             train_config=self.config.to_dict(), data=self._data_record(),
             callbacks={c.name: c.state_dict() for c in self.callbacks if c.name},
+            ema=ema.state_dict() if ema is not None else {},
             torch_version=torch.__version__, saved_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
         )
-        ema = self.gan.ema
-        if ema is not None:
-            record.ema = ema.state_dict()
         optimizers = {"opt_g": self.gan.opt_g, "opt_d": self.gan.opt_d}
         return save_checkpoint(path, self.model_config, self.G, self.D, optimizers=optimizers, extra=extra,
                                state=record.to_dict(), G_ema=self.sampling_generator() if ema is not None else None)
@@ -343,11 +340,12 @@ class Trainer:
 
     def load_state(self, ckpt: Checkpoint) -> None:
         """Restore everything `save` wrote."""
+        record = ckpt.record
         ckpt.load_module("G", self.G)
         ckpt.load_module("D", self.D)
         if self.gan.ema is not None and ckpt.has_ema:
             ckpt.load_module(EMA_PREFIX, self.gan.ema.module)
-            self.gan.ema.load_state_dict(ckpt.record.ema)
+            self.gan.ema.load_state_dict(record.ema)
         # (a checkpoint without an average, from --ema off or an older version, starts one from G at the next step)
         ckpt.load_optimizer("opt_g", self.gan.opt_g)
         ckpt.load_optimizer("opt_d", self.gan.opt_d)
@@ -360,7 +358,6 @@ class Trainer:
             torch.set_rng_state(ckpt.tensors["extra.rng.torch_cpu"].cpu())
         except (KeyError, ValueError, RuntimeError, TypeError) as exc:
             raise CheckpointError(f"{ckpt.path} cannot be resumed: its random-number or noise state is damaged ({first_line(exc)})") from None
-        record = ckpt.record
         try:
             self.state.load_state_dict(ckpt.state)
         except (KeyError, ValueError, TypeError) as exc:
