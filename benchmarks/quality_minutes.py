@@ -3,16 +3,19 @@
 Each code tree trains the default MNIST configuration (`dcgan train --data mnist --seed 0`, 32x32, the paper's
 settings) as a subprocess, one after the other on the same machine; after `--minutes` the run gets SIGTERM,
 saves its checkpoint and exits, as a user's Ctrl-C would. Every checkpoint is then scored by the *current*
-evaluator under one protocol: FID of `--num-samples` samples against MNIST training images, beside the
-real-vs-real floor (held-out test images) and the noise-ladder rungs, and the background "dot contrast":
-the spread between the mean background values of the pixel phases at stride 2 and 4, which is what a
-regular pattern of faint dots at the stride of G's last layers shows as (0 for a flat background).
+evaluator under one protocol: FID of `--num-samples` samples against MNIST training images in each of
+`--features` (several feature spaces may be given), beside the real-vs-real floor (held-out test images)
+and the noise-ladder rungs, and the `grid` score: the grey levels of the fixed pattern at periods of 2 and
+4 pixels in the mean sample, which is what the dots at the stride of G's last layers are.
+It also writes `grids.png`: the same 16 z through each subject at 4x zoom, plain and with the
+brightness times 8 (the background's dots show there).
 
 The code after the change is scored twice: its default sampler (the averaged G with standing batch-norm
 statistics) and `--raw-g` (the trained G with eval-mode batch norm, which is all the code before offers).
 
     .venv/bin/python benchmarks/quality_minutes.py --old-src /tmp/old/src --minutes 12 --out /tmp/quality
-    (git worktree add /tmp/old COMMIT makes the old tree)
+    (git worktree add /tmp/old COMMIT makes the old tree; --after-args "--recipe mnist" trains the
+    code after the change with extra options)
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import time
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from dcgan.checkpoint import load_checkpoint
 from dcgan.data import load_dataset
@@ -37,11 +41,11 @@ from dcgan.sampling import generate, sample_z
 REPO = Path(__file__).resolve().parents[1]
 
 
-def start_training(src: Path, run: Path, data_dir: str, core: int | None = None) -> subprocess.Popen:
+def start_training(src: Path, run: Path, data_dir: str, core: int | None = None, extra: list[str] = ()) -> subprocess.Popen:
     """`python -m dcgan train` of the code in `src` (on one CPU core, with one thread, when `core` is given)."""
     env = dict(os.environ, PYTHONPATH=str(src))
     cmd = [sys.executable, "-m", "dcgan", "train", "--data", "mnist", "--data-dir", data_dir, "--seed", "0",
-           "--epochs", "1000", "--quiet", "--out", str(run)]
+           "--epochs", "1000", "--quiet", "--out", str(run), *extra]
     if core is not None:
         env["OMP_NUM_THREADS"] = "1"
         cmd = ["taskset", "-c", str(core), *cmd]
@@ -68,23 +72,16 @@ def run_figures(run: Path) -> dict:
     return {"steps": ckpt.step, "training_s": round(ckpt.record.elapsed_s, 1)}
 
 
-def dot_contrast(G, num: int = 2000, seed: int = 1) -> dict:
-    """Spread of the mean background (a 5-pixel border) over the pixel phases at stride 2 and 4."""
-    c = G.config
-    x = generate(G, sample_z(num, c.z_dim, c.prior, torch.Generator().manual_seed(seed))).mean(1).mean(0)  # (H, W)
-    size = x.shape[-1]
-    border = torch.zeros(size, size, dtype=torch.bool)
-    border[:5], border[-5:], border[:, :5], border[:, -5:] = True, True, True, True
-    out = {}
-    for period in (2, 4):
-        means = []
-        for i in range(period):
-            for j in range(period):
-                phase = torch.zeros(size, size, dtype=torch.bool)
-                phase[i::period, j::period] = True
-                means.append(x[phase & border].mean())
-        out[f"dots_{period}"] = float(torch.stack(means).max() - torch.stack(means).min())
-    return out
+def zoomed_grids(images: list[torch.Tensor]) -> Image.Image:
+    """Rows of 4x4 grids (one per subject, 16 images (16, C, H, W) in [-1, 1]), then the same x8 brighter; 4x zoom."""
+    def grid(x, gain):
+        a = ((x + 1) * 127.5 * gain).clamp(0, 255).to(torch.uint8)  # (16, C, H, W)
+        c, h, w = a.shape[1:]
+        return a.view(4, 4, c, h, w).permute(0, 3, 1, 4, 2).reshape(4 * h, 4 * w, c)
+    rows = [torch.cat([grid(x, gain) for x in images], 1) for gain in (1, 8)]
+    a = torch.cat(rows, 0).numpy()
+    img = Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a)
+    return img.resize((img.width * 4, img.height * 4), Image.NEAREST)
 
 
 def main() -> int:
@@ -93,7 +90,8 @@ def main() -> int:
     p.add_argument("--new-src", default=str(REPO / "src"))
     p.add_argument("--minutes", type=float, default=12.0)
     p.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "mnist"))
-    p.add_argument("--features", default=None, help="feature extractor (default: the evaluate command's default)")
+    p.add_argument("--features", default=None, help="comma-separated feature extractors (default: the evaluate command's default)")
+    p.add_argument("--after-args", default="", help="extra `dcgan train` options for the code after the change, e.g. '--recipe mnist'")
     p.add_argument("--num-samples", type=int, default=10_000)
     p.add_argument("--out", default="/tmp/quality-minutes")
     p.add_argument("--skip-training", action="store_true", help="score the runs already in --out")
@@ -103,40 +101,51 @@ def main() -> int:
     args = p.parse_args()
     out = Path(args.out)
     runs = {"before": (Path(args.old_src), out / "before"), "after": (Path(args.new_src), out / "after")}
+    extra = {"before": [], "after": args.after_args.split()}
     if not args.skip_training and args.side_by_side:
         print(f"training both side by side for {args.minutes} minutes ...", flush=True)
-        stop_after([start_training(src, run, args.data_dir, core) for core, (src, run) in enumerate(runs.values())], args.minutes)
+        stop_after([start_training(src, run, args.data_dir, core, extra[name]) for core, (name, (src, run)) in enumerate(runs.items())],
+                   args.minutes)
     elif not args.skip_training:
         for name, (src, run) in runs.items():
             print(f"training {name} for {args.minutes} minutes ...", flush=True)
-            stop_after([start_training(src, run, args.data_dir)], args.minutes)
+            stop_after([start_training(src, run, args.data_dir, extra=extra[name])], args.minutes)
     figures = {name: run_figures(run) for name, (_, run) in runs.items()}
     real = load_dataset("mnist", args.data_dir, image_size=32, split="train")
     test = load_dataset("mnist", args.data_dir, image_size=32, split="test")
-    features = args.features or resolve_features("auto", "mnist")[0]  # what `dcgan evaluate` picks
-    extractor = build_extractor(features, dataset="mnist")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; features: {extractor.description}")
-    rows = []
+    names = (args.features or resolve_features("auto", "mnist")[0]).split(",")  # default: what `dcgan evaluate` picks
+    extractors = [build_extractor(name, dataset="mnist") for name in names]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; features: "
+          + "; ".join(f"{e.name}: {e.description}" for e in extractors))
+    rows, pictures = [], []
     subjects = [("before", "before", False), ("after (default: averaged G, standing BN)", "after", False),
                 ("after --raw-g (trained G, eval BN)", "after", True)]
     for label, run, raw in subjects:
         ckpt = load_checkpoint(runs[run][1])
         G = ckpt.build_generator(raw=raw)
-        report = evaluate(G, real, extractor, ["fid"], num_samples=args.num_samples, test=test if not rows else None,
-                          ladder=(0.1, 0.2, 0.5) if not rows else ())
-        for r in report.rows:
-            subject = label if r["subject"] == "generator" else r["subject"]
-            rows.append({"subject": subject, "fid": r["fid"], **(figures[run] if r["subject"] == "generator" else {}),
-                         **(dot_contrast(G) if r["subject"] == "generator" else {})})
-    floor = next(r["fid"] for r in rows if r["subject"] == "real test (floor)")
-    print("\n| subject | steps | FID | x floor | dots (stride 2) | dots (stride 4) |\n| --- | ---: | ---: | ---: | ---: | ---: |")
+        pictures.append(generate(G, sample_z(16, G.config.z_dim, G.config.prior, torch.Generator().manual_seed(0))))
+        first = not rows
+        for i, extractor in enumerate(extractors):
+            report = evaluate(G, real, extractor, ["fid", "grid"], num_samples=args.num_samples, test=test if first else None,
+                              ladder=(0.1, 0.2, 0.5) if first else ())
+            for r in report.rows:
+                subject = label if r["subject"] == "generator" else r["subject"]
+                if i == 0:
+                    rows.append({"subject": subject, "grid": r["grid"], **(figures[run] if r["subject"] == "generator" else {})})
+                row = next(x for x in rows if x["subject"] == subject)
+                row[f"fid_{extractor.name}"] = r["fid"]
+    zoomed_grids(pictures).save(out / "grids.png")
+    floor = {e.name: next(r[f"fid_{e.name}"] for r in rows if r["subject"] == "real test (floor)") for e in extractors}
+    print("\n| subject | steps | " + " | ".join(f"FID {n} | x floor" for n in names) + " | grid (grey levels) |")
+    print("| --- | ---: | " + " | ".join("---: | ---:" for _ in names) + " | ---: |")
     for r in rows:
-        print(f"| {r['subject']} | {r.get('steps', '')} | {r['fid']:.3f} | {r['fid'] / floor:.1f}x | "
-              f"{r.get('dots_2', float('nan')):.4f} | {r.get('dots_4', float('nan')):.4f} |")
-    before = next(r["fid"] for r in rows if r["subject"] == "before")
-    after = next(r["fid"] for r in rows if r["subject"].startswith("after (default"))
-    print(f"\nFID before / after: {before / after:.2f}x")
-    (out / "results.json").write_text(json.dumps({"rows": rows, "features": extractor.description}, indent=2))
+        fids = " | ".join(f"{r[f'fid_{n}']:.3f} | {r[f'fid_{n}'] / floor[n]:.1f}x" for n in names)
+        print(f"| {r['subject']} | {r.get('steps', '')} | {fids} | {r['grid']:.2f} |")
+    for n in names:
+        before = next(r[f"fid_{n}"] for r in rows if r["subject"] == "before")
+        after = next(r[f"fid_{n}"] for r in rows if r["subject"].startswith("after (default"))
+        print(f"FID before / after ({n}): {before / after:.2f}x")
+    (out / "results.json").write_text(json.dumps({"rows": rows, "features": {e.name: e.description for e in extractors}}, indent=2))
     return 0
 
 

@@ -20,7 +20,7 @@ from dcgan.metrics import (
     parse_metrics,
     precision_recall,
 )
-from dcgan.metrics.scores import feature_stats
+from dcgan.metrics.scores import feature_stats, grid_pattern
 
 
 def _features(n=400, f=12, shift=0.0, seed=0):
@@ -145,4 +145,31 @@ def test_metric_registry_and_parsing():
     with pytest.raises(ConfigError, match="unknown metric"):
         parse_metrics("fid,bogus")
     for metric in METRICS.values():
-        assert metric.needs in ("features", "probs") and metric.lower_is_better
+        assert metric.needs in ("features", "probs", "mean_image") and metric.lower_is_better
+
+
+# --------------------------------------------------------------------------- #
+# Grid artifacts
+# --------------------------------------------------------------------------- #
+def test_grid_pattern_measures_a_checkerboard_in_grey_levels():
+    real = torch.zeros(1, 32, 32) - 0.9
+    board = real.clone()
+    board[..., ::2, ::2] += 0.02  # +2.55 grey levels at every other pixel of every other row
+    # A dot every 2 pixels is a mean shift of a/4 plus three stride-2 frequencies of a/4 each.
+    assert grid_pattern(real, board) == pytest.approx(3 * 2.55 / 4, rel=1e-5)
+    board4 = real.clone()
+    board4[..., ::4, ::4] += 0.02  # the same dots every 4 pixels: 15 frequencies of a/16 each
+    assert grid_pattern(real, board4) == pytest.approx(15 * 2.55 / 16, rel=1e-5)
+    assert grid_pattern(real, board4, periods=(2,)) == pytest.approx(3 * 2.55 / 16, rel=1e-5)
+
+
+def test_grid_pattern_ignores_smooth_differences_and_brightness():
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 32), torch.linspace(-1, 1, 32), indexing="ij")
+    blob = torch.exp(-(xx**2 + yy**2) * 4).unsqueeze(0)  # (1, 32, 32): a digit-like bright centre
+    assert grid_pattern(blob - 1, 0.9 * blob - 1) < 0.05
+    assert grid_pattern(blob - 1, blob - 0.8) == pytest.approx(0.0, abs=1e-5)
+    # Three channels: the score is the channels' mean.
+    rgb = torch.zeros(3, 8, 8)
+    dotted = rgb.clone()
+    dotted[0, ::2, ::2] = 0.04
+    assert grid_pattern(rgb, dotted) == pytest.approx(3 * 5.1 / 4 / 3, rel=1e-5)

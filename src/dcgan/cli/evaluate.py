@@ -11,6 +11,7 @@ from ..data import DATASETS, default_cache_dir, load_dataset
 from ..errors import ConfigError, DCGANError
 from ..fileio import atomic_write_bytes
 from ..metrics.classifier import (
+    NOISE_AUGMENTATION,
     calibrate_classifier,
     default_evaluator_dir,
     default_evaluator_path,
@@ -24,7 +25,7 @@ from ..metrics.extractors import DEFAULT_FEATURES, FEATURE_EXTRACTORS, build_ext
 from ..metrics.sanity import floor_ratio, sanity
 from ..metrics.scores import METRICS, parse_metrics
 from ..rundir import RunDir
-from .common import Command, _add_device, _add_raw_g, _data_source, _device, _help_formatter, _Parser, _positive_int, _seed
+from .common import Command, _add_device, _add_raw_g, _data_source, _device, _help_formatter, _Parser, _positive_int, _seed, _unit_float
 
 EVALUATE_EXAMPLES = """examples:
   dcgan evaluate runs/mnist --num-samples 10000                 # every metric, the best features available
@@ -190,6 +191,9 @@ def _add_evaluator_args(p: argparse.ArgumentParser) -> None:
     train.add_argument("--width", type=_positive_int, default=None, help="first-stage channels (default 16 for grey, 32 for RGB)")
     train.add_argument("--batch-size", type=_positive_int, default=128)
     train.add_argument("--seed", type=_seed, default=0)
+    train.add_argument("--noise", type=_unit_float, default=NOISE_AUGMENTATION, metavar="SIGMA",
+                       help=f"Gaussian noise added in training, sigma drawn per image up to this ([-1, 1] units; default "
+                            f"{NOISE_AUGMENTATION:g}): the features then weigh shapes over faint noise; 0 turns it off")
     _add_device(train)
     train.add_argument("--out", default=None, metavar="FILE", help="where to save it (default: the evaluator folder, where the classifier features look)")
     train.add_argument("--force", action="store_true", help="replace an existing classifier")
@@ -245,7 +249,8 @@ def _run_evaluator(args: argparse.Namespace) -> int:
     print(f"training the evaluation classifier on {args.data} ({len(train)} images {train.image_size}x{train.image_size}x{train.channels}, "
           f"{len(test)} test) for {epochs} epochs on {device}")
     clf = train_classifier(
-        train, test, epochs=epochs, batch_size=args.batch_size, width=width, seed=args.seed, device=device, progress=not args.quiet,
+        train, test, epochs=epochs, batch_size=args.batch_size, width=width, seed=args.seed, noise=args.noise, device=device,
+        progress=not args.quiet,
         on_epoch=None if not args.quiet else (lambda e, loss, acc: print(f"epoch {e}: loss {loss:.3f}, test accuracy {100 * acc:.2f}%")),
     )
     save_classifier(out, clf)

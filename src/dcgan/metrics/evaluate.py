@@ -89,19 +89,40 @@ def reference_features(
     return features
 
 
+def reference_mean_image(data: ImageData, num: int, seed: int = 0, batch_size: int = 500) -> torch.Tensor:
+    """The mean image (C, H, W) in [-1, 1] of the same `num` real images `reference_features` uses."""
+    total = None
+    indices = _subset(len(data), num, seed)
+    for chunk in indices.split(batch_size):
+        part = _unit(real_images(data, chunk)).double().sum(0)
+        total = part if total is None else total + part
+    return (total / len(indices)).float()
+
+
+def _wants_mean_image(metrics: list[str]) -> bool:
+    return any(METRICS[m].needs == "mean_image" for m in metrics)
+
+
 def score(
     metrics: list[str],
     real_features: torch.Tensor,
     fake_features: torch.Tensor | None,
     fake_probs: torch.Tensor | None = None,
     classes: list[str] | None = None,
+    real_mean: torch.Tensor | None = None,
+    fake_mean: torch.Tensor | None = None,
 ) -> dict:
-    """Run the named metrics; feature metrics compare real and fake features, probability metrics use fake_probs."""
+    """Run the named metrics: feature metrics compare real and fake features, probability metrics use
+    fake_probs, mean-image metrics compare the two mean images (C, H, W)."""
     out: dict = {}
     for name in metrics:
         metric = METRICS[name]
         if metric.needs == "features":
             out.update(metric.compute(real_features, fake_features))
+        elif metric.needs == "mean_image":
+            if real_mean is None or fake_mean is None:
+                raise ConfigError(f"metric {name!r} needs the mean images of both sets")
+            out.update(metric.compute(real_mean, fake_mean))
         else:
             if fake_probs is None:
                 raise ConfigError(f"metric {name!r} needs the evaluation classifier's probabilities")
@@ -176,8 +197,17 @@ class _Collector:
         self.extractor, self.classifier, self.want_probs = extractor, classifier, want_probs
         self.feats: list[torch.Tensor] = []
         self.probs: list[torch.Tensor] = []
+        self.image_sum: torch.Tensor | None = None  # (C, H, W) float64, for the mean image
+        self.count = 0
+
+    @property
+    def mean_image(self) -> torch.Tensor:
+        return (self.image_sum / max(self.count, 1)).float()
 
     def add(self, images: torch.Tensor) -> None:
+        part = images.detach().double().sum(0).cpu()
+        self.image_sum = part if self.image_sum is None else self.image_sum + part
+        self.count += images.shape[0]
         if self.want_probs and self.classifier is not None and self.extractor.classifier is self.classifier:
             f, p = self.extractor.features_and_probs(images)  # one pass for both
             self.feats.append(f)
@@ -220,6 +250,7 @@ def evaluate(
         raise ConfigError("metrics is, coverage and confidence need an evaluation classifier")
     num_real = num_real or num_samples
     real_feats = reference_features(real, extractor, num_real, seed=0, cache_dir=cache_dir, batch_size=batch_size)
+    real_mean = reference_mean_image(real, num_real, seed=0, batch_size=batch_size) if _wants_mean_image(metrics) else None
     classes = list(classifier.config.classes) if classifier is not None else None
     report = EvalReport(build_protocol(extractor, real, real_split, int(real_feats.shape[0]), num_samples, seed, metrics))
     if G is not None:
@@ -229,7 +260,8 @@ def evaluate(
         for chunk in z.split(batch_size):
             collect.add(generate(G, chunk, batch_size))
         feats, probs = collect.result()
-        report.rows.append({"subject": "generator", "n": int(feats.shape[0]), **score(metrics, real_feats, feats, probs, classes)})
+        report.rows.append({"subject": "generator", "n": int(feats.shape[0]),
+                            **score(metrics, real_feats, feats, probs, classes, real_mean, collect.mean_image)})
     if test is not None:
         idx = _subset(len(test), num_samples, seed=1)
         report.protocol["num_test"] = int(len(idx))
@@ -243,7 +275,8 @@ def evaluate(
                 collect.add(x)
             feats, probs = collect.result()
             subject = "real test (floor)" if sigma == 0 else f"test + noise {sigma:g}"
-            report.rows.append({"subject": subject, "n": int(feats.shape[0]), **score(metrics, real_feats, feats, probs, classes)})
+            report.rows.append({"subject": subject, "n": int(feats.shape[0]),
+                                **score(metrics, real_feats, feats, probs, classes, real_mean, collect.mean_image)})
     return report
 
 

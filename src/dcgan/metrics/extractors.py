@@ -144,13 +144,18 @@ def resolve_features(name: str, dataset: str, evaluator: str | Path | None = Non
         return "pixels", (f"features: pixels (no evaluation classifier for {dataset!r} at {path}); "
                           f"for numbers that see more than pixels, train one with: {train_hint}")
     try:
-        calibrated = load_classifier(path).layer_scales() is not None
+        classifier = load_classifier(path)
     except CheckpointError:
         return DEFAULT_FEATURES, ""  # unreadable: building the extractor says so in one line
+    calibrated = classifier.layer_scales() is not None
     if not calibrated:
         return "classifier", (f"features: classifier (the evaluation classifier {path} predates the sharper "
                               f"{DEFAULT_FEATURES} features; add their calibration in seconds with: "
                               f"dcgan evaluator calibrate --data {dataset or 'NAME'})")
+    if not classifier.info.get("noise_augmentation"):
+        return DEFAULT_FEATURES, (f"features: {DEFAULT_FEATURES} (the evaluation classifier {path} was trained without noise "
+                                  f"augmentation, so faint noise weighs as much as broken shapes; retrain it with: "
+                                  f"{train_hint} --force)")
     return DEFAULT_FEATURES, f"features: {DEFAULT_FEATURES} (the evaluation classifier {path})"
 
 

@@ -31,7 +31,18 @@ import torch.nn.functional as F
 from ..data import ImageData
 from ..errors import ConfigError
 from .classifier import TrainedClassifier
-from .evaluate import EvalReport, _Collector, _subset, _unit, build_protocol, real_images, reference_features, score
+from .evaluate import (
+    EvalReport,
+    _Collector,
+    _subset,
+    _unit,
+    _wants_mean_image,
+    build_protocol,
+    real_images,
+    reference_features,
+    reference_mean_image,
+    score,
+)
 from .extractors import Extractor
 from .scores import METRICS
 
@@ -46,7 +57,7 @@ __all__ = [
     "FLOOR_SUBJECT",
 ]
 
-SANITY_METRICS = ("fid", "pr", "memorisation")  # the library default: FID, fidelity/diversity, copies
+SANITY_METRICS = ("fid", "pr", "memorisation", "grid")  # the library default: FID, fidelity/diversity, copies, dots
 FLOOR_SUBJECT = "real test (floor)"  # the same row name as `evaluate`'s floor
 DOT_AMPLITUDE = 0.2  # in [-1, 1] units: +25 grey levels on black, faint but visible when zoomed in
 SHIFT_PIXELS = 2
@@ -253,6 +264,7 @@ def sanity(
         raise ConfigError("metrics is, coverage and confidence need an evaluation classifier")
     num_real = num_real or num
     real_feats = reference_features(real, extractor, num_real, seed=0, cache_dir=cache_dir, batch_size=batch_size)
+    real_mean = reference_mean_image(real, num_real, seed=0, batch_size=batch_size) if _wants_mean_image(metrics) else None
     inputs = SanityInputs(test, _subset(len(test), num, seed=1), real, _subset(len(real), num_real, seed=0), seed)
     skipped = {}
     if test.labels is None:
@@ -271,6 +283,7 @@ def sanity(
         for chunk in images.split(batch_size):
             collect.add(chunk)
         feats, probs = collect.result()
-        report.rows.append({"subject": subject, "n": int(feats.shape[0]), **score(metrics, real_feats, feats, probs, classes)})
+        report.rows.append({"subject": subject, "n": int(feats.shape[0]),
+                            **score(metrics, real_feats, feats, probs, classes, real_mean, collect.mean_image)})
     floor_ratio(report.rows)
     return report
