@@ -173,3 +173,8 @@ def test_grid_pattern_ignores_smooth_differences_and_brightness():
     dotted = rgb.clone()
     dotted[0, ::2, ::2] = 0.04
     assert grid_pattern(rgb, dotted) == pytest.approx(3 * 5.1 / 4 / 3, rel=1e-5)
+
+
+def test_grid_pattern_refuses_images_of_two_sizes():
+    with pytest.raises(ConfigError, match="one size"):
+        grid_pattern(torch.zeros(1, 32, 32), torch.zeros(1, 64, 64))

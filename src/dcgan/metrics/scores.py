@@ -224,6 +224,9 @@ def grid_pattern(real_mean: torch.Tensor, fake_mean: torch.Tensor, periods: tupl
     averaged over channels (a checkerboard of +-a scores a). Real data scores about 0 (the rest
     is the noise of the two means: about 1 grey level at 2,000 images, 0.5 at 10,000).
     """
+    if real_mean.shape != fake_mean.shape:
+        raise ConfigError(f"the grid score compares images of one size: real {tuple(real_mean.shape)}, "
+                          f"generated {tuple(fake_mean.shape)}")
     diff = (fake_mean.double() - real_mean.double()) * 127.5  # grey levels
     h, w = diff.shape[-2:]
     spectrum = torch.fft.fft2(diff).abs() / (h * w)  # (C, H, W): the amplitude of each 2-D frequency
