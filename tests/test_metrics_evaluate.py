@@ -172,6 +172,11 @@ def test_cli_train_with_eval_every_then_evaluate(digits_classifier, tmp_path, ca
 
     assert _cli("evaluate", run, "--num-samples", "300", "--features", "classifier", "--metrics", "fid") == 0
     assert "protocol: features classifier (" in capsys.readouterr().out  # the penultimate layer alone, by name
+    # more samples than the test split has images: the floor is read at a smaller count, and the output says so
+    assert _cli("evaluate", run, "--num-samples", "1000", "--floors", "--metrics", "fid,grid", "--json", tmp_path / "n.json") == 0
+    note = re.search(r"note: the floor and the rungs use the (\d+) test images there are, against 1000 samples.*--num-samples (\d+)",
+                     capsys.readouterr().out)
+    assert note and note.group(1) == note.group(2) and int(note.group(1)) < 1000
     assert (run / "eval" / "step_0000020-classifier.json").is_file()
 
     out_json = tmp_path / "px.json"

@@ -156,6 +156,10 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     reading = _reading(shown)
     if reading:
         print(reading)
+    num_test = report.protocol.get("num_test")
+    if num_test is not None and G is not None and num_test < report.protocol["num_generated"]:
+        print(f"note: the floor and the rungs use the {num_test} test images there are, against {report.protocol['num_generated']} "
+              f"samples; FID and KID read higher at smaller counts, so compare the generator with them at --num-samples {num_test}")
     out = Path(args.json) if args.json else None
     if out is None and ckpt is not None:
         out = RunDir.of_checkpoint(ckpt.path).evaluation(ckpt.step, extractor.name)
