@@ -34,6 +34,7 @@ from PIL import Image
 
 from dcgan.checkpoint import load_checkpoint
 from dcgan.data import load_dataset
+from dcgan.imaging import grid_image
 from dcgan.metrics.evaluate import evaluate
 from dcgan.metrics.extractors import build_extractor, resolve_features
 from dcgan.sampling import generate, sample_z
@@ -73,15 +74,19 @@ def run_figures(run: Path) -> dict:
 
 
 def zoomed_grids(images: list[torch.Tensor]) -> Image.Image:
-    """Rows of 4x4 grids (one per subject, 16 images (16, C, H, W) in [-1, 1]), then the same x8 brighter; 4x zoom."""
-    def grid(x, gain):
-        a = ((x + 1) * 127.5 * gain).clamp(0, 255).to(torch.uint8)  # (16, C, H, W)
-        c, h, w = a.shape[1:]
-        return a.view(4, 4, c, h, w).permute(0, 3, 1, 4, 2).reshape(4 * h, 4 * w, c)
-    rows = [torch.cat([grid(x, gain) for x in images], 1) for gain in (1, 8)]
-    a = torch.cat(rows, 0).numpy()
-    img = Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a)
-    return img.resize((img.width * 4, img.height * 4), Image.NEAREST)
+    """One 4x4 grid per subject (16 images (16, C, H, W) in [-1, 1]) side by side, then the same with the
+    brightness times 8; 4x zoom."""
+    rows = []
+    for gain in (1, 8):
+        grids = [grid_image(((x + 1) * gain - 1).clamp(-1, 1), nrow=4, scale=4) for x in images]
+        row = Image.new(grids[0].mode, (sum(g.width for g in grids), grids[0].height))
+        for i, g in enumerate(grids):
+            row.paste(g, (i * g.width, 0))
+        rows.append(row)
+    out = Image.new(rows[0].mode, (rows[0].width, 2 * rows[0].height))
+    out.paste(rows[0], (0, 0))
+    out.paste(rows[1], (0, rows[0].height))
+    return out
 
 
 def main() -> int:

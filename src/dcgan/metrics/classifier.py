@@ -68,7 +68,7 @@ CALIBRATION_IMAGES = 5000  # training images the layer features' scales are meas
 # Training adds Gaussian noise of a sigma drawn per image from [0, NOISE_AUGMENTATION] ([-1, 1] units). Without it
 # the features react to faint pixel noise (sigma 0.1, which a person barely sees) as much as to a generator's
 # broken strokes, and the ladder put a clearly worse 3-epoch MNIST generator beside that rung; with it,
-# noise still ranks in order (0.1 < 0.2 < 0.5) but the shapes dominate (README: "Reading the numbers").
+# noise still ranks in order (0.1 < 0.2 < 0.5) but the shapes dominate (README: "Measuring quality", the ladder).
 NOISE_AUGMENTATION = 0.3
 
 

@@ -205,7 +205,7 @@ class _Collector:
         return (self.image_sum / max(self.count, 1)).float()
 
     def add(self, images: torch.Tensor) -> None:
-        part = images.detach().double().sum(0).cpu()
+        part = images.detach().sum(0, dtype=torch.float64).cpu()  # (C, H, W)
         self.image_sum = part if self.image_sum is None else self.image_sum + part
         self.count += images.shape[0]
         if self.want_probs and self.classifier is not None and self.extractor.classifier is self.classifier:

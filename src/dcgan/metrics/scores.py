@@ -221,8 +221,8 @@ def grid_pattern(real_mean: torch.Tensor, fake_mean: torch.Tensor, periods: tupl
     pixels at the same place in every sample (the "dots"). Averaging many samples keeps it and
     averages the content away, so it is the part of `fake_mean - real_mean` (both (C, H, W) in
     [-1, 1]) at the 2-D frequencies of a grid of those periods: the sum of their Fourier amplitudes,
-    averaged over channels (a checkerboard of +-a scores a). Real data scores about 0 (the rest
-    is the noise of the two means: about 1 grey level at 2,000 images, 0.5 at 10,000).
+    averaged over channels (a checkerboard of +-a scores a). Real data scores near 0, the noise of
+    the two means (MNIST test against training images: 0.18 at 5,000 images each, 0.11 at 10,000).
     """
     if real_mean.shape != fake_mean.shape:
         raise ConfigError(f"the grid score compares images of one size: real {tuple(real_mean.shape)}, "
