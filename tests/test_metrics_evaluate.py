@@ -99,7 +99,10 @@ def test_floors_and_noise_ladder_order(digits_classifier):
         fids = [row["fid"] for row in report.rows]
         assert [row["subject"] for row in report.rows] == ["real test (floor)", "test + noise 0.1", "test + noise 0.2", "test + noise 0.5"]
         assert fids == sorted(fids), (name, fids)  # FID grows along the noise ladder
-        assert report.rows[0]["precision"] > report.rows[-1]["precision"]
+        assert report.rows[0]["kid"] < report.rows[-1]["kid"], name
+        if name == "pixels":
+            # the classifier is trained to look past noise (NOISE_AUGMENTATION), so its precision may hold at 0.5
+            assert report.rows[0]["precision"] > report.rows[-1]["precision"]
         assert report.protocol["num_real"] == 360 and report.protocol["features"] == name
 
 
