@@ -99,8 +99,19 @@ def reference_mean_image(data: ImageData, num: int, seed: int = 0, batch_size: i
     return (total / len(indices)).float()
 
 
-def _wants_mean_image(metrics: list[str]) -> bool:
-    return any(METRICS[m].needs == "mean_image" for m in metrics)
+def _real_reference(
+    real: ImageData, extractor: Extractor, metrics: list[str], num_real: int, classifier: TrainedClassifier | None,
+    cache_dir: str | Path | None, batch_size: int,
+) -> tuple[bool, torch.Tensor, torch.Tensor | None]:
+    """What `evaluate` and `sanity` compare against: (whether class probabilities are wanted, the real
+    features, the real mean image when a metric needs it). Probability metrics need `classifier`."""
+    want_probs = any(METRICS[m].needs == "probs" for m in metrics)
+    if want_probs and classifier is None:
+        raise ConfigError("metrics is, coverage and confidence need an evaluation classifier")
+    features = reference_features(real, extractor, num_real, seed=0, cache_dir=cache_dir, batch_size=batch_size)
+    wants_mean = any(METRICS[m].needs == "mean_image" for m in metrics)
+    mean = reference_mean_image(real, num_real, seed=0, batch_size=batch_size) if wants_mean else None
+    return want_probs, features, mean
 
 
 def score(
@@ -245,12 +256,8 @@ def evaluate(
     generator would reach), and each sigma in `ladder` scores those test images
     with Gaussian noise of that sigma added (clipped to [-1, 1]).
     """
-    want_probs = any(METRICS[m].needs == "probs" for m in metrics)
-    if want_probs and classifier is None:
-        raise ConfigError("metrics is, coverage and confidence need an evaluation classifier")
-    num_real = num_real or num_samples
-    real_feats = reference_features(real, extractor, num_real, seed=0, cache_dir=cache_dir, batch_size=batch_size)
-    real_mean = reference_mean_image(real, num_real, seed=0, batch_size=batch_size) if _wants_mean_image(metrics) else None
+    want_probs, real_feats, real_mean = _real_reference(real, extractor, metrics, num_real or num_samples, classifier,
+                                                        cache_dir, batch_size)
     classes = list(classifier.config.classes) if classifier is not None else None
     report = EvalReport(build_protocol(extractor, real, real_split, int(real_feats.shape[0]), num_samples, seed, metrics))
     if G is not None:

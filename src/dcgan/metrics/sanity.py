@@ -35,12 +35,10 @@ from .evaluate import (
     EvalReport,
     _Collector,
     _subset,
+    _real_reference,
     _unit,
-    _wants_mean_image,
     build_protocol,
     real_images,
-    reference_features,
-    reference_mean_image,
     score,
 )
 from .extractors import Extractor
@@ -259,12 +257,8 @@ def sanity(
     missing = [n for n in names if n not in DEGRADATIONS]
     if missing:
         raise ConfigError(f"unknown degradation(s) {', '.join(missing)}: use {', '.join(DEGRADATIONS)}")
-    want_probs = any(METRICS[m].needs == "probs" for m in metrics)
-    if want_probs and classifier is None:
-        raise ConfigError("metrics is, coverage and confidence need an evaluation classifier")
     num_real = num_real or num
-    real_feats = reference_features(real, extractor, num_real, seed=0, cache_dir=cache_dir, batch_size=batch_size)
-    real_mean = reference_mean_image(real, num_real, seed=0, batch_size=batch_size) if _wants_mean_image(metrics) else None
+    want_probs, real_feats, real_mean = _real_reference(real, extractor, metrics, num_real, classifier, cache_dir, batch_size)
     inputs = SanityInputs(test, _subset(len(test), num, seed=1), real, _subset(len(real), num_real, seed=0), seed)
     skipped = {}
     if test.labels is None:
