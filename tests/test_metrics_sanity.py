@@ -109,6 +109,9 @@ def test_extractor_ids_differ_and_describe_the_features(digits_classifier):
     f, p = layers.features_and_probs(x)
     assert torch.allclose(f, layers.features(x), atol=1e-5)
     assert torch.allclose(p, digits_classifier.run(x)[1], atol=1e-5)
+    f, p = penultimate.features_and_probs(x)
+    assert torch.allclose(f, penultimate.features(x), atol=1e-5)
+    assert torch.allclose(p, digits_classifier.run(x)[1], atol=1e-5)
 
 
 # --------------------------------------------------------------------------- #

@@ -51,7 +51,7 @@ def generate(G: nn.Module, z: torch.Tensor, batch_size: int = 256) -> torch.Tens
         return torch.cat([G(chunk.to(device)).float() for chunk in z.split(batch_size)])
 
 
-STANDING_BATCHES = 16  # batches of fresh z for standing statistics: 2,048 samples at batch 128
+STANDING_BATCHES = 8  # batches of fresh z for standing statistics (1,024 samples at batch 128); `dcgan train --standing-batches`
 STANDING_BATCH_SIZE = 128
 
 

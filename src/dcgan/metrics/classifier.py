@@ -57,6 +57,7 @@ __all__ = [
     "LAYER_RECIPE",
     "calibrate_layers",
     "layer_features",
+    "layer_features_and_penultimate",
     "layer_feature_dim",
     "layer_calibration",
     "calibrate_classifier",
@@ -226,8 +227,9 @@ LAYER_BLOCKS: tuple[LayerBlock, ...] = (LayerBlock(0, 1), LayerBlock(1, 1), Laye
 LAYER_RECIPE = "v1:" + ",".join(b.key() for b in LAYER_BLOCKS)  # part of the calibration and of the extractor id
 
 
-def _raw_blocks(model: Classifier, x: torch.Tensor, blocks: tuple[LayerBlock, ...]) -> list[torch.Tensor]:
-    stages = model.stages(x)
+def _raw_blocks(model: Classifier, x: torch.Tensor, blocks: tuple[LayerBlock, ...],
+                stages: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+    stages = model.stages(x) if stages is None else stages
     return [F.adaptive_avg_pool2d(stages[b.stage], b.grid).flatten(1).float() for b in blocks]
 
 
@@ -254,9 +256,17 @@ def layer_feature_dim(config: ClassifierConfig) -> int:
 
 def layer_features(classifier: "TrainedClassifier", x: torch.Tensor) -> torch.Tensor:
     """The layer features (B, F) of images already at the classifier's input size (see LAYER_BLOCKS)."""
+    return layer_features_and_penultimate(classifier, x)[0]
+
+
+def layer_features_and_penultimate(classifier: "TrainedClassifier", x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The layer features (B, F) and the penultimate features (B, 4 * width) that the class head reads,
+    from one pass of the network."""
     scales = classifier.require_layer_scales()
-    blocks = _raw_blocks(classifier.model, x, LAYER_BLOCKS)
-    return torch.cat([b * (math.sqrt(spec.weight) / s) for b, spec, s in zip(blocks, LAYER_BLOCKS, scales)], 1)
+    stages = classifier.model.stages(x)
+    blocks = _raw_blocks(classifier.model, x, LAYER_BLOCKS, stages)
+    features = torch.cat([b * (math.sqrt(spec.weight) / s) for b, spec, s in zip(blocks, LAYER_BLOCKS, scales)], 1)
+    return features, F.adaptive_avg_pool2d(stages[-1], 1).flatten(1)  # = Classifier.features(x)
 
 
 def _augment(x: torch.Tensor, generator: torch.Generator, hflip: bool, shift: int = 2, noise: float = 0.0) -> torch.Tensor:

@@ -33,7 +33,7 @@ from .classifier import (
     default_evaluator_path,
     describe,
     layer_feature_dim,
-    layer_features,
+    layer_features_and_penultimate,
     load_classifier,
 )
 
@@ -159,19 +159,22 @@ def resolve_features(name: str, dataset: str, evaluator: str | Path | None = Non
     return DEFAULT_FEATURES, f"features: {DEFAULT_FEATURES} (the evaluation classifier {path})"
 
 
-def _classifier_pass(clf: TrainedClassifier, device: str, features: Callable[[torch.Tensor], torch.Tensor]):
-    """fn and fn_with_probs of an extractor whose features come from `clf`'s input-sized images."""
+def _classifier_pass(clf: TrainedClassifier, device: str,
+                     features_and_penultimate: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]):
+    """fn and fn_with_probs of an extractor built on `clf`: `features_and_penultimate` maps input-sized
+    images to (features, penultimate features), so the class probabilities cost no second pass."""
     c = clf.config
 
-    def fn(x: torch.Tensor) -> torch.Tensor:
+    def inputs(x: torch.Tensor) -> torch.Tensor:
         clf.model.eval()
-        return features(adapt_images(x.to(device).float(), c.image_size, c.channels))
+        return adapt_images(x.to(device).float(), c.image_size, c.channels)
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        return features_and_penultimate(inputs(x))[0]
 
     def fn_with_probs(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        clf.model.eval()
-        x = adapt_images(x.to(device).float(), c.image_size, c.channels)
-        probs = clf.model.head(clf.model.features(x)).float().softmax(1)
-        return features(x), probs
+        features, penultimate = features_and_penultimate(inputs(x))
+        return features, clf.model.head(penultimate).float().softmax(1)
 
     return fn, fn_with_probs
 
@@ -180,7 +183,7 @@ def _classifier_pass(clf: TrainedClassifier, device: str, features: Callable[[to
 def _classifier_layers(ctx: ExtractorContext) -> Extractor:
     clf = load_dataset_classifier(ctx.dataset, ctx.evaluator, ctx.device)
     scales = clf.require_layer_scales()
-    fn, fn_with_probs = _classifier_pass(clf, ctx.device, lambda x: layer_features(clf, x))
+    fn, fn_with_probs = _classifier_pass(clf, ctx.device, lambda x: layer_features_and_penultimate(clf, x))
     dim = layer_feature_dim(clf.config)
     scale_id = hashlib.sha256(repr(scales).encode()).hexdigest()[:8]
     return Extractor(
@@ -194,7 +197,11 @@ def _classifier_layers(ctx: ExtractorContext) -> Extractor:
 def _classifier(ctx: ExtractorContext) -> Extractor:
     clf = load_dataset_classifier(ctx.dataset, ctx.evaluator, ctx.device)
     c = clf.config
-    fn, fn_with_probs = _classifier_pass(clf, ctx.device, clf.model.features)
+    def penultimate_twice(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = clf.model.features(x)
+        return f, f  # the features are the penultimate layer
+
+    fn, fn_with_probs = _classifier_pass(clf, ctx.device, penultimate_twice)
     return Extractor("classifier", f"classifier-{clf.weights_id()}", describe(clf) + f", penultimate layer, {c.feature_dim} features",
                      fn, clf, fn_with_probs)
 

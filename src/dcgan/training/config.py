@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass, fields
 from ..errors import ConfigError
 from ..health import ON_FAILURE
 from ..options import FRACTION, NONNEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, UNIT_FLOAT, Check, option, validate_options
-from ..sampling import MAX_SEED
+from ..metrics.extractors import FEATURE_EXTRACTORS
+from ..sampling import MAX_SEED, STANDING_BATCHES
 
 __all__ = ["TrainConfig", "PRECISIONS", "ADAM_IMPLEMENTATIONS", "DEVICE"]
 
@@ -16,6 +17,10 @@ ADAM_IMPLEMENTATIONS = ("auto", "fused", "foreach", "loop")
 SEED = Check(int, lambda v: 0 <= v <= MAX_SEED, f"a whole number from 0 to {MAX_SEED}")
 DEVICE = Check(str, lambda v: v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit()),
                "auto, cpu, cuda or cuda:N", (str,))
+
+
+# What --eval-features takes: auto or any registered extractor but `discriminator`, which needs a finished checkpoint's D.
+EVAL_FEATURES = ("auto", *(name for name in FEATURE_EXTRACTORS if name != "discriminator"))
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,7 @@ class TrainConfig:
     ema_rampup: float = option(0.05, "early on, the half-life is at most this fraction of the images seen (0: no ramp-up)",
                                group="quality", check=Check(float, lambda v: 0 <= v <= 1, "a number in [0, 1]", (int, float)),
                                metavar="R")
-    standing_batches: int = option(8, "batches of fresh z whose batch-norm statistics the averaged G samples with",
+    standing_batches: int = option(STANDING_BATCHES, "batches of fresh z whose batch-norm statistics the averaged G samples with",
                                    group="quality", check=POSITIVE_INT)
     # -- budget: steps and epochs exclude each other; neither means 1 epoch (the CLI's digits demo: 25)
     steps: int | None = option(None, "total iterations (one real batch each)", group="training", check=POSITIVE_INT, resume=True,
@@ -85,7 +90,7 @@ class TrainConfig:
     eval_every: int | None = option(None, "iterations between FID evaluations; the best is kept as checkpoints/best.safetensors",
                                     group="outputs", check=POSITIVE_INT, resume=True, default_text="default off")
     eval_samples: int = option(2000, "samples per evaluation", group="outputs", check=POSITIVE_INT)
-    eval_features: str = option("auto", "features of that FID", group="outputs", choices=("auto", "classifier-layers", "classifier", "pixels", "inception"),
+    eval_features: str = option("auto", "features of that FID", group="outputs", choices=EVAL_FEATURES,
                                 default_text="default auto: as dcgan evaluate picks, the dataset's classifier when trained, else pixels")
     evaluator: str | None = option(None, "evaluation classifier file", group="outputs", metavar="FILE",
                                    default_text="default: the one trained for --data")
