@@ -95,3 +95,15 @@ def mnist_evaluation(mnist_dir, tmp_path_factory):
     clf = train_classifier(subset, check, epochs=2, width=8, seed=0)
     path = save_classifier(tmp_path_factory.mktemp("mnist-evaluator") / "mnist.safetensors", clf)
     return train, test, path
+
+
+@pytest.fixture(scope="session", params=["projection", "concat"])
+def conditional_run(request, tmp_path_factory):
+    """A run directory of a tiny class-conditional model on digits at 16x16 (10 classes, "0".."9"),
+    for each conditioning method: 40 iterations, enough for every tool to have real weights to read."""
+    from dcgan.training import Trainer
+
+    run = tmp_path_factory.mktemp(f"conditional-{request.param}") / "run"
+    Trainer.from_options(run_dir=run, progress=False, data="digits", **TINY, conditional=True,
+                         conditioning=request.param, steps=40, batch_size=32, seed=0).train()
+    return run

@@ -7,13 +7,14 @@ Three lines to train on the digits bundled with scikit-learn:
 >>> trainer.train()
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
 from .data import DATASETS, ImageData, load_dataset  # noqa: E402
 from .errors import CheckpointError, ConfigError, DataError, DCGANError  # noqa: E402
 from .models import Discriminator, Generator, ModelConfig, format_summary, model_summary  # noqa: E402
-from .sampling import generate, sample_z  # noqa: E402
+from .sampling import generate, sample_labels, sample_z  # noqa: E402
+from .conditioning import CONDITIONING, class_grid, resolve_class  # noqa: E402
 from .training import TrainConfig, Trainer  # noqa: E402
 from . import metrics  # noqa: E402
 from .metrics import build_extractor, evaluate, train_classifier  # noqa: E402
@@ -34,6 +35,10 @@ from .probe import run_probe  # noqa: E402
 
 __all__ = [
     "__version__",
+    "CONDITIONING",
+    "class_grid",
+    "resolve_class",
+    "sample_labels",
     "Checkpoint",
     "CheckpointError",
     "ConfigError",

@@ -18,6 +18,7 @@ from .imaging import tensor_to_pil
 __all__ = [
     "cell_image",
     "labelled_grid",
+    "class_rows_image",
     "numbered_sheet",
     "walk_figure",
     "walk_frames",
@@ -82,6 +83,25 @@ def labelled_grid(
             text = str(labels[i])
             width = draw.textlength(text, font=font)
             draw.text((x + (cell - width) / 2, y + cell + 1), text, fill=INK, font=font)
+    return canvas
+
+
+def class_rows_image(images: torch.Tensor, class_names: Sequence[str], cell: int | None = None, padding: int = 2) -> Image.Image:
+    """A grid with one row per class, its name at the left: images (rows x cols, C, H, W) in row order,
+    `class_names` one per row. With the same z down each column, a column is one style across the classes."""
+    rows = len(class_names)
+    cols = images.shape[0] // rows
+    cell = cell or _default_cell(images)
+    font = _font(12)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    margin = int(max(probe.textlength(str(n), font=font) for n in class_names)) + 10
+    canvas = Image.new("RGB", (margin + padding + cols * (cell + padding), padding + rows * (cell + padding)), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    for r, name in enumerate(class_names):
+        y = padding + r * (cell + padding)
+        draw.text((4, y + cell / 2 - 7), str(name), fill=INK, font=font)
+        for c in range(cols):
+            canvas.paste(cell_image(images[r * cols + c], cell), (margin + padding + c * (cell + padding), y))
     return canvas
 
 

@@ -23,6 +23,8 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
+from .conditioning import (CONDITIONING, DEFAULT_CONDITIONING, MAX_CLASSES, ClassConditionalBatchNorm2d, LabelledSequential,
+                           ProjectionTerm, conditioning_parts)
 from .errors import ConfigError
 from .options import Check, option
 
@@ -122,6 +124,14 @@ class ModelConfig:
     # D downsampling: "strided" (paper) or "maxpool" (conv + max-pool)
     d_block: str = option("strided", "D downsampling", group="model", choices=tuple(DOWNSAMPLE_BLOCKS),
                           default_text="default strided, as in the paper")
+    # classes of a conditional pair; 0 = unconditional. Set from the data by `dcgan train --conditional`
+    num_classes: int = option(0, "classes of a conditional model", group="model", cli=False)
+    # the class names, indexed by label (folder names, "0".."9" for MNIST); empty for an unconditional pair
+    class_names: tuple = option((), "class names by label", group="model", cli=False)
+    # how a conditional pair takes its class (dcgan.conditioning.CONDITIONING); unused when num_classes is 0
+    conditioning: str = option(DEFAULT_CONDITIONING, "how G and D take the class with --conditional", group="model",
+                               choices=tuple(CONDITIONING),
+                               default_text=f"default {DEFAULT_CONDITIONING}: {CONDITIONING[DEFAULT_CONDITIONING].description}")
 
     def __post_init__(self) -> None:
         if self.image_size not in SUPPORTED_SIZES:
@@ -141,6 +151,15 @@ class ModelConfig:
             raise ConfigError(f"unknown G block {self.g_block!r}: use one of {', '.join(UPSAMPLE_BLOCKS)}")
         if self.d_block not in DOWNSAMPLE_BLOCKS:
             raise ConfigError(f"unknown D block {self.d_block!r}: use one of {', '.join(DOWNSAMPLE_BLOCKS)}")
+        if self.conditioning not in CONDITIONING:
+            raise ConfigError(f"unknown conditioning {self.conditioning!r}: use one of {', '.join(CONDITIONING)}")
+        if not isinstance(self.num_classes, int) or isinstance(self.num_classes, bool) or not 0 <= self.num_classes <= MAX_CLASSES:
+            raise ConfigError(f"a conditional model takes 2 to {MAX_CLASSES} classes, got {self.num_classes!r}")
+        if self.num_classes == 1:
+            raise ConfigError("one class is nothing to condition on: a conditional model needs at least 2 classes")
+        object.__setattr__(self, "class_names", tuple(str(n) for n in (self.class_names or ())))
+        if self.class_names and len(self.class_names) != self.num_classes:
+            raise ConfigError(f"{len(self.class_names)} class names for {self.num_classes} classes")
 
     # Derived geometry -------------------------------------------------------
     @property
@@ -161,8 +180,19 @@ class ModelConfig:
         """
         return [min(self.width * 2**i, self.max_channels) for i in range(self.num_resamplings)]
 
+    @property
+    def conditional(self) -> bool:
+        """Whether G and D take a class label."""
+        return self.num_classes > 0
+
+    def class_name(self, label: int) -> str:
+        """The name of class `label` (its index when the model has no names)."""
+        return self.class_names[label] if self.class_names else str(label)
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        data["class_names"] = list(self.class_names)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
@@ -176,13 +206,17 @@ def init_weights(module: nn.Module) -> None:
         nn.init.normal_(module.weight, 0.0, 0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.BatchNorm2d):
+    elif isinstance(module, nn.BatchNorm2d) and module.affine:
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
+    elif isinstance(module, ClassConditionalBatchNorm2d):
+        module.reset_parameters()  # per-class scales ~ N(1, 0.02), shifts 0: batch norm's init for every class
+    elif isinstance(module, ProjectionTerm):
+        nn.init.normal_(module.embed.weight, 0.0, 0.02)
 
 
 class Generator(nn.Module):
-    """Maps z of shape (B, z_dim) to images of shape (B, channels, size, size) in [-1, 1]."""
+    """Maps z of shape (B, z_dim), with class labels (B,) when conditional, to images (B, channels, size, size) in [-1, 1]."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -190,40 +224,49 @@ class Generator(nn.Module):
         widths = config.hidden_widths()[::-1]  # from the base map outwards: 64x64 -> [512, 256, 128, 64]
         base = config.base_size
         up = UPSAMPLE_BLOCKS[config.g_block]
+        cond = conditioning_parts(config.conditioning, config.num_classes)
+        self.join = cond.g_input(config.num_classes)  # (B, z_dim) -> (B, z_dim [+ num_classes for concat])
+        z_in = config.z_dim + cond.g_input_extra(config.num_classes)
 
         blocks: list[nn.Module] = [
-            # Projection of z, a transposed conv over a 1x1 map: (B, z_dim, 1, 1) -> (B, widths[0], base, base)
-            nn.Sequential(
-                nn.ConvTranspose2d(config.z_dim, widths[0], kernel_size=base, stride=1, padding=0, bias=False),
-                nn.BatchNorm2d(widths[0]),
+            # Projection of z, a transposed conv over a 1x1 map: (B, z_in, 1, 1) -> (B, widths[0], base, base)
+            LabelledSequential(
+                nn.ConvTranspose2d(z_in, widths[0], kernel_size=base, stride=1, padding=0, bias=False),
+                cond.g_norm(widths[0], config.num_classes),
                 nn.ReLU(inplace=True),
             )
         ]
         for c_in, c_out in zip(widths[:-1], widths[1:]):
             # (B, c_in, s, s) -> (B, c_out, 2s, 2s); no bias because batch norm's shift replaces it
-            blocks.append(nn.Sequential(up(c_in, c_out, False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)))
+            blocks.append(LabelledSequential(up(c_in, c_out, False), cond.g_norm(c_out, config.num_classes), nn.ReLU(inplace=True)))
         # Output layer, no batch norm: (B, widths[-1], size/2, size/2) -> (B, channels, size, size)
         blocks.append(nn.Sequential(up(widths[-1], config.channels, True), nn.Tanh()))
-        self.blocks = nn.Sequential(*blocks)
+        self.blocks = LabelledSequential(*blocks)
         self.apply(init_weights)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        # Accept (B, z_dim) or (B, z_dim, 1, 1).
-        return self.blocks(z.reshape(z.shape[0], self.config.z_dim, 1, 1))
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        # Accept (B, z_dim) or (B, z_dim, 1, 1); labels (B,) int64 for a conditional G, ignored otherwise.
+        z = self.join(z.reshape(z.shape[0], self.config.z_dim), labels)  # (B, z_in)
+        return self.blocks(z[:, :, None, None], labels)
 
 
 class Discriminator(nn.Module):
-    """Maps images (B, channels, size, size) in [-1, 1] to real/fake logits of shape (B,)."""
+    """Maps images (B, channels, size, size) in [-1, 1], with class labels (B,) when conditional, to logits (B,).
+
+    A conditional D also takes labels=None: no class information (zero label maps, no projection term)."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
         widths = config.hidden_widths()  # from the image inwards: 64x64 -> [64, 128, 256, 512]
         down = DOWNSAMPLE_BLOCKS[config.d_block]
+        cond = conditioning_parts(config.conditioning, config.num_classes)
+        self.join = cond.d_input(config.num_classes)  # (B, C, H, W) -> (B, C [+ num_classes for concat], H, W)
+        c_in0 = config.channels + cond.d_input_extra(config.num_classes)
 
         blocks: list[nn.Module] = [
-            # Input layer, no batch norm: (B, channels, size, size) -> (B, widths[0], size/2, size/2)
-            nn.Sequential(down(config.channels, widths[0], True), nn.LeakyReLU(0.2, inplace=True))
+            # Input layer, no batch norm: (B, c_in0, size, size) -> (B, widths[0], size/2, size/2)
+            nn.Sequential(down(c_in0, widths[0], True), nn.LeakyReLU(0.2, inplace=True))
         ]
         for c_in, c_out in zip(widths[:-1], widths[1:]):
             # (B, c_in, s, s) -> (B, c_out, s/2, s/2)
@@ -231,14 +274,18 @@ class Discriminator(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         # A convolution that covers the whole base map: (B, widths[-1], base, base) -> (B, 1, 1, 1).
         self.head = nn.Conv2d(widths[-1], 1, kernel_size=config.base_size, stride=1, padding=0, bias=True)
+        # The class's share of the logit: (B, widths[-1], base, base) -> (B,) (zeros unless projection)
+        self.projection = cond.d_projection(widths[-1], config.num_classes)
         self.apply(init_weights)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.blocks(x)).flatten()  # (B,) logits; the loss applies the sigmoid
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.blocks(self.join(x, labels))  # (B, widths[-1], base, base)
+        return self.head(h).flatten() + self.projection(h, labels)  # (B,) logits; the loss applies the sigmoid
 
-    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def features(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Each hidden block's output, image side first: the paper's section 5.1 features."""
         out = []
+        x = self.join(x, labels)
         for block in self.blocks:
             x = block(x)
             out.append(x)
@@ -293,8 +340,9 @@ def check_models(config: ModelConfig) -> None:
     try:
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             G, D = build_generator(config).eval(), build_discriminator(config).eval()
-            images = G(torch.zeros(2, config.z_dim))
-            logits = D(images)
+            labels = torch.zeros(2, dtype=torch.long) if config.conditional else None
+            images = G(torch.zeros(2, config.z_dim), labels)
+            logits = D(images, labels)
     except RuntimeError as exc:  # pragma: no cover - a bug, reported in words rather than a trace
         raise ConfigError(f"the {config.image_size}x{config.image_size}x{config.channels} model does not build: {exc}") from None
     expected = (2, config.channels, config.image_size, config.image_size)
@@ -321,6 +369,8 @@ def _macs(module: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int:
 def model_summary(model: nn.Module, example: torch.Tensor) -> list[dict]:
     """Run `example` (a batch of one or more) through `model` and describe each leaf layer.
 
+    A conditional model is run with class 0 for every example.
+
     Returns rows of {"name", "type", "output_shape", "params", "macs"}, where
     output_shape leaves out the batch dimension and macs are per image.
     """
@@ -346,7 +396,8 @@ def model_summary(model: nn.Module, example: torch.Tensor) -> list[dict]:
     try:
         model.eval()
         with torch.no_grad():
-            model(example)
+            labels = torch.zeros(example.shape[0], dtype=torch.long, device=example.device) if getattr(getattr(model, "config", None), "conditional", False) else None
+            model(example) if labels is None else model(example, labels)
     finally:
         model.train(was_training)
         for h in hooks:

@@ -8,10 +8,11 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import update_bn
 
+from .conditioning import balanced_labels, check_labels
 from .errors import ConfigError
 from .models import evaluating
 
-__all__ = ["sample_z", "generate", "standing_statistics", "with_real_statistics", "MAX_SEED"]
+__all__ = ["sample_z", "sample_labels", "balanced_labels", "generate", "standing_statistics", "with_real_statistics", "MAX_SEED"]
 
 MAX_SEED = 2**32 - 1  # the largest seed any command takes: seeds are mixed with epochs, ranks and steps into 64-bit seeds
 
@@ -41,14 +42,31 @@ def sample_z(
     raise ConfigError(f"unknown prior {prior!r}")
 
 
-def generate(G: nn.Module, z: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+def sample_labels(n: int, num_classes: int, generator: torch.Generator | None = None,
+                  device: torch.device | str | None = None) -> torch.Tensor | None:
+    """`n` class labels drawn uniformly, shape (n,) int64 (repeatable with `generator`); None when num_classes is 0."""
+    if num_classes <= 0:
+        return None
+    if device is None:
+        device = generator.device if generator is not None else "cpu"
+    return torch.randint(num_classes, (n,), generator=generator, device=device)
+
+
+def generate(G: nn.Module, z: torch.Tensor, labels: torch.Tensor | int | None = None, batch_size: int = 256) -> torch.Tensor:
     """Images G(z) in [-1, 1], shape (n, C, H, W), computed in eval mode (BN running statistics).
 
-    The model's train/eval state is restored afterwards.
+    `labels`: for a class-conditional G, the class of each z, shape (n,) int64 (or one int for all);
+    an unconditional G takes none. The model's train/eval state is restored afterwards.
+
+    >>> images = generate(G, sample_z(10, 100), labels=torch.arange(10))  # one of each class
     """
+    labels = check_labels(labels, z.shape[0], G.config.num_classes)
     with evaluating(G):
         device = next(G.parameters()).device
-        return torch.cat([G(chunk.to(device)).float() for chunk in z.split(batch_size)])
+        if labels is None:
+            return torch.cat([G(chunk.to(device)).float() for chunk in z.split(batch_size)])
+        return torch.cat([G(chunk.to(device), y.to(device)).float()
+                          for chunk, y in zip(z.split(batch_size), labels.split(batch_size))])
 
 
 STANDING_BATCHES = 8  # batches of fresh z for standing statistics (1,024 samples at batch 128); `dcgan train --standing-batches`
@@ -69,7 +87,25 @@ def standing_statistics(G: nn.Module, num_batches: int = STANDING_BATCHES, batch
     gen = torch.Generator().manual_seed(seed)
     device = next(G.parameters()).device
     batches = [sample_z(batch_size, c.z_dim, c.prior, gen) for _ in range(num_batches)]
-    update_bn(batches, G, device=device)
+    if not c.conditional:
+        update_bn(batches, G, device=device)
+        return G
+    # A conditional G: each batch with uniformly drawn classes, through update_bn's own recipe
+    # (running statistics reset, momentum None = a cumulative average, train mode for the passes).
+    labels = [sample_labels(batch_size, c.num_classes, gen) for _ in range(num_batches)]
+    norms = [m for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = {m: m.momentum for m in norms}
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    was_training = G.training
+    G.train()
+    with torch.no_grad():
+        for z, y in zip(batches, labels):
+            G(z.to(device), y.to(device))
+    for m in norms:
+        m.momentum = momenta[m]
+    G.train(was_training)
     return G
 
 

@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ..figures import class_rows_image
 from ..imaging import grid_image, save_gif, save_image_atomic
 from ..sampling import generate
 
@@ -211,7 +212,13 @@ class SampleWriter(Callback):
 
 def sample_grid(trainer) -> Image.Image:
     """The fixed-noise samples of the sampling G (the average, by default) as a Pillow grid image, enlarged when small."""
-    img = grid_image(generate(trainer.sampling_generator(), trainer.fixed_noise))
+    images = generate(trainer.sampling_generator(), trainer.fixed_noise, trainer.fixed_labels)
+    if trainer.fixed_labels is None:
+        img = grid_image(images)
+    else:  # a row per class, its name at the left
+        mc = trainer.model_config
+        rows = int(trainer.fixed_labels.max()) + 1
+        img = class_rows_image(images, [mc.class_name(c) for c in range(rows)])
     if img.width < 256:  # enlarge small grids (16x16 digits) so they can be seen
         img = img.resize((img.width * (512 // img.width), img.height * (512 // img.width)), resample=0)
     return img

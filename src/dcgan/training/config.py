@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from ..errors import ConfigError
 from ..health import ON_FAILURE
 from ..options import FRACTION, NONNEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, UNIT_FLOAT, Check, option, validate_options
+from ..metrics.evaluate import TRACKED_METRICS
 from ..metrics.extractors import FEATURE_EXTRACTORS
 from ..sampling import MAX_SEED, STANDING_BATCHES
 
@@ -37,6 +38,8 @@ class TrainConfig:
                                 cli=False)
     data_dir: str | None = option(None, "folder holding the dataset's files (mnist: the four IDX .gz files)",
                                   group="data", metavar="DIR", resume=True)
+    conditional: bool = option(False, "a class-conditional pair, trained on the data's class labels (MNIST, CIFAR-10, "
+                               "or a folder / archive with one sub-folder per class)", group="model")
     # -- optimisation (section 4 of the paper)
     batch_size: int = option(128, "images per batch", group="training", check=POSITIVE_INT, default_text="default 128, paper")
     lr_g: float = option(2e-4, "G's Adam learning rate (overrides --lr)", group="training", check=POSITIVE_FLOAT, metavar="LR",
@@ -90,6 +93,9 @@ class TrainConfig:
     eval_every: int | None = option(None, "iterations between FID evaluations; the best is kept as checkpoints/best.safetensors",
                                     group="outputs", check=POSITIVE_INT, resume=True, default_text="default off")
     eval_samples: int = option(2000, "samples per evaluation", group="outputs", check=POSITIVE_INT)
+    eval_metric: str = option("fid", "what --eval-every tracks and keeps the best of: fid (lowest), and for a --conditional "
+                              "model intra_fid (lowest mean per-class FID) or conditional_accuracy (highest share of samples "
+                              "the evaluation classifier sees as their class)", group="outputs", choices=TRACKED_METRICS)
     eval_features: str = option("auto", "features of that FID", group="outputs", choices=EVAL_FEATURES,
                                 default_text="default auto: as dcgan evaluate picks, the dataset's classifier when trained, else pixels")
     evaluator: str | None = option(None, "evaluation classifier file", group="outputs", metavar="FILE",

@@ -29,6 +29,7 @@ from .. import __version__, distributed
 from ..checkpoint import EMA_PREFIX, Checkpoint, TrainingRecord, load_checkpoint, save_checkpoint
 from ..data import DATASETS, DEFAULT_FILES_CHANNELS, DEFAULT_FILES_SIZE, ImageData, load_dataset
 from ..errors import CheckpointError, ConfigError, DataError, first_line
+from ..conditioning import MAX_CLASSES, class_grid
 from ..models import ModelConfig, check_models, format_summary, model_summary
 from ..options import resumable_fields
 from ..rundir import RunDir
@@ -79,6 +80,39 @@ def default_callbacks(config: TrainConfig, progress: bool) -> list[Callback]:
     return callbacks
 
 
+GRID_CLASS_ROWS = 32  # a conditional run's grid shows the first 32 classes, one row each
+GRID_CLASS_COLUMNS = 10  # and 10 samples of each (the same 10 z in every row)
+
+
+def fixed_grid(model_config: ModelConfig, num_samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The z (and, for a conditional model, the labels) of the fixed-noise grid, drawn from `seed` alone.
+
+    Unconditional: `num_samples` z. Conditional: one row per class with the same GRID_CLASS_COLUMNS z
+    in each row, so a column shows one z across the classes."""
+    gen = torch.Generator().manual_seed(seed)
+    mc = model_config
+    if not mc.conditional:
+        return sample_z(num_samples, mc.z_dim, mc.prior, gen), None
+    columns = sample_z(GRID_CLASS_COLUMNS, mc.z_dim, mc.prior, gen)
+    return class_grid(columns, list(range(min(mc.num_classes, GRID_CLASS_ROWS))))
+
+
+def check_class_labels(data: ImageData, num_classes: int | None = None) -> list[str]:
+    """The class names of labelled `data` for a conditional run; DataError in one line when it has no labels
+    or (with `num_classes`) labels outside the model's classes."""
+    if data.labels is None:
+        raise DataError(f"--conditional needs class labels, and {data.name} has none: use MNIST, CIFAR-10, or a folder "
+                        "or archive with one sub-folder per class (two or more)")
+    classes = list(data.classes) if data.classes else [str(i) for i in range(int(data.labels.max()) + 1)]
+    if len(classes) > MAX_CLASSES:
+        raise DataError(f"{data.name} has {len(classes):,} classes; a conditional model takes at most {MAX_CLASSES:,}")
+    if len(classes) < 2:
+        raise DataError(f"{data.name} has one class ({classes[0]}); --conditional needs at least 2 (one sub-folder per class)")
+    if num_classes is not None and (int(data.labels.min()) < 0 or int(data.labels.max()) >= num_classes):
+        raise DataError(f"{data.name} has labels outside the model's {num_classes} classes")
+    return classes
+
+
 class Trainer:
     """Trains one G/D pair, optionally writing a run directory (layout in `dcgan.rundir`).
 
@@ -98,6 +132,8 @@ class Trainer:
             )
         if len(data) < 2:
             raise DataError(f"the dataset has {len(data)} image(s); training needs at least 2")
+        if model_config.conditional:
+            check_class_labels(data, model_config.num_classes)
         if config.batch_size > len(data):
             # Batch norm needs full batches and an epoch needs one: shrink rather than refuse.
             config = replace(config, batch_size=len(data))
@@ -113,10 +149,11 @@ class Trainer:
         self.feed = DataFeed(data, config.batch_size, config.seed, self.device, self.dist, config.workers)
         self.state = TrainState(self.feed.steps_per_epoch)
         self.flags = Flags()
-        # The fixed grid noise: its own seeded stream, the same for every process.
-        self.fixed_noise = sample_z(
-            config.num_samples, model_config.z_dim, model_config.prior, torch.Generator().manual_seed(config.seed + 1)
-        ).to(self.device)
+        # The fixed grid noise: its own seeded stream, the same for every process. A conditional run's grid
+        # has a row per class (up to GRID_CLASS_ROWS) and the same z down each column.
+        self.fixed_noise, self.fixed_labels = fixed_grid(model_config, config.num_samples, config.seed + 1)
+        self.fixed_noise = self.fixed_noise.to(self.device)
+        self.fixed_labels = self.fixed_labels.to(self.device) if self.fixed_labels is not None else None
         self.tensorboard = None  # a SummaryWriter while training with --tensorboard
         self._summaries: tuple[list[dict], list[dict]] | None = None
         self.callbacks = default_callbacks(config, self.progress) + list(callbacks or [])
@@ -319,6 +356,7 @@ class Trainer:
         path = Path(path) if path is not None else self.run.latest
         extra = {
             "fixed_noise": self.fixed_noise,
+            **({"fixed_labels": self.fixed_labels} if self.fixed_labels is not None else {}),
             "rng.noise": self.gan.noise_gen.get_state(),
             "rng.torch_cpu": torch.get_rng_state(),
         }
@@ -354,6 +392,11 @@ class Trainer:
             if fixed.ndim != 2 or fixed.shape[1] != self.model_config.z_dim or fixed.shape[0] < 1:
                 raise ValueError(f"fixed noise of shape {tuple(fixed.shape)}")
             self.fixed_noise = fixed.to(self.device)
+            if self.model_config.conditional:
+                labels = ckpt.tensors["extra.fixed_labels"]
+                if labels.shape != (fixed.shape[0],):
+                    raise ValueError(f"fixed labels of shape {tuple(labels.shape)}")
+                self.fixed_labels = labels.to(self.device)
             self.gan.noise_gen.set_state(ckpt.tensors["extra.rng.noise"].cpu())
             torch.set_rng_state(ckpt.tensors["extra.rng.torch_cpu"].cpu())
         except (KeyError, ValueError, RuntimeError, TypeError) as exc:
@@ -390,12 +433,18 @@ class Trainer:
         model_opts = {k: v for k, v in options.items() if k in model_keys and v is not None}
         model_opts.setdefault("image_size", spec.default_size if spec else DEFAULT_FILES_SIZE)
         model_opts.setdefault("channels", spec.native_channels if spec else DEFAULT_FILES_CHANNELS)
+        if "conditioning" in model_opts and not train_config.conditional:
+            raise ConfigError("--conditioning chooses how a conditional model takes its class: add --conditional")
         model_config = ModelConfig(**model_opts)  # validates size and channels before any data is read
         check_models(model_config)  # G and D build and produce the right shapes before any data is read
         data = load_dataset(
             train_config.data, train_config.data_dir, image_size=model_config.image_size, channels=model_config.channels,
             progress=progress,
         )
+        if train_config.conditional:  # the classes come from the data
+            classes = check_class_labels(data)
+            model_config = replace(model_config, num_classes=len(classes), class_names=tuple(classes))
+            check_models(model_config)
         return cls(model_config, train_config, data, run_dir=run_dir, progress=progress)
 
     @classmethod

@@ -106,24 +106,27 @@ class GANStep:
         As in the paper's code, the fake batch of the last D update is reused for
         the first G update, which saves one forward pass of G.
         """
-        real, _labels = batch  # labels are carried for conditional models; the unconditional pair ignores them
+        real, labels = batch
         n, cfg = real.shape[0], self.model_config
+        # A conditional pair: the fakes take the real batch's classes, so D sees the same class mix on
+        # both sides and cannot tell fakes by their labels. The unconditional pair ignores the labels.
+        labels = labels if cfg.conditional else None
         if self.config.channels_last:
             real = real.contiguous(memory_format=torch.channels_last)
         for i in range(self.config.d_steps):
             z = sample_z(n, cfg.z_dim, cfg.prior, self.noise_gen)
             if i == self.config.d_steps - 1:
                 with self.autocast():
-                    fake = self._G_fwd(z)  # (B, C, H, W), keeps its graph for the G step
+                    fake = self._G_fwd(z, labels)  # (B, C, H, W), keeps its graph for the G step
             else:
                 with torch.no_grad(), self.autocast():
-                    fake = self._G_fwd(z)
-            figures = self.d_step(real, fake.detach())
-        figures.update(self.g_step(fake))
+                    fake = self._G_fwd(z, labels)
+            figures = self.d_step(real, fake.detach(), labels)
+        figures.update(self.g_step(fake, labels))
         for _ in range(self.config.g_steps - 1):
             with self.autocast():
-                fake = self._G_fwd(sample_z(n, cfg.z_dim, cfg.prior, self.noise_gen))
-            figures.update(self.g_step(fake))
+                fake = self._G_fwd(sample_z(n, cfg.z_dim, cfg.prior, self.noise_gen), labels)
+            figures.update(self.g_step(fake, labels))
         if self.ema is not None:
             self.ema.update(self.G, n * self.dist.world_size)  # every process averages the same weights
         return figures
@@ -132,8 +135,8 @@ class GANStep:
         """The G to draw pictures from at `step`: the averaged one with fresh standing statistics, or G itself."""
         return self.ema.refresh(step) if self.ema is not None else self.G
 
-    def d_step(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One D update on a real batch and a (detached) fake batch; figures stay on the device."""
+    def d_step(self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """One D update on a real batch and a (detached) fake batch of the same classes; figures stay on the device."""
         self.D.requires_grad_(True)
         self.opt_d.zero_grad(set_to_none=True)
         # Separate forward passes: batch norm normalises real and fake batches each by their own statistics.
@@ -141,12 +144,12 @@ class GANStep:
         no_sync = self._D_fwd.no_sync() if self.dist.enabled else contextlib.nullcontext()
         with no_sync:
             with self.autocast():
-                logits_real = self._D_fwd(real).float()  # (B,)
+                logits_real = self._D_fwd(real, labels).float()  # (B,)
             target = torch.full_like(logits_real, 1.0 - self.config.label_smoothing)
             loss_real = F.binary_cross_entropy_with_logits(logits_real, target)
             loss_real.backward()
         with self.autocast():
-            logits_fake = self._D_fwd(fake).float()  # (B,)
+            logits_fake = self._D_fwd(fake, labels).float()  # (B,)
         loss_fake = F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake))
         loss_fake.backward()
         loss = loss_real.detach() + loss_fake.detach()
@@ -157,12 +160,12 @@ class GANStep:
             "d_fake": torch.sigmoid(logits_fake.detach()).mean(),  # D(G(z)) before D's update
         }
 
-    def g_step(self, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+    def g_step(self, fake: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """One G update through D on a fake batch that still carries G's graph (non-saturating loss)."""
         self.D.requires_grad_(False)  # gradients flow through D to G, but D's weight gradients are not needed
         self.opt_g.zero_grad(set_to_none=True)
         with self.autocast():
-            logits = self._D_through(fake).float()
+            logits = self._D_through(fake, labels).float()
         loss = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
         loss.backward()
         self.opt_g.step()
