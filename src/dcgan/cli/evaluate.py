@@ -20,9 +20,9 @@ from ..metrics.classifier import (
     save_classifier,
     train_classifier,
 )
-from ..metrics.evaluate import LADDER_SIGMAS, EvalReport, evaluate, report_json
+from ..metrics.evaluate import LADDER_SIGMAS, EvalReport, _fmt, evaluate, report_json
 from ..metrics.extractors import DEFAULT_FEATURES, FEATURE_EXTRACTORS, build_extractor, load_dataset_classifier, resolve_features
-from ..metrics.sanity import floor_ratio, sanity
+from ..metrics.sanity import FLOOR_SUBJECT, floor_ratio, sanity
 from ..metrics.scores import METRICS, parse_metrics
 from ..rundir import RunDir
 from .common import Command, _add_device, _add_raw_g, _data_source, _device, _help_formatter, _Parser, _positive_int, _seed, _unit_float
@@ -32,6 +32,7 @@ EVALUATE_EXAMPLES = """examples:
   dcgan evaluate runs/mnist --metrics fid,kid --features pixels
   dcgan evaluate runs/mnist --floors                            # also real-vs-real and the noise ladder
   dcgan evaluate runs/mnist --sanity                            # the generator beside the whole degradation ladder
+  dcgan evaluate runs/mnist-conditional                         # a --conditional run: also conditional accuracy and intra-FID per class
   dcgan evaluate --data mnist --data-dir ../shared/data/mnist --sanity --num-samples 5000   # the ladder alone: what a number means
 """
 
@@ -79,6 +80,70 @@ def _classifier_for_probs(metrics: list[str], explicit: bool, extractor, data_na
         return [m for m in metrics if m not in probs], None
 
 
+def _conditional_metrics(metrics: list[str], explicit: bool, ckpt) -> list[str]:
+    """The metrics without the conditional ones unless the checkpoint is class-conditional: left out of
+    --metrics all, a one-line error when named."""
+    cond = [m for m in metrics if METRICS[m].conditional]
+    if not cond or (ckpt is not None and ckpt.model_config.conditional):
+        return metrics
+    if explicit:
+        what = "this checkpoint is unconditional" if ckpt is not None else "give the checkpoint of a --conditional run"
+        raise ConfigError(f"{', '.join(cond)} score a class-conditional generator: {what}")
+    return [m for m in metrics if m not in cond]
+
+
+def _held_out(data_name: str, data_dir, size: int, channels: int, real, test):
+    """(the test split, or None, and why not): the real held-out images the per-class floor is read from."""
+    if test is None:
+        try:
+            test = load_dataset(data_name, data_dir, image_size=size, channels=channels, split="test")
+        except DCGANError as exc:
+            return None, f"no test split to score the per-class floor with ({exc})"
+    if test.fingerprint() == real.fingerprint():
+        return None, "the reference is the test split, or the data has no separate test split: intra-FID has no floor here"
+    if test.labels is None:
+        return None, "the test split has no class labels: intra-FID has no floor here"
+    return test, None
+
+
+def _percent(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def _class_table(report: EvalReport) -> str | None:
+    """Per class: the generator's sample count, conditional accuracy and intra-FID, beside the floor's (real test
+    images of the class, scored the same way) and the count of real reference images."""
+    gen = next((r for r in report.rows if r["subject"] == "generator"), None)
+    if gen is None or not ("class_accuracy" in gen or "class_fid" in gen):
+        return None
+    floor = next((r for r in report.rows if r["subject"] == FLOOR_SUBJECT and "class_counts" in r), {})
+    names = list(gen["class_counts"])
+    real_n = report.protocol.get("num_real_per_class") or {}
+    columns = [("class", lambda n: n)]
+    columns.append(("samples", lambda n: str(gen["class_counts"][n])))
+    if "class_accuracy" in gen:
+        columns.append(("accuracy", lambda n: _percent(gen["class_accuracy"].get(n))))
+    if "class_fid" in gen:
+        columns.append(("intra-FID", lambda n: _fmt(gen["class_fid"].get(n))))
+    if real_n:
+        columns.append(("real images", lambda n: str(real_n.get(n, "-"))))
+    if floor:
+        columns.append(("test images", lambda n: str(floor["class_counts"].get(n, "-"))))
+        if "class_accuracy" in floor:
+            columns.append(("floor accuracy", lambda n: _percent(floor["class_accuracy"].get(n))))
+        if "class_fid" in floor:
+            columns.append(("floor intra-FID", lambda n: _fmt(floor["class_fid"].get(n))))
+    mean = {"class": "all", "samples": str(gen["n"]), "accuracy": _percent(gen.get("conditional_accuracy")),
+            "intra-FID": _fmt(gen.get("intra_fid")), "real images": str(sum(real_n.values())) if real_n else "-",
+            "test images": str(sum(floor.get("class_counts", {}).values())) if floor else "-",
+            "floor accuracy": _percent(floor.get("conditional_accuracy")), "floor intra-FID": _fmt(floor.get("intra_fid"))}
+    lines = [[fn(n) for _, fn in columns] for n in names] + [[mean[h] for h, _ in columns]]
+    header = [h for h, _ in columns]
+    widths = [max(len(h), *(len(l[i]) for l in lines)) for i, h in enumerate(header)]
+    fmt = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([fmt(header)] + [fmt(l) for l in lines])
+
+
 def _reading(report: EvalReport) -> str | None:
     """One line placing the generator's FID on the ladder: which rungs it lies between."""
     gen = next((r for r in report.rows if r["subject"] == "generator"), None)
@@ -96,6 +161,7 @@ def _reading(report: EvalReport) -> str | None:
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     metrics = parse_metrics(args.metrics)
+    explicit = args.metrics.strip() != "all"
     if max(args.num_samples, args.num_real or 0) > MAX_EVAL_SAMPLES:
         raise ConfigError(f"at most {MAX_EVAL_SAMPLES:,} samples per evaluation")
     if args.checkpoint is None and not (args.floors or args.sanity):
@@ -104,6 +170,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         raise ConfigError("without a checkpoint, say which data with --data")
     device = str(_device(args.device))
     ckpt = load_checkpoint(args.checkpoint, device) if args.checkpoint else None
+    metrics = _conditional_metrics(metrics, explicit, ckpt)
     data_name, data_dir = _data_source(ckpt, args)
     if ckpt:
         size, channels = ckpt.model_config.image_size, ckpt.model_config.channels
@@ -118,8 +185,15 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     if note:
         print(note)
     extractor = build_extractor(features, dataset=data_name, evaluator=args.evaluator, checkpoint=ckpt, device=device)
-    metrics, classifier = _classifier_for_probs(metrics, args.metrics.strip() != "all", extractor, data_name, args.evaluator, device)
+    metrics, classifier = _classifier_for_probs(metrics, explicit, extractor, data_name, args.evaluator, device)
     G = ckpt.build_generator(device, raw=args.raw_g) if ckpt else None
+    cond = [m for m in metrics if METRICS[m].conditional]
+    full_floors = args.floors and not args.sanity  # evaluate scores the floor and the noise ladder (else sanity does)
+    floor_test = None  # a conditional model's per-class floor: real test images of each class
+    if cond and not full_floors:
+        floor_test, why = _held_out(data_name, data_dir, size, channels, real, test)
+        if why:
+            print(f"note: {why}")
     subjects = (["generator"] if G is not None else []) + (["the sanity ladder"] if args.sanity else ["the floor", "the noise ladder"] if args.floors else [])
     print(f"scoring {' and '.join(subjects)} with {extractor.name} features against {data_name} {args.split} ...", flush=True)
     start = time.perf_counter()
@@ -128,15 +202,21 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     if G is not None or not args.sanity:  # --sanity scores the floor and the noise rungs itself
         report = evaluate(
             G, real, extractor, metrics, num_samples=args.num_samples, num_real=args.num_real, classifier=classifier,
-            seed=args.seed, test=None if args.sanity else test, ladder=LADDER_SIGMAS if args.floors else (),
-            real_split=args.split, cache_dir=cache_dir,
+            seed=args.seed, test=test if full_floors else floor_test, ladder=LADDER_SIGMAS if full_floors else (),
+            real_split=args.split, cache_dir=cache_dir, test_metrics=None if full_floors else cond,
         )
     if args.sanity:
-        ladder_report = sanity(real, test, extractor, metrics, num=args.num_samples, num_real=args.num_real, classifier=classifier,
+        plain = [m for m in metrics if not METRICS[m].conditional]  # the degradations mix classes: no per-class scores
+        ladder_report = sanity(real, test, extractor, plain, num=args.num_samples, num_real=args.num_real, classifier=classifier,
                                seed=args.seed, real_split=args.split, cache_dir=cache_dir)
         if report is None:
             report = ladder_report
         else:
+            class_floor = next((r for r in report.rows if r["subject"] == FLOOR_SUBJECT), None)
+            if class_floor is not None:  # the per-class floor joins the ladder's floor row: the same test images
+                report.rows.remove(class_floor)
+                ladder_floor = next(r for r in ladder_report.rows if r["subject"] == FLOOR_SUBJECT)
+                ladder_floor.update({k: v for k, v in class_floor.items() if k not in ("subject", "n")})
             report.rows.extend(ladder_report.rows)
             report.protocol.update({k: v for k, v in ladder_report.protocol.items() if k in ("num_test", "sanity", "skipped")})
     if ckpt:
@@ -151,6 +231,17 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         if "class_shares" in row:
             shares = ", ".join(f"{k} {100 * v:.0f}%" for k, v in row["class_shares"].items())
             print(f"class shares ({row['subject']}): {shares}")
+    classes = _class_table(report)
+    if classes:
+        per_class = report.protocol.get("num_real_per_class")
+        print("per class (samples asked for each class; accuracy: the evaluation classifier sees that class"
+              + ("; the floor: real test images of the class, scored the same way" if any("class_counts" in r and r["subject"] == FLOOR_SUBJECT for r in report.rows) else "")
+              + "):")
+        print(classes)
+        if per_class:
+            low, high = min(per_class.values()), max(per_class.values())
+            print(f"note: intra-FID compares each class's samples with that class's real images alone ({low if low == high else f'{low}-{high}'} "
+                  f"per class here); FID reads higher at such counts, so read it against the floor's")
     for name, why in (report.protocol.get("skipped") or {}).items():
         print(f"skipped {name}: {why}")
     reading = _reading(shown)

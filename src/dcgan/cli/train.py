@@ -20,7 +20,7 @@ from ..options import POSITIVE_FLOAT, POSITIVE_INT, add_options, flag_of, resuma
 from ..recipes import RECIPES, get_recipe
 from ..rundir import RunDir
 from ..training import TrainConfig, Trainer
-from ..training.monitors import Evaluate
+from ..training.monitors import Evaluate, describe_best
 from .common import EXIT_INTERRUPTED, EXIT_TRAINING_FAILED, Command
 
 TRAIN_EXAMPLES = """examples:
@@ -201,7 +201,7 @@ def _report(trainer: Trainer, result) -> int:
         print(f"  health events:    {', '.join(f'{k} x{v}' for k, v in counts.items())} (details in {run.metrics})")
     if result.best:
         tracked = trainer.callback(Evaluate).tracked
-        print(f"  best checkpoint:  {run.best} (FID {result.best['fid']:.3f} at step {result.best['step']}, "
+        print(f"  best checkpoint:  {run.best} ({describe_best(result.best)}, "
               f"{tracked.protocol() if tracked else 'see metrics.jsonl'})")
     print(f"  generate more:    dcgan generate {run.root} -n 64 --out {run.generated}")
     return 0

@@ -6,6 +6,11 @@ Gaussian-noise ladder) against reference features of real data;
 data's content, the extractor and the sample count. `TrackedMetric` is the cheap
 version that training calls every `--eval-every` iterations.
 
+For a class-conditional generator, the conditional scores (`conditional_accuracy`,
+`intra_fid`) judge every sample against the class it was asked for: samples come in
+balanced classes, real references are drawn per class (`class_reference_features`),
+and the real test images of each class give intra-FID's floor.
+
 No function here writes anything but the reference cache (and only when a
 `cache_dir` is given): reports are returned, and the CLI saves them.
 """
@@ -26,12 +31,13 @@ from torch import nn
 from ..data import ImageData
 from ..errors import ConfigError
 from ..fileio import atomic_write_bytes
-from ..sampling import generate, sample_z
+from ..sampling import balanced_labels, generate, sample_z
 from .classifier import TrainedClassifier
 from .extractors import Extractor
 from .scores import METRICS
 
-__all__ = ["EvalReport", "evaluate", "reference_features", "score", "TrackedMetric", "LADDER_SIGMAS", "real_images", "build_protocol"]
+__all__ = ["EvalReport", "evaluate", "reference_features", "class_reference_features", "check_classes", "score", "TrackedMetric",
+           "TRACKED_METRICS", "LADDER_SIGMAS", "real_images", "build_protocol"]
 
 LADDER_SIGMAS = (0.1, 0.2, 0.5)  # Gaussian noise, in [-1, 1] image units, added to real test images
 
@@ -41,6 +47,16 @@ def _subset(n_total: int, n: int, seed: int) -> torch.Tensor:
     if n >= n_total:
         return torch.arange(n_total)
     return torch.randperm(n_total, generator=torch.Generator().manual_seed(seed))[:n].sort().values
+
+
+def _indices(data: ImageData, num: int, seed: int, label: int | None = None) -> torch.Tensor:
+    """The images `reference_features` uses: `num` of all of `data`, or of those labelled `label`."""
+    if label is None:
+        return _subset(len(data), num, seed)
+    if data.labels is None:
+        raise ConfigError(f"per-class scores need class labels, and the data {data.name!r} has none")
+    pool = (data.labels == label).nonzero().squeeze(1)  # (N_c,) indices of the class, ascending
+    return pool[_subset(len(pool), num, seed)]
 
 
 def real_images(data: ImageData, indices: torch.Tensor) -> torch.Tensor:
@@ -61,17 +77,20 @@ def reference_features(
     seed: int = 0,
     cache_dir: str | Path | None = None,
     batch_size: int = 500,
+    label: int | None = None,
 ) -> torch.Tensor:
     """Features (n, F) of `num` real images chosen by `seed` (all of them when fewer).
 
-    With `cache_dir`, they are stored there as safetensors under a key made of the
-    data's fingerprint, the extractor's id, `num` and `seed`: a second call with
-    the same data is a file read, and changed data gets a new key.
+    With `label`, the images are chosen among those of that class only. With
+    `cache_dir`, they are stored there as safetensors under a key made of the
+    data's fingerprint, the extractor's id, `num`, `seed` (and the class): a
+    second call with the same data is a file read, and changed data gets a new key.
     """
-    indices = _subset(len(data), num, seed)
+    indices = _indices(data, num, seed, label)
     path = None
     if cache_dir is not None:
-        key = hashlib.sha256(f"{data.fingerprint()}|{extractor.id}|{len(indices)}|{seed}".encode()).hexdigest()[:24]
+        which = "" if label is None else f"|class {label}"  # the whole data keeps the keys it always had
+        key = hashlib.sha256(f"{data.fingerprint()}|{extractor.id}|{len(indices)}|{seed}{which}".encode()).hexdigest()[:24]
         path = Path(cache_dir) / f"{extractor.name}-{key}.safetensors"
         if path.is_file():
             try:
@@ -84,9 +103,70 @@ def reference_features(
     features = torch.cat(feats)
     if path is not None:
         mu = features.double().mean(0)
-        meta = {"extractor": extractor.description, "data": data.name, "fingerprint": data.fingerprint(), "num": str(len(indices)), "seed": str(seed)}
+        meta = {"extractor": extractor.description, "data": data.name, "fingerprint": data.fingerprint(), "num": str(len(indices)),
+                "seed": str(seed), "class": "" if label is None else str(label)}
         atomic_write_bytes(path, safetensors_save({"features": features.contiguous(), "mean": mu.float()}, metadata=meta))
     return features
+
+
+def class_reference_features(
+    data: ImageData,
+    extractor: Extractor,
+    num_classes: int,
+    num_per_class: int,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    batch_size: int = 500,
+) -> list[torch.Tensor]:
+    """Features of up to `num_per_class` real images of each class 0..num_classes-1: a list of
+    (n_c, F), what intra-FID compares each class's samples with (cached as `reference_features`)."""
+    if data.labels is None:
+        raise ConfigError(f"intra-FID compares each class with its real images, and the data {data.name!r} has no class labels")
+    return [reference_features(data, extractor, num_per_class, seed, cache_dir, batch_size, label=c) for c in range(num_classes)]
+
+
+def per_class_count(num: int, num_classes: int) -> int:
+    """Real images per class that stand beside `num` images of `num_classes` balanced classes."""
+    return max(2, math.ceil(num / num_classes))
+
+
+def _names(names: tuple[str, ...] | list[str] | None, num_classes: int) -> list[str]:
+    return [str(n) for n in names] if names and len(names) == num_classes else [str(i) for i in range(num_classes)]
+
+
+def _shown(names: list[str]) -> str:
+    return ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+
+
+def check_classes(
+    class_names: tuple[str, ...] | list[str] | None,
+    num_classes: int,
+    classifier: TrainedClassifier | None = None,
+    real: ImageData | None = None,
+) -> None:
+    """ConfigError, in one line, when the evaluation classifier's or the real data's classes are not the model's.
+
+    Conditional accuracy reads "the sample of class c was recognised as c", which only means something
+    when class c is the same class for the classifier and the generator; intra-FID needs the same of
+    the real data's labels. Names are compared when both sides have them, counts always.
+    """
+    mine = _names(class_names, num_classes)
+    if classifier is not None:
+        theirs_count = classifier.config.num_classes
+        theirs = _names(classifier.config.classes, theirs_count)
+        if theirs_count != num_classes or (classifier.config.classes and class_names and theirs != mine):
+            raise ConfigError(
+                f"the evaluation classifier's {theirs_count} classes ({_shown(theirs)}) are not the model's {num_classes} "
+                f"({_shown(mine)}): conditional accuracy needs a classifier trained on the model's classes "
+                f"(--evaluator FILE, or dcgan evaluator train on the model's data)")
+    if real is not None:
+        if real.labels is None:
+            raise ConfigError(f"per-class scores need the real data's class labels, and {real.name!r} has none")
+        theirs = [str(c) for c in real.classes] if real.classes else None
+        top = int(real.labels.max()) + 1 if len(real.labels) else 0
+        if (theirs is not None and class_names and theirs != mine) or top > num_classes:
+            raise ConfigError(f"the real data's classes ({_shown(theirs or [str(i) for i in range(top)])}) are not the model's "
+                              f"{num_classes} ({_shown(mine)}): compare with the data the model was trained on (--data)")
 
 
 def reference_mean_image(data: ImageData, num: int, seed: int = 0, batch_size: int = 500) -> torch.Tensor:
@@ -107,7 +187,8 @@ def _real_reference(
     features, the real mean image when a metric needs it). Probability metrics need `classifier`."""
     want_probs = any(METRICS[m].needs == "probs" for m in metrics)
     if want_probs and classifier is None:
-        raise ConfigError("metrics is, coverage and confidence need an evaluation classifier")
+        names = ", ".join(m for m in metrics if METRICS[m].needs == "probs")
+        raise ConfigError(f"metrics {names} need an evaluation classifier")
     features = reference_features(real, extractor, num_real, seed=0, cache_dir=cache_dir, batch_size=batch_size)
     wants_mean = any(METRICS[m].needs == "mean_image" for m in metrics)
     mean = reference_mean_image(real, num_real, seed=0, batch_size=batch_size) if wants_mean else None
@@ -122,13 +203,35 @@ def score(
     classes: list[str] | None = None,
     real_mean: torch.Tensor | None = None,
     fake_mean: torch.Tensor | None = None,
+    labels: torch.Tensor | None = None,
+    real_by_class: list[torch.Tensor] | None = None,
+    class_names: list[str] | None = None,
 ) -> dict:
     """Run the named metrics: feature metrics compare real and fake features, probability metrics use
-    fake_probs, mean-image metrics compare the two mean images (C, H, W)."""
+    fake_probs, mean-image metrics compare the two mean images (C, H, W).
+
+    Conditional metrics also need `labels` (N,), the class each fake was asked for (intra-FID also the
+    real features of each class, `real_by_class`); a subject without labels is left without them.
+    With labels, the row also counts the subjects of each class (`class_counts`).
+    """
     out: dict = {}
     for name in metrics:
         metric = METRICS[name]
-        if metric.needs == "features":
+        if metric.conditional:
+            if labels is None:
+                continue  # a subject whose classes are unknown (a degradation of mixed images)
+            k = len(class_names) if class_names else len(real_by_class) if real_by_class is not None else fake_probs.shape[1]
+            names = _names(class_names, k)
+            out["class_counts"] = {n: int((labels == c).sum()) for c, n in enumerate(names)}
+            if metric.needs == "features":
+                if real_by_class is None:
+                    raise ConfigError(f"metric {name!r} needs the real features of every class")
+                out.update(metric.compute(real_by_class, fake_features, labels, names))
+            else:
+                if fake_probs is None:
+                    raise ConfigError(f"metric {name!r} needs the evaluation classifier's probabilities")
+                out.update(metric.compute(fake_probs, labels, names))
+        elif metric.needs == "features":
             out.update(metric.compute(real_features, fake_features))
         elif metric.needs == "mean_image":
             if real_mean is None or fake_mean is None:
@@ -246,6 +349,7 @@ def evaluate(
     batch_size: int = 500,
     cache_dir: str | Path | None = None,
     real_split: str = "train",
+    test_metrics: list[str] | None = None,
 ) -> EvalReport:
     """Score `G`'s samples against real data under one stated protocol.
 
@@ -255,22 +359,44 @@ def evaluate(
     also scores real test images at the same count (the floor a perfect
     generator would reach), and each sigma in `ladder` scores those test images
     with Gaussian noise of that sigma added (clipped to [-1, 1]).
+
+    Conditional metrics (conditional_accuracy, intra_fid) need a class-conditional
+    `G` (or, without one, labelled `test` images: their floor alone). The samples
+    then come in balanced classes, each real class gives up to
+    ceil(num_real / K) reference images, and test rows are scored per class by
+    their true labels; the protocol states the per-class counts. `test_metrics`
+    (default: `metrics`) are the ones the test rows get, e.g. the conditional
+    ones alone for the per-class floor.
     """
-    want_probs, real_feats, real_mean = _real_reference(real, extractor, metrics, num_real or num_samples, classifier,
-                                                        cache_dir, batch_size)
+    num_real = num_real or num_samples
+    cond = _conditional_setup(G, real, extractor, metrics, num_real, classifier, cache_dir, batch_size)
+    plain = [m for m in metrics if not METRICS[m].conditional]
+    want_probs, real_feats, real_mean = _real_reference(real, extractor, plain, num_real, classifier, cache_dir, batch_size)
+    want_probs = want_probs or (cond is not None and cond.wants_probs)
     classes = list(classifier.config.classes) if classifier is not None else None
     report = EvalReport(build_protocol(extractor, real, real_split, int(real_feats.shape[0]), num_samples, seed, metrics))
+    if cond is not None:
+        report.protocol.update(cond.protocol())
+
+    def row(subject: str, collect: _Collector, labels: torch.Tensor | None, names: list[str]) -> dict:
+        feats, probs = collect.result()
+        extra = cond.score_args(labels) if cond is not None else {}
+        return {"subject": subject, "n": int(feats.shape[0]),
+                **score(names, real_feats, feats, probs, classes, real_mean, collect.mean_image, **extra)}
+
     if G is not None:
         config = G.config
         z = sample_z(num_samples, config.z_dim, config.prior, torch.Generator().manual_seed(seed))
+        labels = balanced_labels(num_samples, config.num_classes)  # a conditional G: every class equally often
         collect = _Collector(extractor, classifier, want_probs)
-        for chunk in z.split(batch_size):
-            collect.add(generate(G, chunk, batch_size))
-        feats, probs = collect.result()
-        report.rows.append({"subject": "generator", "n": int(feats.shape[0]),
-                            **score(metrics, real_feats, feats, probs, classes, real_mean, collect.mean_image)})
+        for chunk, chunk_labels in _chunks(z, labels, batch_size):
+            collect.add(generate(G, chunk, chunk_labels, batch_size=batch_size))
+        report.rows.append(row("generator", collect, labels, metrics))
     if test is not None:
         idx = _subset(len(test), num_samples, seed=1)
+        test_labels = test.labels[idx] if test.labels is not None else None  # (n,) the classes the floor is scored by
+        if cond is not None and test_labels is not None:
+            check_classes(cond.class_names, cond.num_classes, real=test)
         report.protocol["num_test"] = int(len(idx))
         for sigma in (0.0, *ladder):
             collect = _Collector(extractor, classifier, want_probs)
@@ -280,36 +406,143 @@ def evaluate(
                 if sigma > 0:
                     x = (x + sigma * torch.randn(x.shape, generator=noise_gen)).clamp_(-1, 1)
                 collect.add(x)
-            feats, probs = collect.result()
             subject = "real test (floor)" if sigma == 0 else f"test + noise {sigma:g}"
-            report.rows.append({"subject": subject, "n": int(feats.shape[0]),
-                                **score(metrics, real_feats, feats, probs, classes, real_mean, collect.mean_image)})
+            report.rows.append(row(subject, collect, test_labels, metrics if test_metrics is None else test_metrics))
     return report
 
 
+@dataclass
+class _Conditional:
+    """What the conditional metrics of one evaluation share: the classes and the real features per class."""
+
+    num_classes: int
+    class_names: list[str]
+    metrics: list[str]
+    real_by_class: list[torch.Tensor] | None  # (n_c, F) per class, when intra-FID is asked for
+
+    @property
+    def wants_probs(self) -> bool:
+        return any(METRICS[m].needs == "probs" for m in self.metrics)
+
+    def score_args(self, labels: torch.Tensor | None) -> dict:
+        return {"labels": labels, "real_by_class": self.real_by_class, "class_names": self.class_names}
+
+    def protocol(self) -> dict:
+        out: dict = {"classes": self.class_names,
+                     "generated_classes": "balanced: class i % K for sample i, every class equally often"}
+        if self.real_by_class is not None:
+            out["num_real_per_class"] = {n: int(f.shape[0]) for n, f in zip(self.class_names, self.real_by_class)}
+            out["intra_fid_note"] = ("each class's FID uses that class's samples and real images alone: small sets, and FID "
+                                     "reads higher at small counts, so read it against the floor's at the same counts")
+        return out
+
+
+def _conditional_setup(G, real: ImageData, extractor: Extractor, metrics: list[str], num_real: int,
+                       classifier: TrainedClassifier | None, cache_dir, batch_size: int) -> _Conditional | None:
+    """The classes the conditional metrics score, checked against the classifier and the real data; None without them."""
+    cond = [m for m in metrics if METRICS[m].conditional]
+    if not cond:
+        return None
+    if G is not None and not G.config.conditional:
+        raise ConfigError(f"{', '.join(cond)} score a class-conditional generator, and this one is unconditional")
+    if G is not None:
+        num_classes, names = G.config.num_classes, G.config.class_names
+    else:  # the floor alone: the real data's classes
+        if real.labels is None:
+            raise ConfigError(f"{', '.join(cond)} need class labels, and the data {real.name!r} has none")
+        names = tuple(real.classes or ())
+        num_classes = len(names) or int(real.labels.max()) + 1
+    if any(METRICS[m].needs == "probs" for m in cond):
+        if classifier is None:
+            raise ConfigError(f"{', '.join(m for m in cond if METRICS[m].needs == 'probs')} needs an evaluation classifier")
+        check_classes(names, num_classes, classifier=classifier)
+    by_class = None
+    if any(METRICS[m].needs == "features" for m in cond):
+        check_classes(names, num_classes, real=real)
+        by_class = class_reference_features(real, extractor, num_classes, per_class_count(num_real, num_classes),
+                                            seed=0, cache_dir=cache_dir, batch_size=batch_size)
+    return _Conditional(num_classes, _names(names, num_classes), cond, by_class)
+
+
+def _chunks(z: torch.Tensor, labels: torch.Tensor | None, size: int):
+    """(z, labels) in chunks of `size`; labels None (an unconditional G) stays None."""
+    return zip(z.split(size), labels.split(size) if labels is not None else [None] * math.ceil(len(z) / size))
+
+
+TRACKED_METRICS = ("fid", "intra_fid", "conditional_accuracy")  # what --eval-every may track (--eval-metric)
+
+
 class TrackedMetric:
-    """The metric logged during training: FID of `num_samples` samples from fixed noise against
-    cached real features. Deterministic, and it draws nothing from the training RNG streams, so
-    runs with and without it train identically."""
+    """The metric logged during training: `metric` (FID by default) of `num_samples` samples from fixed
+    noise against cached real features. Deterministic, and it draws nothing from the training RNG
+    streams, so runs with and without it train identically.
 
-    name = "fid"
+    For a class-conditional G the samples come in balanced classes. `intra_fid` needs `real_by_class`
+    (see `class_reference_features`), `conditional_accuracy` a `classifier` whose classes are G's;
+    both also report the overall FID, so every evaluation record has one.
+    """
 
-    def __init__(self, extractor: Extractor, real_features: torch.Tensor, num_samples: int, seed: int = 0):
+    def __init__(self, extractor: Extractor, real_features: torch.Tensor, num_samples: int, seed: int = 0,
+                 metric: str = "fid", classifier: TrainedClassifier | None = None,
+                 real_by_class: list[torch.Tensor] | None = None, class_names: list[str] | tuple[str, ...] = ()):
+        if metric not in TRACKED_METRICS:
+            raise ConfigError(f"unknown tracked metric {metric!r}: use {', '.join(TRACKED_METRICS)}")
+        if metric == "conditional_accuracy" and classifier is None:
+            raise ConfigError("tracking conditional_accuracy needs the evaluation classifier")
+        if metric == "intra_fid" and real_by_class is None:
+            raise ConfigError("tracking intra_fid needs the real features of every class")
+        if metric == "intra_fid" and num_samples < 2 * len(real_by_class):
+            raise ConfigError(f"intra-FID needs at least 2 samples per class: {num_samples} samples for "
+                              f"{len(real_by_class)} classes (--eval-samples {2 * len(real_by_class)} or more)")
         self.extractor = extractor
         self.real_features = real_features
         self.num_samples = num_samples
         self.seed = seed
+        self.name = metric  # the key its value has in metrics.jsonl and in the best record
+        self.classifier = classifier
+        self.real_by_class = real_by_class
+        self.class_names = list(class_names)
         self.z: torch.Tensor | None = None
 
+    @property
+    def lower_is_better(self) -> bool:
+        return METRICS[self.name].lower_is_better[self.name]
+
     def protocol(self) -> str:
-        return f"{self.extractor.name} features, {self.num_samples} generated vs {self.real_features.shape[0]} real"
+        text = f"{self.extractor.name} features, {self.num_samples} generated vs {self.real_features.shape[0]} real"
+        if self.real_by_class is not None:
+            counts = sorted({int(f.shape[0]) for f in self.real_by_class})
+            k = len(self.real_by_class)
+            real = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+            text += f"; intra-FID per class: about {self.num_samples // k} generated vs {real} real"
+        if self.name == "conditional_accuracy":
+            text += f"; accuracy by the evaluation classifier {self.classifier.weights_id()[:8]}"
+        return text
+
+    def figures(self, G: nn.Module) -> dict:
+        """{"fid": ...} and, when tracked, the conditional figure (with its per-class values)."""
+        c = G.config
+        if self.z is None:
+            self.z = sample_z(self.num_samples, c.z_dim, c.prior, torch.Generator().manual_seed(self.seed))
+        labels = balanced_labels(self.num_samples, c.num_classes)
+        if self.name == "fid":
+            feats = torch.cat([self.extractor.features(generate(G, chunk, chunk_labels))
+                               for chunk, chunk_labels in _chunks(self.z, labels, 500)])
+            return {"fid": METRICS["fid"].compute(self.real_features, feats)["fid"]}
+        if labels is None:
+            raise ConfigError(f"{self.name} scores a class-conditional generator, and this one is unconditional")
+        collect = _Collector(self.extractor, self.classifier, self.classifier is not None)
+        for chunk, chunk_labels in _chunks(self.z, labels, 500):
+            collect.add(generate(G, chunk, chunk_labels))
+        feats, probs = collect.result()
+        names = _names(self.class_names, c.num_classes)
+        out = score(["fid", self.name], self.real_features, feats, probs, labels=labels,
+                    real_by_class=self.real_by_class, class_names=names)
+        out.pop("class_counts", None)  # balanced: stated by the protocol
+        return out
 
     def __call__(self, G: nn.Module) -> float:
-        if self.z is None:
-            c = G.config
-            self.z = sample_z(self.num_samples, c.z_dim, c.prior, torch.Generator().manual_seed(self.seed))
-        feats = torch.cat([self.extractor.features(generate(G, chunk)) for chunk in self.z.split(500)])
-        return METRICS["fid"].compute(self.real_features, feats)["fid"]
+        return self.figures(G)[self.name]
 
 
 def report_json(report: EvalReport) -> str:

@@ -3,6 +3,8 @@
 Nothing here reads files or runs a network: callers pass feature matrices
 (N, F) of real and generated images, softmax probabilities (N, K) of a
 classifier, or the mean image (C, H, W) of each set. Every score is computed in float64 where precision matters.
+The conditional scores (`conditional_accuracy`, `intra_fid`) also take the class each sample was asked
+for, labels (N,), and score every class on its own.
 
 The scores are looked up by name in METRICS (as in stylegan2-ada's
 `metric_main.py`); each entry says whether it needs features or class
@@ -33,6 +35,8 @@ __all__ = [
     "inception_score",
     "class_coverage",
     "mean_confidence",
+    "conditional_accuracy",
+    "intra_fid",
     "grid_pattern",
     "GRID_PERIODS",
     "parse_metrics",
@@ -284,28 +288,80 @@ def mean_confidence(probs: torch.Tensor) -> float:
 
 
 # --------------------------------------------------------------------------- #
+# Class-conditional scores: each sample is judged against the class it was asked for
+# --------------------------------------------------------------------------- #
+def _class_keys(num_classes: int, classes: list[str] | tuple[str, ...] | None) -> list[str]:
+    return [str(c) for c in classes] if classes and len(classes) == num_classes else [str(i) for i in range(num_classes)]
+
+
+def conditional_accuracy(probs: torch.Tensor, labels: torch.Tensor, classes: list[str] | None = None) -> dict:
+    """How often the classifier recognises a sample as the class it was asked for.
+
+    probs (N, K) are the classifier's softmax on the samples, labels (N,) the requested classes,
+    indices into the same K classes. Returns the overall share, and each class's share among the
+    samples of that class (None for a class with no samples): a generator that ignores its label
+    scores about 1/K, one that draws every class right scores the classifier's own accuracy.
+    """
+    labels = labels.long().cpu()
+    if probs.shape[0] != labels.shape[0]:
+        raise ConfigError(f"conditional accuracy needs one label per sample: {probs.shape[0]} samples, {labels.shape[0]} labels")
+    k = probs.shape[1]
+    right = (probs.argmax(1).cpu() == labels).double()  # (N,)
+    per_class = {}
+    for c, name in enumerate(_class_keys(k, classes)):
+        mask = labels == c
+        per_class[name] = round(float(right[mask].mean()), 4) if mask.any() else None
+    return {"conditional_accuracy": float(right.mean()), "class_accuracy": per_class}
+
+
+def intra_fid(real_by_class: list[torch.Tensor], fake: torch.Tensor, labels: torch.Tensor,
+              classes: list[str] | None = None) -> dict:
+    """Intra-FID (Miyato & Koyama 2018): FID of each class's samples against real images of that class.
+
+    real_by_class[c] holds the real features (N_c, F) of class c, fake (N, F) the samples' features
+    and labels (N,) their requested classes. Returns the mean over classes and each class's FID.
+    A generator that draws the right images for the wrong class keeps its overall FID (the mix of
+    classes is unchanged) but not its intra-FID. Per-class sets are small, and FID reads higher at
+    small counts, so compare it with real held-out images scored at the same counts (the floor).
+    """
+    labels = labels.long().cpu()
+    k = len(real_by_class)
+    per_class = {}
+    for c, name in enumerate(_class_keys(k, classes)):
+        mine = fake[labels == c]
+        if real_by_class[c].shape[0] < 2 or mine.shape[0] < 2:
+            raise ConfigError(f"intra-FID needs at least 2 real images and 2 samples of every class; class {name} has "
+                              f"{real_by_class[c].shape[0]} real and {mine.shape[0]} generated")
+        per_class[name] = fid_from_features(real_by_class[c], mine)
+    return {"intra_fid": sum(per_class.values()) / k, "class_fid": per_class}
+
+
+# --------------------------------------------------------------------------- #
 # The registry
 # --------------------------------------------------------------------------- #
 @dataclass(frozen=True)
 class Metric:
     """A named score. `needs` is "features" (real and fake features), "probs" (fake class probabilities)
-    or "mean_image" (the real and the fake mean image)."""
+    or "mean_image" (the real and the fake mean image). A `conditional` score judges each sample
+    against the class it was asked for, so it also takes the labels: features as
+    (real features per class, fake, labels, classes), probs as (probs, labels, classes)."""
 
     name: str
     needs: str
     compute: Callable[..., dict]  # features and mean_image: (real, fake) -> dict; probs: (probs, classes) -> dict
     lower_is_better: dict[str, bool]  # each reported key -> True if smaller is better
     description: str
+    conditional: bool = False  # needs the requested class of every sample (a class-conditional generator)
 
 
 METRICS: dict[str, Metric] = {}
 
 
-def register_metric(name: str, needs: str, lower_is_better: dict[str, bool], description: str):
+def register_metric(name: str, needs: str, lower_is_better: dict[str, bool], description: str, conditional: bool = False):
     """Decorator adding a score function to METRICS under `name`."""
 
     def wrap(fn):
-        METRICS[name] = Metric(name, needs, fn, lower_is_better, description)
+        METRICS[name] = Metric(name, needs, fn, lower_is_better, description, conditional)
         return fn
 
     return wrap
@@ -356,6 +412,18 @@ def _coverage(probs, classes):
 @register_metric("confidence", "probs", {"confidence": False}, "mean top-class probability of the classifier")
 def _confidence(probs, classes):
     return {"confidence": mean_confidence(probs)}
+
+
+@register_metric("conditional_accuracy", "probs", {"conditional_accuracy": False},
+                 "share of samples the evaluation classifier recognises as the class they were asked for", conditional=True)
+def _conditional_accuracy(probs, labels, classes):
+    return conditional_accuracy(probs, labels, classes)
+
+
+@register_metric("intra_fid", "features", {"intra_fid": True},
+                 "FID of each class's samples against real images of that class, averaged over the classes", conditional=True)
+def _intra_fid(real_by_class, fake, labels, classes):
+    return intra_fid(real_by_class, fake, labels, classes)
 
 
 def parse_metrics(text: str) -> list[str]:

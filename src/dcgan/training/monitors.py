@@ -1,4 +1,5 @@
-"""The two callbacks that judge the run: training health (warn, stop or roll back) and the --eval-every FID."""
+"""The two callbacks that judge the run: training health (warn, stop or roll back) and the --eval-every metric
+(FID, or for a class-conditional model intra-FID or conditional accuracy: --eval-metric)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ from .. import distributed
 from ..data import default_cache_dir
 from ..errors import ConfigError
 from ..health import HealthIssue, HealthMonitor
-from ..metrics.evaluate import TrackedMetric, reference_features
-from ..metrics.extractors import build_extractor, resolve_features
+from ..metrics.evaluate import TrackedMetric, check_classes, class_reference_features, per_class_count, reference_features
+from ..metrics.extractors import build_extractor, load_dataset_classifier, resolve_features
+from ..metrics.scores import METRICS
 from ..sampling import generate
 from .callbacks import Action, Callback, Schedule
 
-__all__ = ["Health", "Evaluate"]
+__all__ = ["Health", "Evaluate", "describe_best"]
 
 _ACTION_WORDS = {"warn": "training goes on", "stop": "stopping", "rollback": "rolling back to the last checkpoint"}
 
@@ -54,7 +56,7 @@ class Health(Callback):
 
     def _verdict(self, trainer, record: dict) -> str | None:
         """None (healthy, or warn), "stop" or "rollback"."""
-        samples = generate(trainer.G, trainer.fixed_noise) if trainer.fixed_noise.shape[0] >= 2 else None
+        samples = generate(trainer.G, trainer.fixed_noise, trainer.fixed_labels) if trainer.fixed_noise.shape[0] >= 2 else None
         issues = self.monitor.check(record, [trainer.G, trainer.D], samples, trainer.state.step)
         flags = trainer.flags
         flags.nonfinite = any(i.condition == "nonfinite" for i in issues)
@@ -109,8 +111,9 @@ class Health(Callback):
 
 
 class Evaluate(Callback):
-    """--eval-every: FID of the fixed evaluation noise against cached real features; the best is kept
-    as checkpoints/best.safetensors. Runs on rank 0 alone."""
+    """--eval-every: the tracked metric (--eval-metric: FID by default) of the fixed evaluation noise
+    against cached real features; the best evaluation (lowest FID or intra-FID, highest conditional
+    accuracy) is kept as checkpoints/best.safetensors. Runs on rank 0 alone."""
 
     name = "eval"
 
@@ -118,7 +121,9 @@ class Evaluate(Callback):
         self.schedule = Schedule(every, at_last_step=True)
         self.enabled = every is not None
         self.tracked = None  # the TrackedMetric, built before training (a missing classifier is reported then)
-        self.best: dict = {}  # {"fid": value, "step": step} of the best evaluation so far
+        # The best evaluation so far: {"fid": value, "step": step} when FID is tracked (the layout checkpoints
+        # always had); otherwise {"metric": name, name: value, "fid": FID at that step, "step": step}.
+        self.best: dict = {}
 
     def prepare(self, trainer):
         """Build the tracked metric now (on rank 0); returns it, or None when evaluation is off."""
@@ -129,17 +134,28 @@ class Evaluate(Callback):
     def on_train_start(self, trainer):
         self.prepare(trainer)
 
+    def _improves(self, key: str, value: float) -> bool:
+        if not self.best or self.best.get("metric", "fid") != key:
+            return True  # none yet (or, defensively, a best of another metric)
+        return value < self.best[key] if self.tracked.lower_is_better else value > self.best[key]
+
     def on_step_end(self, trainer):
         if self.tracked is None or not self.schedule.due(trainer):
             return
-        state, value = trainer.state, self.tracked(trainer.sampling_generator())
-        protocol = self.tracked.protocol()
-        trainer.emit({"step": state.step, "epoch": round(state.epoch_fraction, 4), "fid": value, "eval": protocol})
-        improved = not self.best or value < self.best["fid"]
+        state, key = trainer.state, self.tracked.name
+        figures = self.tracked.figures(trainer.sampling_generator())  # {"fid", and the tracked figure with its per-class values}
+        value, protocol = figures[key], self.tracked.protocol()
+        record = {"step": state.step, "epoch": round(state.epoch_fraction, 4), **figures, "eval": protocol}
+        if key != "fid":
+            record["tracked"] = key
+        trainer.emit(record)
+        improved = self._improves(key, value)
         if improved:
-            self.best = {"fid": value, "step": state.step}
-        trainer.say(f"step {state.step}: FID {value:.3f} ({protocol})"
-                    + (" - best so far" if improved else f"; best {self.best['fid']:.3f} at step {self.best['step']}"))
+            self.best = {"fid": value, "step": state.step} if key == "fid" else \
+                {"metric": key, key: value, "fid": figures["fid"], "step": state.step}
+        now = describe_best({"metric": key, key: value, "fid": figures["fid"]}, with_step=False)
+        trainer.say(f"step {state.step}: {now} ({protocol})"
+                    + (" - best so far" if improved else f"; best {describe_best(self.best)}"))
         if trainer.run is not None and improved:
             trainer.save(trainer.run.best)
 
@@ -153,12 +169,41 @@ class Evaluate(Callback):
         self.best = dict(state.get("best") or {})
 
 
+def describe_best(best: dict, with_step: bool = True) -> str:
+    """A best (or any) evaluation in words: "FID 12.345 at step 400", or for another tracked metric
+    "conditional accuracy 93.1% (FID 12.345) at step 400"."""
+    key = best.get("metric", "fid")
+    fid = best.get("fid")
+    if key == "conditional_accuracy":
+        text = f"conditional accuracy {100 * best[key]:.1f}%" + (f" (FID {fid:.3f})" if isinstance(fid, float) else "")
+    elif key == "intra_fid":
+        text = f"intra-FID {best[key]:.3f}" + (f" (FID {fid:.3f})" if isinstance(fid, float) else "")
+    else:
+        text = f"FID {best['fid']:.3f}"
+    return text + (f" at step {best['step']}" if with_step and "step" in best else "")
+
+
 def build_tracked_metric(trainer):
-    """The FID tracker of --eval-every: extractor chosen by eval_features, real features cached."""
-    cfg, data = trainer.config, trainer.data
+    """The tracker of --eval-every: extractor chosen by eval_features, real features cached; for intra-FID also
+    the real features of each class, for conditional accuracy the evaluation classifier (its classes checked)."""
+    cfg, data, mc = trainer.config, trainer.data, trainer.model_config
+    metric = cfg.eval_metric
+    if METRICS[metric].conditional and not mc.conditional:
+        raise ConfigError(f"--eval-metric {metric} scores a class-conditional model: train with --conditional, or track fid")
     name, note = resolve_features(cfg.eval_features, data.name, cfg.evaluator)  # auto: as `dcgan evaluate` picks
     if note:
         trainer.say(note)
-    extractor = build_extractor(name, dataset=data.name, evaluator=cfg.evaluator, device=str(trainer.device))
-    real = reference_features(data, extractor, cfg.eval_samples, cache_dir=default_cache_dir() / "reference")
-    return TrackedMetric(extractor, real, cfg.eval_samples, seed=cfg.seed + 2)
+    device = str(trainer.device)
+    extractor = build_extractor(name, dataset=data.name, evaluator=cfg.evaluator, device=device)
+    cache = default_cache_dir() / "reference"
+    real = reference_features(data, extractor, cfg.eval_samples, cache_dir=cache)
+    classifier, by_class = None, None
+    if metric == "conditional_accuracy":
+        classifier = extractor.classifier or load_dataset_classifier(data.name, cfg.evaluator, device)
+        check_classes(mc.class_names, mc.num_classes, classifier=classifier)
+    if metric == "intra_fid":
+        check_classes(mc.class_names, mc.num_classes, real=data)
+        by_class = class_reference_features(data, extractor, mc.num_classes, per_class_count(cfg.eval_samples, mc.num_classes),
+                                            cache_dir=cache)
+    return TrackedMetric(extractor, real, cfg.eval_samples, seed=cfg.seed + 2, metric=metric, classifier=classifier,
+                         real_by_class=by_class, class_names=mc.class_names)
