@@ -1,4 +1,5 @@
-"""A run's dashboard: final samples, the progress strip, curves, a latent walk and the filters.
+"""A run's dashboard: final samples, the progress strip, curves, a latent walk and the filters
+(and, for a class-conditional run, a class grid: a row per class, the same z down each column).
 
 `build_report` reads a run directory (it writes nothing) and returns titled
 panels plus a summary; `report_image` stacks them into one PNG-ready picture and
@@ -18,12 +19,18 @@ from pathlib import Path
 from PIL import Image
 
 from .checkpoint import load_checkpoint
+from .conditioning import class_grid
 from .errors import ConfigError
-from .figures import stack_vertical, titled, walk_figure
-from .latent import interpolate, latent_sheet
+from .figures import class_rows_image, stack_vertical, titled, walk_figure
+from .latent import interpolate, latent_sheet, sheet_labels
 from .rundir import RunDir
+from .sampling import generate
+from .training.monitors import describe_best
 
 __all__ = ["Report", "build_report", "report_image", "report_html"]
+
+CLASS_GRID_ROWS = 20  # classes shown in a conditional run's class grid (the first ones, by label)
+CLASS_GRID_COLUMNS = 10  # samples per class row
 
 
 @dataclass
@@ -77,6 +84,9 @@ def build_report(run_dir: str | Path, walks: int = 4, steps: int = 8, seed: int 
         "last": record.last,
         "best": record.best,
     }
+    if mc.conditional:
+        names = [mc.class_name(k) for k in range(mc.num_classes)]
+        report.summary["classes"] = f"{mc.num_classes} ({mc.conditioning}): " + ", ".join(names[:CLASS_GRID_ROWS]) + (", ..." if len(names) > CLASS_GRID_ROWS else "")
     G = ckpt.build_generator(raw=raw)
     if run.latest_samples.exists():
         with Image.open(run.latest_samples) as im:
@@ -90,9 +100,17 @@ def build_report(run_dir: str | Path, walks: int = 4, steps: int = 8, seed: int 
 
         report.panels.append(("losses, D outputs" + (" and FID" if any("fid" in r for r in records) else ""),
                               Image.open(io.BytesIO(loss_figure_png(records))).convert("RGB")))
+    if mc.conditional:
+        classes = list(range(min(mc.num_classes, CLASS_GRID_ROWS)))
+        z, labels = class_grid(latent_sheet(mc, seed, CLASS_GRID_COLUMNS), classes)  # (rows * cols, D), (rows * cols,)
+        shown = "" if len(classes) == mc.num_classes else f", the first {len(classes)} of {mc.num_classes} classes"
+        report.panels.append((f"classes: a row per class, the same z down each column (seed {seed}{shown})",
+                              class_rows_image(generate(G, z, labels), [mc.class_name(k) for k in classes])))
     sheet = latent_sheet(mc, seed, 2 * walks)
-    walk_images = interpolate(G, sheet[:walks], sheet[walks:], steps, "spherical")
-    report.panels.append((f"spherical walks between random z (seed {seed})", walk_figure(walk_images)))
+    walk_labels = sheet_labels(mc, walks)  # a conditional G: walk r within class r mod K
+    walk_images = interpolate(G, sheet[:walks], sheet[walks:], steps, "spherical", labels=walk_labels)
+    in_classes = "" if walk_labels is None else ", in classes " + ", ".join(mc.class_name(int(k)) for k in walk_labels) + ", a row each"
+    report.panels.append((f"spherical walks between random z (seed {seed}{in_classes})", walk_figure(walk_images)))
     try:
         from .filters import discriminator_filters, generator_filters
 
@@ -109,7 +127,7 @@ def report_image(report: Report, width: int = 1100) -> Image.Image:
     s = report.summary
     line = f"{s['run']}: {s['data']} ({s['images']} images), {s['model']}, step {s['step']}, {s['training_s']} s of training"
     if s["best"]:
-        line += f"; best FID {s['best']['fid']:.3f} at step {s['best']['step']}"
+        line += f"; best {describe_best(s['best'])}"
     parts = [titled(Image.new("RGB", (width, 2), "white"), line, size=14)]
     for title, image in report.panels:
         if image.width > width:

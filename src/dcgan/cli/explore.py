@@ -3,6 +3,11 @@
 The latent space: `dcgan sheet`, `interpolate`, `arithmetic`, `invert`, `neighbors`.
 Seeing inside: `dcgan probe` (the paper's section 5.1) and `dcgan filters`.
 Pictures and reports go to RUN_DIR/explore/ unless --out or --json says otherwise.
+
+With a class-conditional model every latent command takes --class (a name or an
+index). Without it, a sheet's sample i is drawn in class i mod K (balanced), so
+indices keep naming the same images across commands; `interpolate` can also walk
+across classes at a fixed z, and `invert` infers the class when not told.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from ..figures import arithmetic_figure, inversion_figure, neighbors_figure, num
 from ..filters import discriminator_filters, generator_filters, top_activation_figure
 from ..imagefiles import DecodeError, decode_image
 from ..imaging import save_gif, save_image_atomic
-from ..latent import INTERPOLATIONS, interpolate, invert, latent_sheet, nearest_neighbors, pick, vector_arithmetic
+from ..latent import INTERPOLATIONS, class_walk, interpolate, invert, latent_sheet, nearest_neighbors, pick, sheet_labels, vector_arithmetic
 from ..metrics.classifier import default_evaluator_path
 from ..metrics.extractors import build_extractor
 from ..probe import run_probe
@@ -43,6 +48,7 @@ from .common import (
     _positive_int,
     _seed,
 )
+from .generate import add_class_option, balanced_note, class_option, describe_classes
 
 # --------------------------------------------------------------------------- #
 # The latent space: dcgan sheet | interpolate | arithmetic | invert | neighbors
@@ -50,33 +56,42 @@ from .common import (
 SHEET_EXAMPLES = """examples:
   dcgan sheet runs/mnist --seed 0 -n 64          # pick exemplars by the number under each sample
   dcgan arithmetic runs/mnist --a 3,17,21 --b 5,9,11 --c 2,4,8   # indices refer to that sheet
+  dcgan sheet runs/mnist-cond --class 7          # a conditional model: the same z, all drawn as 7s
 """
 
 INTERPOLATE_EXAMPLES = """examples:
   dcgan interpolate runs/mnist                          # 4 random pairs of the seed-0 sheet, spherical
   dcgan interpolate runs/mnist --pairs 3:17,5:9 --steps 12 --method linear
   dcgan interpolate runs/mnist --pairs 3:runs/mnist/explore/invert-seven.json   # to an inverted real image
+  dcgan interpolate runs/mnist-cond --class 3 --pairs 3:17     # a conditional model: a walk among 3s
+  dcgan interpolate runs/mnist-cond --from-class 3 --to-class 8 --z 0,5,9   # z fixed, the class moves 3 -> 8
 """
 
 ARITHMETIC_EXAMPLES = """examples:
   dcgan sheet runs/celeba --seed 0 -n 64                # find smiling women (a), neutral women (b), neutral men (c)
   dcgan arithmetic runs/celeba --a 3,17,21 --b 5,9,11 --c 2,4,8 --noise 0.25
+  dcgan arithmetic runs/mnist-cond --class 7 --a 1,2,3 --b 4,5,6 --c 7,8,9   # a conditional model: all in class 7
 """
 
 INVERT_EXAMPLES = """examples:
   dcgan invert runs/mnist my_digit.png                  # writes the figure and the z as JSON
   dcgan interpolate runs/mnist --pairs 0:runs/mnist/explore/invert-my_digit.json
+  dcgan invert runs/mnist-cond my_digit.png             # a conditional model: infers the class, prints it
+  dcgan invert runs/mnist-cond my_digit.png --class 4   # z for class 4 only
 """
 
 NEIGHBORS_EXAMPLES = """examples:
   dcgan neighbors runs/mnist -n 8 -k 5                  # nearest training images of 8 samples
+  dcgan neighbors runs/mnist-cond --class 7             # samples of class 7 and their nearest training images
 """
 
 
-def _add_sheet_source(p: argparse.ArgumentParser) -> None:
+def _add_sheet_source(p: argparse.ArgumentParser, class_help: str | None = None) -> None:
     p.add_argument("checkpoint", metavar="CKPT", help="a run directory (its latest checkpoint) or a checkpoint file")
     p.add_argument("--seed", type=_seed, default=0, help="seed of the numbered sheet the indices refer to (default 0)")
     p.add_argument("-n", "--num", type=_positive_int, default=64, help="size of that sheet (default 64)")
+    if class_help:
+        add_class_option(p, class_help)
     _add_device(p)
     _add_raw_g(p)
 
@@ -101,102 +116,183 @@ def _explore_path(ckpt, args: argparse.Namespace, default: str) -> Path:
 
 
 def _load_for_latent(args: argparse.Namespace):
+    """(checkpoint, G, the sheet's z (n, D), the sheet's classes (n,) or None, --class or None).
+
+    A conditional model's sheet is drawn in --class, or without it in balanced classes (i mod K)."""
     if args.num > MAX_GENERATE:
         raise ConfigError(f"-n {args.num} is more than {MAX_GENERATE:,} samples")
     device = _device(args.device)
     ckpt = load_checkpoint(args.checkpoint)
+    mc = ckpt.model_config
+    label = class_option(mc, getattr(args, "class_", None))
     G = ckpt.build_generator(device, raw=args.raw_g)
-    return ckpt, G, latent_sheet(ckpt.model_config, args.seed, args.num)
+    return ckpt, G, latent_sheet(mc, args.seed, args.num), sheet_labels(mc, args.num, label), label
 
 
-def _latent_refs(text: str, sheet, option: str):
-    """'3,17,21' or '3,path/to/z.json' -> (z (k, D), labels): sheet indices or z files written by `dcgan invert`."""
+def _latent_refs(text: str, sheet, option: str, sheet_classes=None):
+    """'3,17,21' or '3,path/to/z.json' -> (z (k, D), names, classes): sheet indices or z files written by
+    `dcgan invert`. A class is the sheet's class of that index, or the z file's; None where there is none."""
 
-    zs, labels = [], []
+    zs, labels, classes = [], [], []
     for token in (t.strip() for t in text.split(",")):
         if not token:
             continue
         if token.isdigit():
             zs.append(pick(sheet, [int(token)], f"{option} index")[0])
             labels.append(token)
+            classes.append(None if sheet_classes is None else int(sheet_classes[int(token)]))
         else:
-            zs.append(_read_z(token, sheet.shape[1]))
+            z, label = _read_z(token, sheet.shape[1])
+            zs.append(z)
             labels.append(Path(token).stem)
+            classes.append(label)
     if not zs:
         raise ConfigError(f"{option} needs at least one sheet index or z file")
-    return torch.stack(zs), labels
+    return torch.stack(zs), labels, classes
 
 
 def _read_z(path: str, z_dim: int):
+    """(z (D,), its class or None) from a z file of `dcgan invert`."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{path} is neither a sheet index nor an existing z file (from dcgan invert)")
     try:
-        values = json.loads(p.read_text())["z"]
-        z = torch.tensor(values, dtype=torch.float32)
-    except (ValueError, KeyError, TypeError) as exc:
+        record = json.loads(p.read_text())
+        z = torch.tensor(record["z"], dtype=torch.float32)
+        label = record.get("class")
+        label = None if label is None else int(label)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(f"{path} is not a z file written by dcgan invert ({exc})") from None
     if z.shape != (z_dim,):
         raise ConfigError(f"{path} holds a z of length {z.numel()}, but this generator takes {z_dim}")
-    return z
+    return z, label
 
 
 def _add_sheet_args(p: argparse.ArgumentParser) -> None:
-    _add_sheet_source(p)
+    _add_sheet_source(p, "for a class-conditional model: draw the whole sheet in this class, a name (any case) or index "
+                         "(default: balanced, sample i in class i mod the number of classes)")
     p.add_argument("--nrow", type=_positive_int, default=None, help="samples per row (default: square)")
     _add_out(p, "sheet-seed{SEED}.png")
 
 
 def _run_sheet(args: argparse.Namespace) -> int:
-    ckpt, G, sheet = _load_for_latent(args)
+    ckpt, G, sheet, classes, label = _load_for_latent(args)
+    mc = ckpt.model_config
     nrow = min(args.nrow, args.num) if args.nrow else None
-    img = titled(numbered_sheet(generate(G, sheet), nrow=nrow), f"{ckpt.path} (step {ckpt.step}), --seed {args.seed} -n {args.num}", size=12)
-    out = save_image_atomic(img, _explore_path(ckpt, args, f"sheet-seed{args.seed}.png"))
-    print(f"wrote {out}: {args.num} samples numbered 0..{args.num - 1} (use the numbers with --seed {args.seed} -n {args.num})")
+    title = f"{ckpt.path} (step {ckpt.step}), --seed {args.seed} -n {args.num}"
+    if label is not None:
+        title += f", class {mc.class_name(label)}"
+    elif classes is not None:
+        title += f", sample i in class i mod {mc.num_classes}"
+        print(balanced_note(mc))
+    img = titled(numbered_sheet(generate(G, sheet, classes), nrow=nrow), title, size=12)
+    default = f"sheet-seed{args.seed}.png" if label is None else f"sheet-seed{args.seed}-class{label}.png"
+    out = save_image_atomic(img, _explore_path(ckpt, args, default))
+    same = f" --class {args.class_}" if label is not None else ""
+    print(f"wrote {out}: {args.num} samples numbered 0..{args.num - 1} (use the numbers with --seed {args.seed} -n {args.num}{same})")
     return 0
 
 
 def _add_interpolate_args(p: argparse.ArgumentParser) -> None:
-    _add_sheet_source(p)
+    _add_sheet_source(p, "for a class-conditional model: walk within this class, a name (any case) or index (default: each "
+                         "end in its sheet class, i mod the number of classes, or its z file's class; when the two differ "
+                         "the class input moves along with z)")
     p.add_argument("--pairs", default=None, metavar="A:B,...", help="walks between sheet indices (or z files from dcgan invert), e.g. 3:17,5:9")
     p.add_argument("--random", type=_positive_int, default=4, metavar="N", help="without --pairs: N random pairs of the sheet (default 4)")
     p.add_argument("--steps", type=_checked(int, lambda v: 2 <= v <= 200, "a whole number from 2 to 200"), default=10, help="images per walk, endpoints included (default 10)")
     p.add_argument("--method", choices=tuple(INTERPOLATIONS), default="spherical", help="spherical (slerp, keeps the norm) or linear (default spherical)")
+    p.add_argument("--from-class", dest="from_class", default=None, metavar="CLASS",
+                   help="with --to-class, a walk across classes at a fixed z: each z (--z, or --random sheet entries) is held "
+                   "still while G's class input moves from this class to --to-class. The input is interpolated exactly: a "
+                   "soft one-hot for concat, the per-class batch-norm scale and shift for projection. The ends are the two "
+                   "classes; the images between are G's guess, it was trained on whole classes only. With --pairs, z "
+                   "moves too")
+    p.add_argument("--to-class", dest="to_class", default=None, metavar="CLASS", help="the class a walk across classes ends in")
+    p.add_argument("--z", dest="z_points", default=None, metavar="I,J,...",
+                   help="with --from-class/--to-class: the sheet indices (or z files) to hold fixed (default: --random of them)")
     _add_out(p, "interpolate-seed{SEED}.png (and .gif)")
 
 
 def _run_interpolate(args: argparse.Namespace) -> int:
 
-    ckpt, G, sheet = _load_for_latent(args)
-    if args.pairs:
-        starts, ends, labels = [], [], []
-        for pair in args.pairs.split(","):
-            if pair.count(":") != 1:
-                raise ConfigError(f"--pairs {args.pairs!r}: write each pair as A:B, e.g. 3:17")
-            a, b = pair.split(":")
-            za, la = _latent_refs(a, sheet, "--pairs")
-            zb, lb = _latent_refs(b, sheet, "--pairs")
-            starts.append(za[0])
-            ends.append(zb[0])
-            labels.append(f"{la[0]}->{lb[0]}")
-        starts, ends = torch.stack(starts), torch.stack(ends)
+    ckpt, G, sheet, sheet_classes, label = _load_for_latent(args)
+    mc = ckpt.model_config
+    if (args.from_class is None) != (args.to_class is None):
+        raise ConfigError("a walk across classes needs both --from-class and --to-class")
+    across = args.from_class is not None
+    start_class, end_class = class_option(mc, args.from_class, "--from-class"), class_option(mc, args.to_class, "--to-class")
+    if across and label is not None:
+        raise ConfigError("--class walks within one class; --from-class/--to-class walk across classes: give one or the other")
+    if args.z_points and not across:
+        raise ConfigError("--z names the points of a walk across classes: use it with --from-class and --to-class")
+    if args.z_points and args.pairs:
+        raise ConfigError("--z holds z fixed and --pairs moves it: give one or the other")
+    g = torch.Generator().manual_seed(args.seed + 1)
+    if across and not args.pairs:
+        # z fixed, the class moves: one row per point.
+        if args.z_points:
+            points, names, _ = _latent_refs(args.z_points, sheet, "--z")
+        else:
+            idx = torch.randperm(sheet.shape[0], generator=g)[: args.random]
+            points, names = sheet[idx], [str(int(i)) for i in idx]
+        walks = class_walk(G, points, start_class, end_class, args.steps)
+        what = f"class {mc.class_name(start_class)} -> {mc.class_name(end_class)} at fixed z"
+        title = f"{what} (a row each: " + ", ".join(names) + ")"
+        summary = f"{len(names)} walks of {args.steps} steps, {what}"
     else:
-        if sheet.shape[0] < 2:
-            raise ConfigError("random pairs need a sheet of at least 2 samples")
-        g = torch.Generator().manual_seed(args.seed + 1)
-        idx = torch.stack([torch.randperm(sheet.shape[0], generator=g)[:2] for _ in range(args.random)])
-        starts, ends = sheet[idx[:, 0]], sheet[idx[:, 1]]
-        labels = [f"{int(a)}->{int(b)}" for a, b in idx]
-    walks = interpolate(G, starts, ends, args.steps, args.method)
+        if args.pairs:
+            starts, ends, labels, start_labels, end_labels = [], [], [], [], []
+            for pair in args.pairs.split(","):
+                if pair.count(":") != 1:
+                    raise ConfigError(f"--pairs {args.pairs!r}: write each pair as A:B, e.g. 3:17")
+                a, b = pair.split(":")
+                za, la, ca = _latent_refs(a, sheet, "--pairs", sheet_classes)
+                zb, lb, cb = _latent_refs(b, sheet, "--pairs", sheet_classes)
+                starts.append(za[0])
+                ends.append(zb[0])
+                labels.append(f"{la[0]}->{lb[0]}")
+                start_labels.append(ca[0])
+                end_labels.append(cb[0])
+            starts, ends = torch.stack(starts), torch.stack(ends)
+        else:
+            if sheet.shape[0] < 2:
+                raise ConfigError("random pairs need a sheet of at least 2 samples")
+            idx = torch.stack([torch.randperm(sheet.shape[0], generator=g)[:2] for _ in range(args.random)])
+            starts, ends = sheet[idx[:, 0]], sheet[idx[:, 1]]
+            labels = [f"{int(a)}->{int(b)}" for a, b in idx]
+            start_labels = end_labels = [None] * len(labels)
+            if sheet_classes is not None:
+                start_labels, end_labels = [int(sheet_classes[a]) for a, _ in idx], [int(sheet_classes[b]) for _, b in idx]
+        if not mc.conditional:
+            y_start = y_end = None
+        elif across:
+            y_start, y_end = torch.full((len(labels),), start_class), torch.full((len(labels),), end_class)
+        elif label is not None:
+            y_start = y_end = torch.full((len(labels),), label)  # within one class: z files' own classes give way
+        else:
+            # Each end in its sheet class (i mod K) or its z file's class; a z file of no class takes the other end's.
+            y_start = torch.tensor([a if a is not None else (b if b is not None else 0) for a, b in zip(start_labels, end_labels)])
+            y_end = torch.tensor([e if e is not None else int(s) for e, s in zip(end_labels, y_start)])
+            print(balanced_note(mc))
+        walks = interpolate(G, starts, ends, args.steps, args.method, labels=y_start,
+                            end_labels=None if y_end is None or torch.equal(y_start, y_end) else y_end)
+        summary = f"{len(labels)} walks of {args.steps} steps, {args.method}"
+        if mc.conditional:
+            labels = [f"{text} ({mc.class_name(int(a))}" + ("" if int(a) == int(b) else f"->{mc.class_name(int(b))}") + ")"
+                      for text, a, b in zip(labels, y_start, y_end)]
+            summary += ": " + ", ".join(labels)  # each walk with its class, or its start and end class
+        title = f"{args.method}: " + ", ".join(labels)
     out = _explore_path(ckpt, args, f"interpolate-seed{args.seed}.png")
-    save_image_atomic(walk_figure(walks, [f"{args.method}: " + ", ".join(labels)]), out)
+    save_image_atomic(walk_figure(walks, [title]), out)
     gif = save_gif(walk_frames(walks), out.with_suffix(".gif"), duration_ms=120, last_frame_ms=120)
-    print(f"wrote {out} ({len(labels)} walks of {args.steps} steps, {args.method}) and {gif}")
+    print(f"wrote {out} ({summary}) and {gif}")
     return 0
 
 
 def _add_arithmetic_args(p: argparse.ArgumentParser) -> None:
-    _add_sheet_source(p)
+    _add_sheet_source(p, "for a class-conditional model (required there): the class that the exemplars, the means and the "
+                         "results are all drawn in, a name (any case) or index; the indices refer to `dcgan sheet --class` "
+                         "of the same class")
     for name in ("a", "b", "c"):
         p.add_argument(f"--{name}", required=True, metavar="I,J,K", help=f"group {name.upper()}: sheet indices (or z files) whose mean z is used")
     p.add_argument("--noise", type=_checked(float, lambda v: math.isfinite(v) and v >= 0, "a number >= 0"), default=0.25,
@@ -206,11 +302,19 @@ def _add_arithmetic_args(p: argparse.ArgumentParser) -> None:
 
 
 def _run_arithmetic(args: argparse.Namespace) -> int:
-    ckpt, G, sheet = _load_for_latent(args)
-    (za, la), (zb, lb), (zc, lc) = (_latent_refs(getattr(args, n), sheet, f"--{n}") for n in ("a", "b", "c"))
-    result = vector_arithmetic(G, za, zb, zc, noise_scale=args.noise, seed=args.noise_seed)
-    out = save_image_atomic(arithmetic_figure(result, indices=[la, lb, lc]), _explore_path(ckpt, args, f"arithmetic-seed{args.seed}.png"))
-    print(f"wrote {out}: mean({','.join(la)}) - mean({','.join(lb)}) + mean({','.join(lc)}), with a 3x3 grid of noise {args.noise:g}")
+    ckpt, G, sheet, _, label = _load_for_latent(args)
+    mc = ckpt.model_config
+    if mc.conditional and label is None:
+        raise ConfigError(f"this model is class-conditional: say which class to draw the arithmetic in with --class ({describe_classes(mc)})")
+    (za, la, _), (zb, lb, _), (zc, lc, _) = (_latent_refs(getattr(args, n), sheet, f"--{n}") for n in ("a", "b", "c"))
+    result = vector_arithmetic(G, za, zb, zc, noise_scale=args.noise, seed=args.noise_seed, label=label)
+    figure = arithmetic_figure(result, indices=[la, lb, lc])
+    if label is not None:
+        figure = titled(figure, f"all drawn in class {mc.class_name(label)}", size=12)
+    default = f"arithmetic-seed{args.seed}.png" if label is None else f"arithmetic-seed{args.seed}-class{label}.png"
+    out = save_image_atomic(figure, _explore_path(ckpt, args, default))
+    in_class = "" if label is None else f", all in class {mc.class_name(label)}"
+    print(f"wrote {out}: mean({','.join(la)}) - mean({','.join(lb)}) + mean({','.join(lc)}), with a 3x3 grid of noise {args.noise:g}{in_class}")
     return 0
 
 
@@ -221,9 +325,17 @@ def _add_invert_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=_checked(int, lambda v: 1 <= v <= 20000, "a whole number from 1 to 20000"), default=500, help="Adam steps (default 500)")
     p.add_argument("--lr", type=_positive_float, default=0.05)
     p.add_argument("--seed", type=_seed, default=0)
+    add_class_option(p, "for a class-conditional model: find z for this class, a name (any case) or index (default: infer "
+                        "the class, by inverting under every class and keeping the best reconstruction)")
+    p.add_argument("--candidates", type=_positive_int, default=None, metavar="K",
+                   help="inferring the class: every class gets a quarter of the steps, then the K best get them all "
+                   f"(default: every class in full up to {FULL_INFERENCE_CLASSES} classes, else the best 5)")
     _add_device(p)
     _add_raw_g(p)
     _add_out(p, "invert-IMAGE.png (and .json with z)")
+
+
+FULL_INFERENCE_CLASSES = 10  # up to this many classes, class inference inverts under every class in full
 
 
 def _run_invert(args: argparse.Namespace) -> int:
@@ -238,14 +350,37 @@ def _run_invert(args: argparse.Namespace) -> int:
     except DecodeError as exc:
         raise ConfigError(f"{source} could not be read as an image ({exc})") from None
     target = torch.from_numpy(pixels.copy()).float().div(127.5).sub(1)  # (C, H, W) in [-1, 1]
+    label = class_option(mc, args.class_)
+    if args.candidates is not None and (not mc.conditional or label is not None):
+        raise ConfigError("--candidates is for inferring the class of a conditional model's image (no --class)")
+    candidates = args.candidates
+    if candidates is None and mc.conditional and mc.num_classes > FULL_INFERENCE_CLASSES:
+        candidates = 5
     G = ckpt.build_generator(_device(args.device), raw=args.raw_g)
-    result = invert(G, target, restarts=args.restarts, steps=args.steps, lr=args.lr, seed=args.seed)
+    result = invert(G, target, restarts=args.restarts, steps=args.steps, lr=args.lr, seed=args.seed, label=label, candidates=candidates)
     out = _explore_path(ckpt, args, f"invert-{source.stem}.png")
-    save_image_atomic(inversion_figure(target, result), out)
+    figure = inversion_figure(target, result)
+    if result.label is not None:
+        how = "inferred: the best reconstruction of all classes tried" if result.inferred else "given with --class"
+        figure = titled(figure, f"class {mc.class_name(result.label)} ({how})", size=12)
+    save_image_atomic(figure, out)
     z_file = out.with_suffix(".json")
-    atomic_write_bytes(z_file, (json.dumps({"z": [round(float(v), 7) for v in result.z], "image": str(source), "checkpoint": str(ckpt.path),
-                                            "mse": result.mse, "psnr_db": result.psnr}) + "\n").encode())
+    record = {"z": [round(float(v), 7) for v in result.z], "image": str(source), "checkpoint": str(ckpt.path),
+              "mse": result.mse, "psnr_db": result.psnr}
+    if result.label is not None:
+        record.update({"class": result.label, "class_name": mc.class_name(result.label), "class_inferred": result.inferred})
+        if result.inferred:
+            record["class_mse"] = {mc.class_name(k): round(v, 6) for k, v in sorted(result.class_mse.items(), key=lambda kv: kv[1])}
+    atomic_write_bytes(z_file, (json.dumps(record) + "\n").encode())
     print(f"reconstruction MSE {result.mse:.4f} (PSNR {result.psnr:.1f} dB, best of {args.restarts} restarts, {args.steps} steps)")
+    if result.inferred:
+        ranked = sorted(result.class_mse.items(), key=lambda kv: kv[1])
+        runner_up = f"; next best {mc.class_name(ranked[1][0])} (MSE {ranked[1][1]:.4f})" if len(ranked) > 1 else ""
+        screened = f", the best {candidates} of them in full" if candidates is not None and candidates < len(ranked) else ""
+        print(f"inferred class {mc.class_name(result.label)} (index {result.label}): the best reconstruction under "
+              f"{len(ranked)} classes{screened}{runner_up}")
+    elif result.label is not None:
+        print(f"class {mc.class_name(result.label)} (index {result.label}), as given with --class")
     print(f"wrote {out} and {z_file} (use it in interpolate/arithmetic in place of an index)")
     return 0
 
@@ -260,6 +395,8 @@ def _add_neighbors_args(p: argparse.ArgumentParser) -> None:
                    help="second search space besides pixels (default auto: the dataset's classifier when trained, else D)")
     p.add_argument("--evaluator", default=None, metavar="FILE")
     p.add_argument("--seed", type=_seed, default=0)
+    add_class_option(p, "for a class-conditional model: draw the samples in this class, a name (any case) or index "
+                        "(default: balanced, sample i in class i mod the number of classes); every training image is searched")
     _add_device(p)
     _add_raw_g(p)
     _add_out(p, "neighbors-seed{SEED}.png")
@@ -270,11 +407,14 @@ def _run_neighbors(args: argparse.Namespace) -> int:
     device = str(_device(args.device))
     ckpt = load_checkpoint(args.checkpoint)
     mc = ckpt.model_config
+    label = class_option(mc, args.class_)
     data_name, _ = _data_source(ckpt, args)
     data = _checkpoint_data(ckpt, args, "train")
     if data.images is None:
         raise ConfigError("neighbors needs the training data in memory; this dataset streams from disk")
-    samples = generate(ckpt.build_generator(device, raw=args.raw_g), latent_sheet(mc, args.seed, args.num))
+    if mc.conditional and label is None:
+        print(balanced_note(mc))
+    samples = generate(ckpt.build_generator(device, raw=args.raw_g), latent_sheet(mc, args.seed, args.num), sheet_labels(mc, args.num, label))
     real = data.images.float().div(127.5).sub(1)
     panels = []
     d, i = nearest_neighbors(samples.flatten(1), real.flatten(1), args.k)
@@ -287,8 +427,13 @@ def _run_neighbors(args: argparse.Namespace) -> int:
         real_f = torch.cat([ex.features(chunk) for chunk in real.split(1000)])
         d, i = nearest_neighbors(ex.features(samples), real_f, args.k)
         panels.append(neighbors_figure(samples, data.images[i], d, f"nearest in {name} features ({ex.description})"))
-    out = save_image_atomic(stack_vertical(panels, gap=16), _explore_path(ckpt, args, f"neighbors-seed{args.seed}.png"))
-    print(f"wrote {out}: {args.num} samples (sheet --seed {args.seed}) with their {args.k} nearest training images")
+    figure = stack_vertical(panels, gap=16)
+    if label is not None:
+        figure = titled(figure, f"samples of class {mc.class_name(label)}; every training image searched", size=12)
+    default = f"neighbors-seed{args.seed}.png" if label is None else f"neighbors-seed{args.seed}-class{label}.png"
+    out = save_image_atomic(figure, _explore_path(ckpt, args, default))
+    of_class = "" if label is None else f" of class {mc.class_name(label)}"
+    print(f"wrote {out}: {args.num} samples{of_class} (sheet --seed {args.seed}) with their {args.k} nearest training images")
     return 0
 
 

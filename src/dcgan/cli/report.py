@@ -15,13 +15,14 @@ from .common import Command, _add_raw_g, _seed
 REPORT_EXAMPLES = """examples:
   dcgan report runs/mnist                     # runs/mnist/report.png and report.html
   dcgan report runs/mnist --out mnist-report.png
+  dcgan report runs/mnist-cond                # a conditional run: also a class grid, a row per class
 """
 
 
 def _add_report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory")
     p.add_argument("--out", default=None, metavar="FILE.png", help="the dashboard picture (default RUN_DIR/report.png); an .html page is written beside it")
-    p.add_argument("--seed", type=_seed, default=0, help="seed of the walks shown (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the walks (and of a conditional run's class grid) shown (default 0)")
     _add_raw_g(p)
 
 
@@ -37,5 +38,5 @@ def _run_report(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "report": Command("a run's dashboard as one PNG and an HTML page: samples, progress, curves, walks, filters", REPORT_EXAMPLES, _add_report_args, _run_report),
+    "report": Command("a run's dashboard as one PNG and an HTML page: samples, progress, curves, walks, filters (and a class grid when conditional)", REPORT_EXAMPLES, _add_report_args, _run_report),
 }
