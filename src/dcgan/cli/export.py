@@ -25,8 +25,13 @@ formats:
                (needs: pip install 'dcgan[export]')
   torchscript  torch.jit.trace, for LibTorch/C++; PyTorch has deprecated TorchScript, so prefer onnx
 
+A class-conditional generator (dcgan train --conditional) takes its class as a second input,
+labels (batch,) int64, in the onnx and torchscript files: G(z, labels); generate(G, z, labels) for
+safetensors. The model card lists the classes by label and name.
+
 Every file is checked before anything is written: the same z through the file and through PyTorch,
-as a batch of 16 and a batch of one (tolerance: safetensors exact, onnx 1e-4, torchscript 1e-6).
+as a batch of 16 and a batch of one (tolerance: safetensors exact, onnx 1e-4, torchscript 1e-6);
+a conditional generator's check feeds seeded labels in which every class appears.
 The model card (model_card.json, MODEL_CARD.md) holds z's size and prior, the image size and range,
 the training data and its sha256, the step, and the metrics recorded for that step with their protocol
 (from `dcgan evaluate` reports in RUN_DIR/eval/ and the --eval-every FID in RUN_DIR/metrics.jsonl).
@@ -58,8 +63,9 @@ def _run_export(args: argparse.Namespace) -> int:
         raise ConfigError(f"{out} already holds {', '.join(existing)}; pass --force to replace {'it' if len(existing) == 1 else 'them'}")
     mc = ckpt.model_config
     metrics = run_metrics(run.root, ckpt.step, ckpt.record.best)
-    print(f"exporting G of {ckpt.path} (step {ckpt.step}, {mc.image_size}x{mc.image_size}x{mc.channels}, z_dim {mc.z_dim} {mc.prior}) "
-          f"as {', '.join(formats)} ...", flush=True)
+    classes = f", {mc.num_classes} classes ({mc.conditioning})" if mc.conditional else ""
+    print(f"exporting G of {ckpt.path} (step {ckpt.step}, {mc.image_size}x{mc.image_size}x{mc.channels}, z_dim {mc.z_dim} {mc.prior}"
+          f"{classes}) as {', '.join(formats)} ...", flush=True)
     files = export_files(ckpt, formats, metrics, raw=args.raw_g)
     failed = [f for f in files if not f.passed]
     if failed:  # a bug in an exporter or a runtime, not the user's: but one line, and nothing half-written

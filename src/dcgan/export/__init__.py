@@ -8,6 +8,11 @@ the image size, channels and range, the training data and its hash, the steps,
 and the metrics measured for that checkpoint with their protocol;
 `model_card_markdown` writes it for people.
 
+A class-conditional G is exported with its class as a second input (`labels`,
+int64 of shape (batch,), in the ONNX and TorchScript files; `generate(G, z,
+labels)` for the safetensors one), checked on seeded z and labels in which
+every class appears, and its card lists the classes by label and name.
+
 Nothing here writes files: `export_files` returns each file's bytes with the
 result of its check, and `dcgan export` saves them.
 
@@ -27,7 +32,9 @@ from ..checkpoint import Checkpoint
 from .card import CARD_JSON, CARD_MARKDOWN, PRIOR_SAMPLING, model_card, model_card_markdown, run_metrics, tolerance_text
 from .formats import (
     EXPORT_FORMATS,
+    LABELS_INPUT,
     ExportFormat,
+    check_inputs,
     check_onnx,
     check_safetensors,
     check_torchscript,
@@ -43,6 +50,7 @@ __all__ = [
     "PRIOR_SAMPLING",
     "CARD_JSON",
     "CARD_MARKDOWN",
+    "LABELS_INPUT",
     "parse_formats",
     "export_names",
     "export_files",
@@ -51,6 +59,7 @@ __all__ = [
     "model_card",
     "model_card_markdown",
     "tolerance_text",
+    "check_inputs",
     "check_safetensors",
     "check_onnx",
     "check_torchscript",
@@ -67,7 +76,7 @@ class ExportedFile:
     name: str  # file name inside the export folder
     data: bytes  # its content
     format: str  # an EXPORT_FORMATS name, or "card"
-    max_diff: float | None = None  # largest |file(z) - G(z)| its check found; None for the card
+    max_diff: float | None = None  # largest |file(z[, labels]) - G(z[, labels])| its check found; None for the card
     tolerance: float | None = None  # the format's tolerance
 
     @property
@@ -85,7 +94,8 @@ def export_files(ckpt: Checkpoint, formats: list[str], metrics: list[dict], num_
     """Build and check the files of an export: G in each of `formats`, then the card (JSON and Markdown).
 
     Every file is checked against PyTorch on `num_check` seeded z (as one batch
-    and as a batch of one); the result is in `max_diff`, and the caller decides
+    and as a batch of one), with seeded labels covering every class for a
+    conditional G (see `check_inputs`); the result is in `max_diff`, and the caller decides
     what to do with a file that fails. The card files list each file's size,
     sha256 and check; the card inside the files cannot list them, and is the
     same otherwise.

@@ -3,11 +3,15 @@
 `model_card` gathers z's size and prior, the image size, channels and range, the
 training data and its hash, the steps, and the metrics measured for that
 checkpoint with their protocol; `model_card_markdown` writes it for people.
+A class-conditional generator's card also lists its classes (label and name),
+its conditioning method and its second input, `labels`, and its usage
+snippets pass a class.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,11 +19,12 @@ import torch
 
 from .. import __version__
 from ..checkpoint import Checkpoint
+from ..conditioning import CONDITIONING
 from ..metrics.evaluate import EvalReport
 from ..metrics.scores import METRICS
 from ..models import ModelConfig, build_generator, model_summary
 from ..rundir import RunDir
-from .formats import CARD_JSON, CARD_MARKDOWN, EXPORT_FORMATS
+from .formats import CARD_JSON, CARD_MARKDOWN, EXPORT_FORMATS, LABELS_INPUT
 
 __all__ = ["PRIOR_SAMPLING", "CARD_JSON", "CARD_MARKDOWN", "run_metrics", "model_card", "model_card_markdown",
            "tolerance_text"]
@@ -153,11 +158,54 @@ def run_metrics(run_dir: str | Path, step: int, best: dict | None = None) -> lis
 # --------------------------------------------------------------------------- #
 # The model card
 # --------------------------------------------------------------------------- #
+# Where the class enters a conditional G, by conditioning method, for the card's layers line.
+CONDITIONING_LAYERS = {
+    "concat": "[z (B, {z_dim}), one_hot(labels) (B, {num_classes})] -> {maps}",
+    "projection": "z (B, {z_dim}) -> {maps}; labels (B,) pick each batch norm's scale and shift",
+}
+SHOWN_CLASSES = 12  # class names written out in one line of the card; the Classes table has them all
+
+
 def _layers_text(mc: ModelConfig) -> str:
     """z (B, 100) -> 512x4x4 -> 256x8x8 -> 128x16x16 -> 64x32x32 -> 3x64x64 (tanh), for the card."""
     widths = mc.hidden_widths()[::-1]
     maps = [f"{w}x{mc.base_size * 2**i}x{mc.base_size * 2**i}" for i, w in enumerate(widths)]
-    return f"z (B, {mc.z_dim}) -> " + " -> ".join(maps) + f" -> {mc.channels}x{mc.image_size}x{mc.image_size} (tanh)"
+    maps_text = " -> ".join(maps) + f" -> {mc.channels}x{mc.image_size}x{mc.image_size} (tanh)"
+    if mc.conditional:
+        return CONDITIONING_LAYERS[mc.conditioning].format(z_dim=mc.z_dim, num_classes=mc.num_classes, maps=maps_text)
+    return f"z (B, {mc.z_dim}) -> " + maps_text
+
+
+def _classes_text(mc: ModelConfig) -> str:
+    """'0 = "0", 1 = "1", ..., 9 = "9"' (the first SHOWN_CLASSES), for one line of the card."""
+    shown = [f"{i} = {json.dumps(mc.class_name(i), ensure_ascii=False)}" for i in range(min(mc.num_classes, SHOWN_CLASSES))]
+    return ", ".join(shown) + (f", ... ({mc.num_classes} in all)" if mc.num_classes > SHOWN_CLASSES else "")
+
+
+def _conditional_numbers(mc: ModelConfig) -> dict:
+    """What a conditional usage snippet is formatted with: an example class (label 1) and the class list."""
+    label = 1  # a conditional model has at least 2 classes; label 0 would read like "no class"
+    name = mc.class_name(label)
+    return {
+        "label": label,
+        "label_name": json.dumps(name, ensure_ascii=False),
+        "label_shell": shlex.quote(name),
+        "last_label": mc.num_classes - 1,
+        "classes_text": _classes_text(mc),
+    }
+
+
+def _conditioning_section(mc: ModelConfig) -> dict:
+    """The card's entries for a conditional G: its classes, its conditioning method and its `labels` input."""
+    return {
+        "num_classes": mc.num_classes,
+        "classes": [{"label": i, "name": mc.class_name(i)} for i in range(mc.num_classes)],
+        "classes_means": "the label is the class index that G, and each exported file, takes for every z; "
+                         "the names come from the training data",
+        "conditioning": mc.conditioning,
+        "conditioning_means": CONDITIONING[mc.conditioning].description,
+        "labels_input": {"name": LABELS_INPUT, "shape": ["batch"], "dtype": "int64", "range": [0, mc.num_classes - 1]},
+    }
 
 
 def _training_section(ckpt: Checkpoint) -> dict:
@@ -204,6 +252,9 @@ def model_card(ckpt: Checkpoint, metrics: list[dict], raw: bool = False) -> dict
     seed, time, versions), `metrics` (each with its value and protocol; see
     `run_metrics`), `usage` (Python for each export format) and the paper.
     `raw` says the export holds the trained G rather than its average.
+    A conditional G's `model` section adds `num_classes`, `classes` (each
+    {"label", "name"}), `conditioning` and `labels_input`, and its usage
+    snippets pass a class (label 1).
     """
     mc = ckpt.model_config
     kind = ckpt.generator_kind(raw)
@@ -218,9 +269,11 @@ def model_card(ckpt: Checkpoint, metrics: list[dict], raw: bool = False) -> dict
     epoch = record.epoch_fraction
     training = _training_section(ckpt) if trained else {}
     steps_text = f"{ckpt.step} steps ({epoch:.2f} epochs)" if trained else "an unrecorded number of steps"
+    given_class = f" and a class label (0 to {mc.num_classes - 1}, one of {mc.num_classes} classes)" if mc.conditional else ""
     summary = (
-        f"A DCGAN generator (Radford, Metz and Chintala 2015) that maps a latent vector z of {mc.z_dim} numbers drawn "
-        f"from {prior.description} to a {mc.image_size}x{mc.image_size} {colour} image in [-1, 1]"
+        f"A {'class-conditional ' if mc.conditional else ''}DCGAN generator (Radford, Metz and Chintala 2015) that maps "
+        f"a latent vector z of {mc.z_dim} numbers drawn from {prior.description}{given_class} to a "
+        f"{mc.image_size}x{mc.image_size} {colour} image in [-1, 1]"
         + (f", trained on {data_name} for {steps_text}." if data_name else ".")
     )
     numbers = {
@@ -232,19 +285,33 @@ def model_card(ckpt: Checkpoint, metrics: list[dict], raw: bool = False) -> dict
         "sample_numpy": prior.numpy.format(z_dim=mc.z_dim),
         "to_uint8": TO_UINT8,
     }
+    if mc.conditional:
+        numbers |= _conditional_numbers(mc)
+    architecture = (
+        "DCGAN generator (Radford et al. 2015): a stack of x2 upsampling blocks (the G block: transposed convolutions or "
+        "resize + convolution) with batch norm and ReLU, tanh output"
+    )
+    if mc.conditional:
+        architecture += f"; class-conditional ({mc.conditioning}): {CONDITIONING[mc.conditioning].description}"
+    model = {
+        "architecture": architecture,
+        "layers": _layers_text(mc),
+        "z_dim": mc.z_dim,
+        "z_dim_means": "the length of the latent vector z, the paper's nz",
+        "prior": mc.prior,
+        "prior_means": prior.description,
+        "sample_z": {"torch": numbers["sample_torch"], "numpy": numbers["sample_numpy"]},
+        "input": {"name": "z", "shape": ["batch", mc.z_dim], "dtype": "float32"},
+    }
+    if mc.conditional:  # an unconditional card keeps its keys, in their order
+        model |= _conditioning_section(mc)
     return {
         "card_version": CARD_VERSION,
-        "title": f"DCGAN generator: {mc.image_size}x{mc.image_size} {colour} images" + (f" ({data_name})" if data_name else ""),
+        "title": ("Class-conditional DCGAN generator" if mc.conditional else "DCGAN generator")
+                 + f": {mc.image_size}x{mc.image_size} {colour} images" + (f" ({data_name})" if data_name else ""),
         "summary": summary,
         "model": {
-            "architecture": "DCGAN generator (Radford et al. 2015): a stack of x2 upsampling blocks (the G block: transposed convolutions or resize + convolution) with batch norm and ReLU, tanh output",
-            "layers": _layers_text(mc),
-            "z_dim": mc.z_dim,
-            "z_dim_means": "the length of the latent vector z, the paper's nz",
-            "prior": mc.prior,
-            "prior_means": prior.description,
-            "sample_z": {"torch": numbers["sample_torch"], "numpy": numbers["sample_numpy"]},
-            "input": {"name": "z", "shape": ["batch", mc.z_dim], "dtype": "float32"},
+            **model,
             "output": {"name": "images", "shape": shape, "layout": "NCHW", "dtype": "float32", "range": [-1.0, 1.0]},
             "to_uint8": TO_UINT8,
             "image_size": mc.image_size,
@@ -259,7 +326,9 @@ def model_card(ckpt: Checkpoint, metrics: list[dict], raw: bool = False) -> dict
             "generator": kind,
             "generator_means": GENERATOR_KIND_MEANS[kind] + (
                 f" (half-life {ckpt.record.ema['half_life_images'] / 1000:g}k images)" if kind == "ema" and ckpt.record.ema.get("half_life_images") else ""),
-            "batch_norm": BATCH_NORM_MEANS[kind],
+            # a conditional G's standing statistics come from fresh z with uniformly drawn classes
+            "batch_norm": BATCH_NORM_MEANS[kind].replace("fresh z", "fresh z and uniformly drawn classes") if mc.conditional
+                          else BATCH_NORM_MEANS[kind],
             "config": mc.to_dict(),
         },
         "training": training,
@@ -270,7 +339,8 @@ def model_card(ckpt: Checkpoint, metrics: list[dict], raw: bool = False) -> dict
             f"no metrics recorded for step {ckpt.step}: measure them with `dcgan evaluate CKPT` "
             "(RUN_DIR/eval/ keeps the report, which a later export picks up) or train with --eval-every"
         ),
-        "usage": {name: fmt.usage.format(file=fmt.filename(), **numbers) for name, fmt in EXPORT_FORMATS.items()},
+        "usage": {name: (fmt.conditional_usage if mc.conditional else fmt.usage).format(file=fmt.filename(), **numbers)
+                  for name, fmt in EXPORT_FORMATS.items()},
         "source": {"checkpoint": ckpt.path.name if ckpt.path else None, "step": ckpt.step},
         "exported_with": {"dcgan_version": __version__, "torch_version": torch.__version__},
         "paper": PAPER,
@@ -302,7 +372,9 @@ def model_card_markdown(card: dict) -> str:
         ("layers", f"`{m['layers']}`"),
         ("z", f"{m['z_dim']} numbers ({m['z_dim_means']}), prior {m['prior']}: {m['prior_means']}, "
               f"e.g. `{m['sample_z']['torch']}`"),
-        ("input", f"`{m['input']['name']}`, shape ({', '.join(map(str, m['input']['shape']))}), {m['input']['dtype']}"),
+        ("input", f"`{m['input']['name']}`, shape ({', '.join(map(str, m['input']['shape']))}), {m['input']['dtype']}"
+                  + (f"; `{m['labels_input']['name']}`, shape (batch,), {m['labels_input']['dtype']} class labels "
+                     f"{m['labels_input']['range'][0]} to {m['labels_input']['range'][1]} (see Classes)" if m.get("labels_input") else "")),
         ("output", f"`{m['output']['name']}`, shape ({', '.join(map(str, m['output']['shape']))}), {m['output']['layout']}, "
                    f"{m['output']['dtype']} in [-1, 1]"),
         ("to uint8", f"`{m['to_uint8']}`"),
@@ -312,7 +384,16 @@ def model_card_markdown(card: dict) -> str:
         ("weights", m["generator_means"]),
         ("batch norm", m["batch_norm"]),
     ]
+    if m.get("classes"):
+        rows += [
+            ("classes", f"{m['num_classes']}: " + ", ".join(f"{c['label']} = `{c['name']}`" for c in m["classes"][:SHOWN_CLASSES])
+                        + (", ..." if m["num_classes"] > SHOWN_CLASSES else "")),
+            ("conditioning", f"{m['conditioning']}: {m['conditioning_means']}"),
+        ]
     lines += [f"| {k} | {_cell(v)} |" for k, v in rows]
+    if m.get("classes"):
+        lines += ["", "## Classes", "", _sentence(m["classes_means"]), "", "| label | name |", "|---:|---|"]
+        lines += [f"| {c['label']} | {_cell(c['name'])} |" for c in m["classes"]]
     lines += ["", "## Training", ""]
     if t:
         d = t["data"]
