@@ -86,6 +86,7 @@ def test_info_describes_the_model_and_its_limits(client, tiny_ckpt):
     assert (info["image_size"], info["channels"], info["z_dim"]) == (16, 1, 8)
     assert info["step"] == tiny_ckpt.step == 40 and info["data"] == "digits"
     assert info["limits"]["max_samples"] == 64 and info["directions"] == 8
+    assert (info["conditional"], info["classes"], info["conditioning"]) == (False, [], None)
 
 
 # --------------------------------------------------------------------------- #
@@ -213,6 +214,11 @@ def test_sliders_move_the_image_and_zero_gives_the_sample_back(client):
         ("/api/arithmetic", {"a": [ref(0)], "b": [ref(0)], "c": [ref(1)], "noise": 50.0}, 400, "noise must be from 0 to 2"),
         ("/api/slide", {"base": ref(0), "amounts": [9.0] + [0.0] * 7}, 400, "a slider amount must be from -5 to 5"),
         ("/api/slide", {"base": ref(0), "amounts": [1.0]}, 400, "expected 8 amounts"),
+        # An unconditional model has no classes: a class anywhere is refused, and so is a walk across them.
+        ("/api/sheet", {"seed": 0, "class": 3}, 400, "this model is unconditional: it has no classes"),
+        ("/api/walk", {"a": {**ref(1), "class": 0}, "b": ref(0)}, 400, "this model is unconditional"),
+        ("/api/walk", {"a": ref(1), "b": ref(1), "end_class": 2}, 400, "this model is unconditional"),
+        ("/api/classes", {"base": ref(0)}, 400, "this model is unconditional"),
     ],
 )
 def test_bad_requests_get_a_4xx_with_one_line(client, path, body, status, message):
@@ -312,6 +318,8 @@ def test_explorer_limits_are_checked_without_http(explorer):
         explorer.sheet(0, 65)
     with pytest.raises(ConfigError, match="upload could not be read"):
         explorer.invert(b"GIF89a broken", steps=1)
+    with pytest.raises(ConfigError, match="this model is unconditional"):
+        explorer.invert(png_bytes(Image.new("L", (16, 16))), steps=1, label=0)
 
 
 # --------------------------------------------------------------------------- #

@@ -16,6 +16,16 @@ A latent point travels between page and server as a *reference*: either a
 sheet cell `{"seed": S, "n": N, "index": i}` (index i of the `N` vectors drawn
 with seed `S`, the numbering of `dcgan sheet --seed S -n N`) or an explicit
 vector `{"z": [...]}` (an inverted image, a slider position).
+
+A class-conditional model draws each z in a class. Every request that draws
+takes `"class"` (an index; `/api/info` lists the names), and the references the
+server hands out carry the class they were drawn in (`{"seed", "n", "index",
+"class"}`, `{"z", "class"}`), so a reference sent back alone draws the same
+image. A request's `"class"` wins over its references': the page sends the
+class its selector shows, and the z keeps the style. A walk's `"end_class"`
+moves the class input along the walk too (from a point to itself: a walk
+across classes at a fixed z), and `/api/classes` draws one z in every class.
+An unconditional model refuses any class, and its answers are those it always gave.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the request models defined inside
@@ -33,13 +43,15 @@ import torch
 from PIL import Image
 
 from .checkpoint import Checkpoint
+from .conditioning import resolve_class
 from .errors import ConfigError, DCGANError
-from .figures import arithmetic_figure, inversion_figure, numbered_sheet, walk_figure, walk_frames
+from .figures import arithmetic_figure, inversion_figure, labelled_grid, numbered_sheet, walk_figure, walk_frames
 from .imagefiles import DecodeError, decode_image
 from .imaging import grid_image, tensor_to_pil
 from .latent import (
     INTERPOLATIONS,
     PrincipalDirections,
+    class_walk,
     interpolate,
     invert,
     latent_sheet,
@@ -69,6 +81,7 @@ class ServeLimits:
     max_upload_pixels: int = 16_000_000  # width x height of an uploaded image, read from its header
     max_invert_steps: int = 1000  # Adam steps of one inversion
     max_invert_restarts: int = 16  # random starts of one inversion
+    max_invert_batch: int = 64  # restarts x classes of an inversion that infers the class (each start is a run of Adam)
     max_slide: float = 5.0  # distance along a principal direction, in prior standard deviations
     max_z_abs: float = 1000.0  # magnitude of any coordinate of an explicit z
     directions: int = 8  # principal directions offered as sliders (at most z_dim)
@@ -125,9 +138,15 @@ def _gif(frames: list[Image.Image], duration_ms: int = 120) -> str:
     return _data_url(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=duration_ms, loop=0)
 
 
-def _z_ref(z: torch.Tensor) -> dict:
+def _z_ref(z: torch.Tensor, label: int | None = None) -> dict:
     # float32 -> Python float is exact, and json writes the shortest text that reads back to the same float32.
-    return {"z": [float(v) for v in z.float()]}
+    ref = {"z": [float(v) for v in z.float()]}
+    return ref if label is None else {**ref, "class": label}
+
+
+def _with_class(answer: dict, label: int | None) -> dict:
+    """`answer` with the class it was drawn in; an unconditional model's answers stay as they were."""
+    return answer if label is None else {**answer, "class": label}
 
 
 def _check(value, low, high, what: str) -> None:
@@ -147,7 +166,7 @@ class Explorer:
         self.G = ckpt.build_generator(device, raw=raw)
         self.generator_kind = ckpt.generator_kind(raw)  # "ema" (the average, default) or "raw"
         self.limits = limits
-        self._directions: PrincipalDirections | None = None
+        self._directions: dict[int | None, PrincipalDirections] = {}  # by class (None: unconditional)
 
     # Latent references ----------------------------------------------------
     def resolve(self, ref: dict) -> torch.Tensor:
@@ -166,6 +185,25 @@ class Explorer:
         _check(n, 1, self.limits.max_samples, "n")
         return pick(latent_sheet(self.config, seed, n), [index], "index")[0]
 
+    def label(self, requested: int | None = None, refs: list[dict] = ()) -> int | None:
+        """The class to draw in: `requested` (a request's "class"), else the one class its references carry.
+
+        None for an unconditional model, which refuses any class; a conditional one needs a class
+        from one or the other. Every class given is checked, each a one-line ConfigError."""
+        c = self.config
+        carried = [r["class"] for r in refs if r.get("class") is not None]
+        checked = [resolve_class(k, c.class_names, c.num_classes) for k in [requested, *carried] if k is not None]
+        if not c.conditional:
+            return None
+        if requested is not None:
+            return checked[0]
+        if not carried:
+            raise ConfigError(f'this model is class-conditional: give a "class" from 0 to {c.num_classes - 1}')
+        if len(set(carried)) > 1:
+            shown = ", ".join(str(k) for k in sorted(set(carried)))
+            raise ConfigError(f'the samples are in different classes ({shown}): give a "class" to draw them in')
+        return checked[0]
+
     # Requests ---------------------------------------------------------------
     def info(self) -> dict:
         """What the page shows about the model, and the limits it should respect."""
@@ -183,36 +221,82 @@ class Explorer:
             "data": data.get("name") or train.get("data") or "",
             "interpolations": list(INTERPOLATIONS),
             "directions": min(self.limits.directions, c.z_dim),
+            "conditional": c.conditional,
+            "classes": [c.class_name(k) for k in range(c.num_classes)],  # names by class index; [] if unconditional
+            "conditioning": c.conditioning if c.conditional else None,  # "projection" or "concat"
             "limits": asdict(self.limits),
         }
 
-    def sheet(self, seed: int, n: int) -> dict:
-        """The numbered grid `dcgan sheet --seed seed -n n` draws: each sample, its reference, the whole picture."""
+    def sheet(self, seed: int, n: int, label: int | None = None) -> dict:
+        """The numbered grid `dcgan sheet --seed seed -n n` draws: each sample, its reference, the whole picture.
+
+        A conditional model draws the same z in class `label`: changing the class keeps each cell's style."""
         _check(seed, 0, MAX_SEED, "seed")
         _check(n, 1, self.limits.max_samples, "n")
-        images = generate(self.G, latent_sheet(self.config, seed, n))
-        return {
+        label = self.label(label)
+        images = generate(self.G, latent_sheet(self.config, seed, n), label)
+        return _with_class({
             "seed": seed,
             "n": n,
             "images": [_png(im) for im in images],
-            "latents": [{"seed": seed, "n": n, "index": i} for i in range(n)],
+            "latents": [_with_class({"seed": seed, "n": n, "index": i}, label) for i in range(n)],
             "picture": _data_url(numbered_sheet(images)),
-        }
+        }, label)
 
-    def walk(self, a: dict, b: dict, steps: int = 10, method: str = "spherical") -> dict:
-        """The walk from a to b: its images, a strip picture and a looping GIF."""
+    def walk(self, a: dict, b: dict, steps: int = 10, method: str = "spherical", label: int | None = None,
+             end_label: int | None = None) -> dict:
+        """The walk from a to b: its images, a strip picture and a looping GIF.
+
+        A conditional model walks in class `label` (default: the class both ends carry). With
+        `end_label` the class input moves from `label` to it along the way as well; from a point to
+        itself that is a walk across classes at a fixed z (the style kept, the class changed). Ends
+        that carry different classes, with neither class given, walk from the one to the other."""
         _check(steps, 2, self.limits.max_walk_steps, "steps")
         if method not in INTERPOLATIONS:
             raise ConfigError(f"unknown interpolation {method!r}: use {' or '.join(INTERPOLATIONS)}")
-        walks = interpolate(self.G, self.resolve(a).unsqueeze(0), self.resolve(b).unsqueeze(0), steps, method)  # (1, S, C, H, W)
-        return {
+        ends = (a.get("class"), b.get("class"))
+        if label is None and end_label is None and None not in ends and ends[0] != ends[1]:
+            label, end_label = ends  # each end drawn as it was
+        label = self.label(label, [a, b])
+        end_label = None if end_label is None else self.label(end_label)
+        za, zb = self.resolve(a), self.resolve(b)
+        if end_label is not None and torch.equal(za, zb):  # the class moves, z stays exactly
+            walks = class_walk(self.G, za.unsqueeze(0), label, end_label, steps)  # (1, S, C, H, W)
+        else:  # z moves, and the class too with an end class
+            walks = interpolate(self.G, za.unsqueeze(0), zb.unsqueeze(0), steps, method, label, end_label)
+        answer = _with_class({
             "images": [_png(im) for im in walks[0]],
             "picture": _data_url(walk_figure(walks)),
             "gif": _gif(walk_frames(walks)),
+        }, label)
+        return answer if end_label is None else {**answer, "end_class": end_label}
+
+    def classes(self, base: dict) -> dict:
+        """One z drawn in every class of a conditional model: the style kept, the class changed."""
+        c = self.config
+        if not c.conditional:
+            raise ConfigError("this model is unconditional: it has no classes to draw a z in")
+        if c.num_classes > self.limits.max_samples:
+            raise ConfigError(f"this model has {c.num_classes} classes, more than the {self.limits.max_samples} images one request may draw")
+        if base.get("class") is not None:
+            self.label(base["class"])  # the reference's own class is not used, but a wrong one is still an error
+        z = self.resolve(base).expand(c.num_classes, -1)  # (K, D): the same z in each row
+        images = generate(self.G, z, torch.arange(c.num_classes))
+        names = [c.class_name(k) for k in range(c.num_classes)]
+        cell = {k: v for k, v in base.items() if v is not None and k != "class"}
+        return {
+            "images": [_png(im) for im in images],
+            "classes": names,
+            "latents": [{**cell, "class": k} for k in range(c.num_classes)],
+            "picture": _data_url(labelled_grid(images, names, nrow=min(c.num_classes, 10))),
         }
 
-    def arithmetic(self, a: list[dict], b: list[dict], c: list[dict], noise: float = 0.25, noise_seed: int = 0) -> dict:
-        """mean(a) - mean(b) + mean(c) with the paper's 3x3 noise grid around the result."""
+    def arithmetic(self, a: list[dict], b: list[dict], c: list[dict], noise: float = 0.25, noise_seed: int = 0,
+                   label: int | None = None) -> dict:
+        """mean(a) - mean(b) + mean(c) with the paper's 3x3 noise grid around the result.
+
+        On a conditional model the arithmetic is on z (the style), and every image of it, the
+        exemplars' too, is drawn in class `label` (default: the one class the exemplars carry)."""
         groups = []
         for name, refs in (("A", a), ("B", b), ("C", c)):
             if not 1 <= len(refs) <= self.limits.max_group:
@@ -220,56 +304,82 @@ class Explorer:
             groups.append(torch.stack([self.resolve(r) for r in refs]))
         _check(noise, 0, self.limits.max_noise, "noise")
         _check(noise_seed, 0, MAX_SEED, "noise seed")
-        result = vector_arithmetic(self.G, *groups, noise_scale=noise, seed=noise_seed)
-        return {
+        label = self.label(label, [*a, *b, *c])
+        result = vector_arithmetic(self.G, *groups, noise_scale=noise, seed=noise_seed, label=label)
+        return _with_class({
             "result": _png(result.result),
-            "latent": _z_ref(result.z_result),
+            "latent": _z_ref(result.z_result, label),
             "grid": _data_url(grid_image(result.grid, nrow=result.grid_size)),
             "picture": _data_url(arithmetic_figure(result)),
-        }
+        }, label)
 
-    def invert(self, data: bytes, restarts: int = 4, steps: int = 300, seed: int = 0) -> dict:
-        """The z whose image best matches an uploaded image file (any format Pillow reads)."""
+    def invert(self, data: bytes, restarts: int = 4, steps: int = 300, seed: int = 0, label: int | None = None) -> dict:
+        """The z whose image best matches an uploaded image file (any format Pillow reads).
+
+        A conditional model searches in class `label`, or, without one, tries the same starts under
+        every class and keeps the class that fits best (`latent.invert`); its answer says which."""
         _check(len(data), 1, self.limits.max_upload_bytes, "the upload size in bytes")
         _check(restarts, 1, self.limits.max_invert_restarts, "restarts")
         _check(steps, 1, self.limits.max_invert_steps, "steps")
         _check(seed, 0, MAX_SEED, "seed")
         c = self.config
+        infer = c.conditional and label is None
+        if label is not None:
+            label = self.label(label)  # checked: in range, and only for a conditional model
+        most = self.limits.max_invert_batch // max(c.num_classes, 1)
+        if infer and most == 0:
+            raise ConfigError(f"this model has {c.num_classes} classes, too many to try in one inversion "
+                              f"(at most {self.limits.max_invert_batch}): give a class")
+        if infer and restarts > most:
+            raise ConfigError(f"inferring the class tries all {c.num_classes} classes: restarts x classes must be at most "
+                              f"{self.limits.max_invert_batch}, so use at most {most} restarts or give a class")
         try:
             pixels = decode_image(data, c.image_size, c.channels, max_pixels=self.limits.max_upload_pixels)
         except DecodeError as exc:
             raise ConfigError(f"the upload could not be read as an image ({exc})") from None
         target = torch.from_numpy(pixels.copy()).float().div(127.5).sub(1)  # (C, H, W) in [-1, 1]
-        result = invert(self.G, target, restarts=restarts, steps=steps, seed=seed)
-        return {
+        result = invert(self.G, target, restarts=restarts, steps=steps, seed=seed, label=label)
+        answer = {
             "target": _png(target),
             "image": _png(result.image),
-            "latent": _z_ref(result.z),
+            "latent": _z_ref(result.z, result.label),
             "mse": result.mse,
             "psnr": result.psnr,
             "picture": _data_url(inversion_figure(target, result)),
         }
+        if result.label is None:
+            return answer
+        answer.update({"class": result.label, "class_name": c.class_name(result.label), "inferred": result.inferred})
+        if result.inferred:  # the best error under each class, by class index
+            answer["class_mse"] = [result.class_mse[k] for k in range(c.num_classes)]
+        return answer
 
-    def directions(self) -> PrincipalDirections:
-        """The sliders' principal directions, fitted on first use and then kept."""
-        if self._directions is None:
-            self._directions = principal_directions(self.G, components=min(self.limits.directions, self.config.z_dim))
-        return self._directions
+    def directions(self, label: int | None = None) -> PrincipalDirections:
+        """The sliders' principal directions (of class `label`'s first feature map for a conditional
+        model, whose class moves that map), fitted on first use and then kept."""
+        if label not in self._directions:
+            components = min(self.limits.directions, self.config.z_dim)
+            self._directions[label] = principal_directions(self.G, components=components, label=label)
+        return self._directions[label]
 
-    def direction_info(self) -> dict:
-        d = self.directions()
-        return {"count": d.directions.shape[0], "explained": [float(v) for v in d.explained], "samples": d.samples}
+    def direction_info(self, label: int | None = None) -> dict:
+        label = self.label(label)
+        d = self.directions(label)
+        answer = {"count": d.directions.shape[0], "explained": [float(v) for v in d.explained], "samples": d.samples}
+        return _with_class(answer, label)
 
-    def slide(self, base: dict, amounts: list[float]) -> dict:
-        """The image of `base` moved by `amounts` prior standard deviations along the principal directions."""
-        d = self.directions()
+    def slide(self, base: dict, amounts: list[float], label: int | None = None) -> dict:
+        """The image of `base` moved by `amounts` prior standard deviations along the principal directions
+        (in class `label`, or the class `base` carries)."""
+        label = self.label(label, [base])
+        d = self.directions(label)
         if len(amounts) != d.directions.shape[0]:
             raise ConfigError(f"expected {d.directions.shape[0]} amounts, one per direction, got {len(amounts)}")
         for a in amounts:
             _check(a, -self.limits.max_slide, self.limits.max_slide, "a slider amount")
         z = move_along(self.resolve(base), d.directions, amounts, self.config.prior)
-        image = generate(self.G, z.unsqueeze(0))[0]
-        return {"image": _png(image), "latent": _z_ref(z)}
+        image = generate(self.G, z.unsqueeze(0), label)[0]
+        return _with_class({"image": _png(image), "latent": _z_ref(z, label)}, label)
 
 
 # --------------------------------------------------------------------------- #
@@ -299,6 +409,8 @@ def create_app(explorer: Explorer, allowed_hosts: tuple[str, ...] | None = LOOPB
     # the bounds that `dcgan serve` lets the user set are checked by the Explorer.
     Seed = Annotated[StrictInt, Field(ge=0, le=MAX_SEED)]
     Number = Annotated[StrictFloat, Field(allow_inf_nan=False)]
+    # "class" is a Python keyword: the field is class_, spelled "class" in JSON. Its range is the Explorer's to check.
+    Class = Annotated[StrictInt | None, Field(alias="class")]
 
     class Body(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -308,6 +420,7 @@ def create_app(explorer: Explorer, allowed_hosts: tuple[str, ...] | None = LOOPB
         n: StrictInt | None = None
         index: StrictInt | None = None
         z: Annotated[list[Number], Field(max_length=4096)] | None = None
+        class_: Class = None  # the class the point was drawn in (a conditional model)
 
         @model_validator(mode="after")
         def _one_form(self):
@@ -321,12 +434,15 @@ def create_app(explorer: Explorer, allowed_hosts: tuple[str, ...] | None = LOOPB
     class SheetRequest(Body):
         seed: Seed
         n: StrictInt = 64
+        class_: Class = None
 
     class WalkRequest(Body):
         a: LatentRef
         b: LatentRef
         steps: StrictInt = 10
         method: Literal["spherical", "linear"] = "spherical"
+        class_: Class = None
+        end_class: StrictInt | None = None  # the class input moves from "class" to it along the walk
 
     class ArithmeticRequest(Body):
         a: Group
@@ -334,10 +450,18 @@ def create_app(explorer: Explorer, allowed_hosts: tuple[str, ...] | None = LOOPB
         c: Group
         noise: Number = 0.25
         noise_seed: Seed = 0
+        class_: Class = None
 
     class SlideRequest(Body):
         base: LatentRef
         amounts: Annotated[list[Number], Field(max_length=4096)]
+        class_: Class = None
+
+    class ClassesRequest(Body):
+        base: LatentRef
+
+    def ref(r: LatentRef) -> dict:  # {"seed", "n", "index", "z", "class"}
+        return r.model_dump(by_alias=True)
 
     app = FastAPI(title="dcgan explorer", docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json")
 
@@ -388,16 +512,20 @@ def create_app(explorer: Explorer, allowed_hosts: tuple[str, ...] | None = LOOPB
 
     @app.post("/api/sheet")
     def sheet(req: SheetRequest) -> dict:
-        return on_model(explorer.sheet, req.seed, req.n)
+        return on_model(explorer.sheet, req.seed, req.n, req.class_)
 
     @app.post("/api/walk")
     def walk(req: WalkRequest) -> dict:
-        return on_model(explorer.walk, req.a.model_dump(), req.b.model_dump(), req.steps, req.method)
+        return on_model(explorer.walk, ref(req.a), ref(req.b), req.steps, req.method, req.class_, req.end_class)
+
+    @app.post("/api/classes")
+    def classes(req: ClassesRequest) -> dict:
+        return on_model(explorer.classes, ref(req.base))
 
     @app.post("/api/arithmetic")
     def arithmetic(req: ArithmeticRequest) -> dict:
-        groups = [[r.model_dump() for r in g] for g in (req.a, req.b, req.c)]
-        return on_model(explorer.arithmetic, *groups, noise=req.noise, noise_seed=req.noise_seed)
+        groups = [[ref(r) for r in g] for g in (req.a, req.b, req.c)]
+        return on_model(explorer.arithmetic, *groups, noise=req.noise, noise_seed=req.noise_seed, label=req.class_)
 
     @app.post("/api/invert")
     async def invert_upload(
@@ -405,19 +533,20 @@ def create_app(explorer: Explorer, allowed_hosts: tuple[str, ...] | None = LOOPB
         restarts: int = 4,  # query values arrive as text: plain int accepts "8" and refuses "1.5"
         steps: int = 300,
         seed: Annotated[int, Query(ge=0, le=MAX_SEED)] = 0,
+        class_: Annotated[int | None, Query(alias="class")] = None,  # none on a conditional model: inferred
     ) -> dict:
         data = await request.body()  # bounded by the body-size middleware below
         if not data:
             raise HTTPException(400, "send the image file as the request body")
-        return await run_in_threadpool(on_model, explorer.invert, data, restarts, steps, seed)
+        return await run_in_threadpool(on_model, explorer.invert, data, restarts, steps, seed, class_)
 
     @app.get("/api/directions")
-    def directions() -> dict:
-        return on_model(explorer.direction_info)
+    def directions(class_: Annotated[int | None, Query(alias="class")] = None) -> dict:
+        return on_model(explorer.direction_info, class_)
 
     @app.post("/api/slide")
     def slide(req: SlideRequest) -> dict:
-        return on_model(explorer.slide, req.base.model_dump(), req.amounts)
+        return on_model(explorer.slide, ref(req.base), req.amounts, req.class_)
 
     # Middleware, plain ASGI (the last added runs first) ----------------------------------
     app.add_middleware(SecurityHeaders)

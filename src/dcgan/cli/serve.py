@@ -20,7 +20,10 @@ SERVE_EXAMPLES = """examples:
 The page: a grid of samples from a seed (new seed, grid size), a click on two samples walks
 between them, groups A, B, C for vector arithmetic with the paper's 3x3 noise grid, an upload
 box to invert your own image, sliders along principal directions of z, and a download link
-under every picture. Only this machine can reach it unless --host says otherwise.
+under every picture. For a class-conditional model (dcgan train --conditional) a class
+selector draws the samples, walks, arithmetic and sliders in one class, a click shows a
+sample in every class and walks across classes at its z, and inversion can infer the class.
+Only this machine can reach it unless --host says otherwise.
 """
 
 
@@ -64,7 +67,8 @@ def _run_serve(args: argparse.Namespace) -> int:
     sock = bind_socket(args.host, args.port)
     url = url_of(sock)
     mc = ckpt.model_config
-    print(f"serving {ckpt.path} (step {ckpt.step}, {mc.image_size}x{mc.image_size}x{mc.channels}) on {next(explorer.G.parameters()).device}")
+    classes = f"; class-conditional ({mc.conditioning}): {mc.num_classes} classes" if mc.conditional else ""
+    print(f"serving {ckpt.path} (step {ckpt.step}, {mc.image_size}x{mc.image_size}x{mc.channels}) on {next(explorer.G.parameters()).device}{classes}")
     if local:
         print(f"open {url} in a browser; Ctrl-C stops the server", flush=True)
     else:

@@ -1,6 +1,8 @@
 // The dcgan explorer page. Plain JavaScript: every picture comes from the server's JSON API as a
 // PNG data URL, and every latent point is a reference the server understands:
 // {seed, n, index} for a sample of a grid, or {z: [...]} for an inverted image or a slider position.
+// A class-conditional model draws every z in a class: the selector's class goes with each request that
+// draws (the server's "class"), and the references the server returns carry the class they were drawn in.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -11,6 +13,7 @@ const state = {
   slideBase: null,          // {ref, src, label}
   slideLatent: null,        // {z} of the slider image shown
   arithLatent: null,
+  lastWalk: null,           // {a, b, label, endClass} of the walk shown, redrawn when the class changes
   busy: 0,
 };
 
@@ -77,6 +80,41 @@ function showImage(id, src) {
   img.hidden = false;
 }
 
+// ------------------------------------------------------------------ classes
+function conditional() {
+  return Boolean(state.info && state.info.conditional);
+}
+
+// The selector's class as request fields: {class: k} for a conditional model, nothing otherwise.
+function classField() {
+  return conditional() ? { class: Number($("class").value) } : {};
+}
+
+function className(k) {
+  return state.info.classes[k];
+}
+
+function setUpClasses(info) {
+  if (!info.conditional) return;
+  // "3: sneaker", or just "7" where the names are the indices (MNIST's digits)
+  const options = () => info.classes.map((name, k) => new Option(name === String(k) ? name : `${k}: ${name}`, String(k)));
+  $("class").replaceChildren(...options());
+  $("invert-class").append(...options());
+  for (const id of ["class-field", "mode-classes", "invert-class-field", "classes"]) $(id).hidden = false;
+  $("class").addEventListener("change", onClassChange);
+}
+
+// Everything drawn in the old class is drawn again in the new one, each z keeping its place.
+async function onClassChange() {
+  await showSheet();
+  if (state.lastWalk) {
+    const w = state.lastWalk;
+    await runWalk(w.a, w.b, w.label, w.endClass);
+  }
+  await loadSliders();
+  if (state.slideBase) await runSlide();
+}
+
 // ------------------------------------------------------------------ the sample grid
 function makeCell(src, ref, label) {
   const cell = document.createElement("div");
@@ -95,11 +133,12 @@ function makeCell(src, ref, label) {
 async function showSheet() {
   const seed = numberOf("seed");
   const n = numberOf("count");
-  const answer = await api("/api/sheet", { seed, n }, "samples");
+  const answer = await api("/api/sheet", { seed, n, ...classField() }, "samples");
   if (!answer) return;
   const grid = $("grid");
   grid.replaceChildren(...answer.images.map((src, i) => makeCell(src, answer.latents[i], String(i))));
   grid.dataset.seed = String(answer.seed);
+  grid.dataset.class = conditional() ? String(answer.class) : "";
   grid.style.setProperty("--cols", String(Math.ceil(Math.sqrt(answer.n))));
   showDownload("download-sheet", answer.picture, `samples-seed${answer.seed}-n${answer.n}.png`);
   state.walkStart = null;
@@ -138,6 +177,8 @@ function onSampleClick(ref, src, label, cell) {
   } else if (mode === "slide") {
     state.slideBase = { ref, src, label };
     resetSliders();
+  } else if (mode === "classes") {
+    showClasses(ref, label);
   } else {
     state.groups[mode].push({ ref, src, label });
     cell.classList.add(`in-${mode}`);
@@ -146,10 +187,14 @@ function onSampleClick(ref, src, label, cell) {
 }
 
 // ------------------------------------------------------------------ walks
-async function runWalk(a, b, label) {
-  const answer = await api("/api/walk", { a, b, steps: numberOf("walk-steps"), method: $("walk-method").value }, "walk");
+// endClass (conditional models): the class input also moves from the selector's class to endClass.
+async function runWalk(a, b, label, endClass = null) {
+  const body = { a, b, steps: numberOf("walk-steps"), method: $("walk-method").value, ...classField() };
+  if (endClass !== null) body.end_class = endClass;
+  const answer = await api("/api/walk", body, "walk");
   if (!answer) return;
-  $("walk-ends").textContent = label;
+  state.lastWalk = { a, b, label, endClass };
+  $("walk-ends").textContent = endClass === null ? label : `${label}: class ${className(answer.class)} → ${className(endClass)}`;
   $("walk-images").replaceChildren(...answer.images.map((src, i) => {
     const img = document.createElement("img");
     img.src = src;
@@ -160,6 +205,27 @@ async function runWalk(a, b, label) {
   showDownload("download-walk", answer.picture);
   showDownload("download-walk-gif", answer.gif);
   $("walk").scrollIntoView({ behavior: "smooth", block: "nearest" });
+}
+
+// ------------------------------------------------------------------ one z in every class
+async function showClasses(ref, label) {
+  const answer = await api("/api/classes", { base: ref }, "every class");
+  if (!answer) return;
+  $("classes-images").replaceChildren(...answer.images.map((src, k) => {
+    const cell = document.createElement("div");
+    cell.className = "cell";
+    cell.title = `${label} in class ${answer.classes[k]}: click to walk to it`;
+    const img = document.createElement("img");
+    img.src = src;
+    img.alt = `sample ${label} in class ${answer.classes[k]}`;
+    const tag = document.createElement("span");
+    tag.textContent = answer.classes[k];
+    cell.append(img, tag);
+    cell.addEventListener("click", () => runWalk(ref, ref, label, k));
+    return cell;
+  }));
+  showDownload("download-classes", answer.picture);
+  $("classes").scrollIntoView({ behavior: "smooth", block: "nearest" });
 }
 
 // ------------------------------------------------------------------ arithmetic
@@ -187,6 +253,7 @@ async function runArithmetic() {
     c: state.groups.c.map((g) => g.ref),
     noise: numberOf("noise"),
     noise_seed: numberOf("noise-seed"),
+    ...classField(),
   };
   const answer = await api("/api/arithmetic", body, "arithmetic");
   if (!answer) return;
@@ -208,11 +275,13 @@ async function runInvert() {
   const file = $("invert-file").files[0];
   if (!file) { showError("invert: choose an image file first"); return; }
   const query = new URLSearchParams({ restarts: $("invert-restarts").value, steps: $("invert-steps").value });
+  if (conditional() && $("invert-class").value !== "") query.set("class", $("invert-class").value);  // none: inferred
   const answer = await api(`/api/invert?${query}`, file, "inversion", { raw: true, contentType: file.type || "application/octet-stream" });
   if (!answer) return;
   showImage("invert-target", answer.target);
   showImage("invert-image", answer.image);
-  $("invert-score").textContent = `reconstruction MSE ${answer.mse.toFixed(4)}, PSNR ${answer.psnr.toFixed(1)} dB; added to “your images” above`;
+  const found = answer.inferred ? `, class ${answer.class_name} (inferred)` : "";
+  $("invert-score").textContent = `reconstruction MSE ${answer.mse.toFixed(4)}, PSNR ${answer.psnr.toFixed(1)} dB${found}; added to “your images” above`;
   showDownload("download-invert", answer.picture, `inversion-${file.name.replace(/\.[^.]*$/, "")}.png`);
   pin(answer.image, answer.latent, `inv ${file.name}`.slice(0, 14));
 }
@@ -222,19 +291,22 @@ let slideTimer = null;
 let slideInFlight = false;
 let slidePending = false;
 
+// A conditional model has directions per class: they are loaded again for a new class, the positions kept.
 async function loadSliders() {
-  const answer = await api("/api/directions", undefined, "principal directions");
+  const query = conditional() ? `?class=${$("class").value}` : "";
+  const answer = await api(`/api/directions${query}`, undefined, "principal directions");
   if (!answer) return;
+  const previous = amounts();
   $("slider-list").replaceChildren(...answer.explained.map((share, k) => {
     const label = document.createElement("label");
     const name = document.createElement("span");
     name.textContent = `direction ${k + 1} (${(100 * share).toFixed(1)}%)`;
     const input = document.createElement("input");
-    Object.assign(input, { type: "range", min: "-3", max: "3", step: "0.1", value: "0" });
+    Object.assign(input, { type: "range", min: "-3", max: "3", step: "0.1", value: String(previous[k] ?? 0) });
     input.dataset.k = String(k);
     input.setAttribute("aria-label", `direction ${k + 1}`);
     const value = document.createElement("output");
-    value.textContent = "0.0";
+    value.textContent = Number(input.value).toFixed(1);
     input.addEventListener("input", () => { value.textContent = Number(input.value).toFixed(1); scheduleSlide(); });
     label.append(name, input, value);
     return label;
@@ -256,7 +328,7 @@ async function runSlide() {
   if (slideInFlight) { slidePending = true; return; }
   slideInFlight = true;
   try {
-    const answer = await api("/api/slide", { base: state.slideBase.ref, amounts: amounts() }, "sliders");
+    const answer = await api("/api/slide", { base: state.slideBase.ref, amounts: amounts(), ...classField() }, "sliders");
     if (answer) {
       showImage("slide-image", answer.image);
       showDownload("download-slide", answer.image, `slider-${state.slideBase.label}.png`);
@@ -292,7 +364,9 @@ async function start() {
   if (!info) return;
   state.info = info;
   $("model-info").textContent = `${info.checkpoint} · step ${info.step} · ${info.image_size}×${info.image_size}×${info.channels}`
-    + ` · z ${info.z_dim} (${info.prior})${info.data ? ` · trained on ${info.data}` : ""}`;
+    + ` · z ${info.z_dim} (${info.prior})${info.data ? ` · trained on ${info.data}` : ""}`
+    + (info.conditional ? ` · ${info.classes.length} classes (${info.conditioning})` : "");
+  setUpClasses(info);
   $("count").max = String(info.limits.max_samples);
   $("walk-steps").max = String(info.limits.max_walk_steps);
   await showSheet();
