@@ -249,3 +249,10 @@ def test_cli_trains_a_conditional_run_from_class_folders(tmp_path, capsys):
     assert mc.class_names == ("bright", "dark") and mc.conditioning == "concat"
     # A conditional run cannot be resumed as anything else.
     assert main(["train", "--resume", str(out), "--conditioning", "projection", "--steps", "5"]) == 2
+
+
+def test_the_probe_and_filters_read_a_conditional_d_without_labels(conditional_run, tmp_path):
+    """The probe's features and the filter views take D on images alone (no class information)."""
+    assert main(["probe", str(conditional_run), "--labels-per-class", "5", "--max-test", "200", "--device", "cpu"]) == 0
+    assert main(["filters", str(conditional_run), "--out", str(tmp_path / "filters.png"), "--device", "cpu"]) == 0
+    assert (tmp_path / "filters.png").stat().st_size > 0

@@ -100,8 +100,11 @@ def _first_conv(module: nn.Module) -> nn.Module:
 
 
 def discriminator_filters(D: Discriminator, min_size: int = 24, padding: int = 2) -> Image.Image:
-    """D's first convolution, the one that reads pixels: one filter per first-layer channel."""
-    return first_layer_filters(_first_conv(D.blocks[0]), min_size=min_size, padding=padding)
+    """D's first convolution, the one that reads pixels: one filter per first-layer channel.
+
+    A concat-conditional D's first convolution also reads the label maps; only its image channels are shown."""
+    weight = _first_conv(D.blocks[0]).weight.detach()  # (out, channels [+ num_classes], k, k)
+    return first_layer_filters(weight[:, : D.config.channels], min_size=min_size, padding=padding)
 
 
 def generator_filters(G: Generator, min_size: int = 24, padding: int = 2) -> Image.Image:
@@ -159,6 +162,7 @@ def activation_maps(
     out: list[torch.Tensor] = []
     with evaluating(D):
         for x in unit_batches(images_uint8, batch_size, device):  # (B, C, H, W) in [-1, 1]
+            x = D.join(x, None)  # a concat-conditional D reads zero label maps beside the image: no class
             for block in D.blocks[: layer + 1]:
                 x = block(x)  # after block i: (B, c_i, H / 2^(i+1), W / 2^(i+1))
             out.append(x.index_select(1, idx).float().cpu())  # (B, len(channels), h, w)
