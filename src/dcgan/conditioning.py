@@ -180,7 +180,7 @@ CONDITIONING: dict[str, ConditioningMethod] = {
         d_projection=ProjectionTerm,
     ),
 }
-DEFAULT_CONDITIONING = "concat"  # learned the class far sooner on MNIST and CIFAR-10 (README, "Class-conditional models")
+DEFAULT_CONDITIONING = "concat"  # learned the class sooner on MNIST and CIFAR-10 (README, "Class-conditional models")
 
 # The unconditional pair: the same slots, filled with pass-throughs and plain batch norm.
 _NONE = ConditioningMethod(
