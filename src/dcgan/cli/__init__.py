@@ -4,7 +4,7 @@ Commands are looked up by name in COMMANDS; each has a `--help` with an example.
 User mistakes end in one line on stderr and a non-zero exit, never a traceback.
 
 One module per command group (train, generate, export, data, evaluate, explore,
-serve, report), each with a COMMANDS dict of `Command`s; `common` holds the
+discriminator, serve, report), each with a COMMANDS dict of `Command`s; `common` holds the
 parser class, the typed option converters, the exit codes and shared helpers.
 """
 
@@ -16,7 +16,7 @@ import sys
 from .. import __version__
 from ..distributed import cleanup
 from ..errors import DCGANError
-from . import data, evaluate, explore, export, generate, report, serve, train
+from . import data, discriminator, evaluate, explore, export, generate, report, serve, train
 from .common import (
     EXIT_EXPORT_MISMATCH,
     EXIT_INTERRUPTED,
@@ -46,7 +46,8 @@ COMMANDS: dict[str, Command] = {
     **export.COMMANDS,  # export
     **data.COMMANDS,  # data
     **evaluate.COMMANDS,  # evaluate, evaluator
-    **explore.COMMANDS,  # sheet, interpolate, arithmetic, invert, neighbors, probe, filters
+    **explore.COMMANDS,  # sheet, interpolate, arithmetic, invert, neighbors
+    **discriminator.COMMANDS,  # probe, filters
     **serve.COMMANDS,  # serve
     **report.COMMANDS,  # report
 }

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from ..data import ImageData, load_dataset
 from ..errors import ConfigError
+from ..rundir import RunDir
 from ..sampling import MAX_SEED
 from ..training import resolve_device
 from ..training.config import DEVICE
@@ -89,6 +91,21 @@ def _checkpoint_data(ckpt, args: argparse.Namespace, split: str) -> ImageData:
     name, data_dir = _data_source(ckpt, args)
     mc = ckpt.model_config
     return load_dataset(name, data_dir, image_size=mc.image_size, channels=mc.channels, split=split)
+
+
+def _explore_dir(ckpt) -> Path:
+    """RUN_DIR/explore of the checkpoint's run directory (or of the file's own folder, outside a run)."""
+    return RunDir.of_checkpoint(ckpt.path).explore_dir
+
+
+def _explore_path(ckpt, args: argparse.Namespace, default: str) -> Path:
+    """--out, or RUN_DIR/explore/NAME for a checkpoint inside a run directory."""
+    if args.out:
+        out = Path(args.out)
+        if out.suffix.lower() not in IMAGE_SUFFIXES:
+            raise ConfigError(f"--out {args.out}: use an image file ({', '.join(IMAGE_SUFFIXES)})")
+        return out
+    return _explore_dir(ckpt) / default
 
 
 def _add_device(p: argparse.ArgumentParser) -> None:

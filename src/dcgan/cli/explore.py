@@ -1,8 +1,8 @@
-"""Exploring a generator and looking inside it.
+"""Exploring a generator's latent space.
 
 The latent space: `dcgan sheet`, `interpolate`, `arithmetic`, `invert`, `neighbors`.
-Seeing inside: `dcgan probe` (the paper's section 5.1) and `dcgan filters`.
-Pictures and reports go to RUN_DIR/explore/ unless --out or --json says otherwise.
+(Seeing inside D, `dcgan probe` and `filters`, is in `discriminator`.)
+Pictures go to RUN_DIR/explore/ unless --out says otherwise.
 
 With a class-conditional model every latent command takes --class (a name or an
 index). Without it, a sheet's sample i is drawn in class i mod K (balanced), so
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import time
 from pathlib import Path
 
 import torch
@@ -24,17 +23,13 @@ from ..checkpoint import load_checkpoint
 from ..errors import ConfigError
 from ..fileio import atomic_write_bytes
 from ..figures import arithmetic_figure, inversion_figure, neighbors_figure, numbered_sheet, stack_vertical, titled, walk_figure, walk_frames
-from ..filters import discriminator_filters, generator_filters, top_activation_figure
 from ..imagefiles import DecodeError, decode_image
 from ..imaging import save_gif, save_image_atomic
 from ..latent import INTERPOLATIONS, class_walk, interpolate, invert, latent_sheet, nearest_neighbors, pick, sheet_labels, vector_arithmetic
 from ..metrics.classifier import default_evaluator_path
 from ..metrics.extractors import build_extractor
-from ..probe import run_probe
-from ..rundir import RunDir
-from ..sampling import generate, with_real_statistics
+from ..sampling import generate
 from .common import (
-    IMAGE_SUFFIXES,
     MAX_GENERATE,
     Command,
     _add_device,
@@ -43,7 +38,7 @@ from .common import (
     _checkpoint_data,
     _data_source,
     _device,
-    _nonnegative_int,
+    _explore_path,
     _positive_float,
     _positive_int,
     _seed,
@@ -98,21 +93,6 @@ def _add_sheet_source(p: argparse.ArgumentParser, class_help: str | None = None)
 
 def _add_out(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument("--out", default=None, metavar="FILE.png", help=f"picture to write (default RUN_DIR/explore/{default})")
-
-
-def _explore_dir(ckpt) -> Path:
-    """RUN_DIR/explore of the checkpoint's run directory (or of the file's own folder, outside a run)."""
-    return RunDir.of_checkpoint(ckpt.path).explore_dir
-
-
-def _explore_path(ckpt, args: argparse.Namespace, default: str) -> Path:
-    """--out, or RUN_DIR/explore/NAME for a checkpoint inside a run directory."""
-    if args.out:
-        out = Path(args.out)
-        if out.suffix.lower() not in IMAGE_SUFFIXES:
-            raise ConfigError(f"--out {args.out}: use an image file ({', '.join(IMAGE_SUFFIXES)})")
-        return out
-    return _explore_dir(ckpt) / default
 
 
 def _load_for_latent(args: argparse.Namespace):
@@ -437,100 +417,10 @@ def _run_neighbors(args: argparse.Namespace) -> int:
     return 0
 
 
-# --------------------------------------------------------------------------- #
-# Seeing inside: dcgan probe | filters
-# --------------------------------------------------------------------------- #
-PROBE_EXAMPLES = """examples:
-  dcgan probe runs/mnist --labels-per-class 100               # D features + linear SVM vs pixels and a random D
-  dcgan probe runs/cifar --data cifar10 --data-dir ../shared/data/cifar10-partial --labels-per-class 100
-"""
-
-FILTERS_EXAMPLES = """examples:
-  dcgan filters runs/mnist                                    # first-layer filters of D and G
-  dcgan filters runs/mnist --layer 1 --channels 0,5,9 --top-k 6   # images that excite D's channels most
-"""
-
-
-def _add_probe_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", metavar="CKPT", help="a run directory (its latest checkpoint) or a checkpoint file")
-    p.add_argument("--data", default=None, metavar="NAME_OR_PATH", help="labelled data with a test split (default: the checkpoint's)")
-    p.add_argument("--data-dir", default=None, metavar="DIR")
-    p.add_argument("--labels-per-class", type=_checked(int, lambda v: 1 <= v <= 100_000, "a whole number from 1 to 100000"), default=100, metavar="N",
-                   help="labelled training images per class (default 100)")
-    p.add_argument("--max-test", type=_positive_int, default=None, metavar="N", help="score a seeded subset of N test images (default: all)")
-    p.add_argument("--seed", type=_seed, default=0, help="chooses the labelled images, the validation split and the random D")
-    p.add_argument("--no-baselines", action="store_true", help="skip the pixel and random-D baselines")
-    p.add_argument("--json", default=None, metavar="FILE", help="where to write the report (default RUN_DIR/explore/probe-N.json)")
-    _add_device(p)
-
-
-def _run_probe(args: argparse.Namespace) -> int:
-    ckpt = load_checkpoint(args.checkpoint)
-    if not ckpt.has("D"):
-        raise ConfigError(f"{ckpt.path} holds no discriminator to probe")
-    train, test = _checkpoint_data(ckpt, args, "train"), _checkpoint_data(ckpt, args, "test")
-    D = ckpt.build_discriminator(_device(args.device))
-    print(f"probing D of {ckpt.path} (step {ckpt.step}) on {train.name}: {args.labels_per_class} labels per class ...", flush=True)
-    start = time.perf_counter()
-    report = run_probe(D, train, test, args.labels_per_class, seed=args.seed, baselines=() if args.no_baselines else ("pixels", "random_d"),
-                       max_test=args.max_test)
-    print(report.table())
-    print(f"({time.perf_counter() - start:.1f} s in all)")
-    out = Path(args.json) if args.json else _explore_dir(ckpt) / f"probe-{args.labels_per_class}.json"
-    atomic_write_bytes(out, (json.dumps({"checkpoint": str(ckpt.path), "step": ckpt.step, "data": train.name, **report.to_dict()}, indent=2) + "\n").encode())
-    print(f"report: {out}")
-    return 0
-
-
-def _add_filters_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", metavar="CKPT", help="a run directory (its latest checkpoint) or a checkpoint file")
-    p.add_argument("--layer", type=_nonnegative_int, default=0, help="D block whose channels to show (0 = the first, image side)")
-    p.add_argument("--channels", default="0,1,2,3,4,5,6,7", metavar="I,J,...", help="channels of that block (default 0..7)")
-    p.add_argument("--top-k", type=_checked(int, lambda v: 1 <= v <= 32, "a whole number from 1 to 32"), default=6, help="images per channel (default 6)")
-    p.add_argument("--data", default=None, metavar="NAME_OR_PATH", help="real images to search (default: the checkpoint's training data)")
-    p.add_argument("--data-dir", default=None, metavar="DIR")
-    p.add_argument("--num-images", type=_positive_int, default=5000, metavar="N", help="search a seeded subset of N images (default 5000)")
-    p.add_argument("--seed", type=_seed, default=0)
-    p.add_argument("--out", default=None, metavar="FILE.png", help="the figure (default RUN_DIR/explore/filters.png)")
-    _add_device(p)
-    _add_raw_g(p)
-
-
-def _run_filters(args: argparse.Namespace) -> int:
-
-    try:
-        channels = [int(c) for c in args.channels.split(",") if c.strip()]
-    except ValueError:
-        raise ConfigError(f"--channels {args.channels!r}: give channel numbers like 0,3,7") from None
-    if not channels:
-        raise ConfigError("--channels needs at least one channel number")
-    ckpt = load_checkpoint(args.checkpoint)
-    out = _explore_path(ckpt, args, "filters.png")
-    device = _device(args.device)
-    D, G = ckpt.build_discriminator(device), ckpt.build_generator(device, raw=args.raw_g)
-    data = _checkpoint_data(ckpt, args, "train")
-    if data.images is None:
-        raise ConfigError("filters needs the data in memory; this dataset streams from disk")
-    pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(args.seed))[: args.num_images].sort().values
-    images = data.images[pick]
-    D = with_real_statistics(D, data.images, seed=args.seed)  # D reads real images: BN statistics of real batches
-    panels = [
-        titled(discriminator_filters(D), f"D, first layer: {D.config.hidden_widths()[0]} filters", size=12),
-        titled(generator_filters(G), "G, output layer", size=12),
-        titled(top_activation_figure(D, images, args.layer, channels, args.top_k),
-               f"D block {args.layer}: the {args.top_k} of {len(images)} training images that excite each channel most, with its activation map", size=12),
-    ]
-    save_image_atomic(stack_vertical(panels, gap=16), out)
-    print(f"wrote {out}")
-    return 0
-
-
 COMMANDS = {
     "sheet": Command("a numbered grid of samples, to pick exemplars by index", SHEET_EXAMPLES, _add_sheet_args, _run_sheet),
     "interpolate": Command("walks between latent points, as a grid and a GIF (linear or spherical)", INTERPOLATE_EXAMPLES, _add_interpolate_args, _run_interpolate),
     "arithmetic": Command("vector arithmetic on z: mean(A) - mean(B) + mean(C), with the paper's noise grid", ARITHMETIC_EXAMPLES, _add_arithmetic_args, _run_arithmetic),
     "invert": Command("find the z whose image best reconstructs a real image", INVERT_EXAMPLES, _add_invert_args, _run_invert),
     "neighbors": Command("nearest training images of generated samples: a memorisation check", NEIGHBORS_EXAMPLES, _add_neighbors_args, _run_neighbors),
-    "probe": Command("the paper's section 5.1: D's features + a linear SVM, against pixels and a random D", PROBE_EXAMPLES, _add_probe_args, _run_probe),
-    "filters": Command("D's and G's first-layer filters, and the images that excite chosen D channels", FILTERS_EXAMPLES, _add_filters_args, _run_filters),
 }

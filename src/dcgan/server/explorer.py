@@ -1,54 +1,31 @@
-"""`dcgan serve`: a local web page for exploring a trained generator.
+"""The model side of `dcgan serve`: `Explorer` and the limits it checks, pure of HTTP.
 
-Two layers:
-
-* `Explorer` holds the generator and does the work: numbered sample grids,
-  walks, vector arithmetic with its noise grid, inversion of an uploaded image
-  and moves along principal directions. Every method takes plain values,
-  checks them against `ServeLimits` (a `ConfigError` with one line when they
-  are out of bounds) and returns a JSON-ready dict whose pictures are PNG data
-  URLs. Nothing here touches the filesystem.
-* `create_app` puts a FastAPI application over it: strict request types, a
-  body-size limit, a Host check, one request on the model at a time, and every
-  failure answered as `{"error": "one line"}` with a 4xx (or 503 when busy).
-
-A latent point travels between page and server as a *reference*: either a
-sheet cell `{"seed": S, "n": N, "index": i}` (index i of the `N` vectors drawn
-with seed `S`, the numbering of `dcgan sheet --seed S -n N`) or an explicit
-vector `{"z": [...]}` (an inverted image, a slider position).
-
-A class-conditional model draws each z in a class. Every request that draws
-takes `"class"` (an index; `/api/info` lists the names), and the references the
-server hands out carry the class they were drawn in (`{"seed", "n", "index",
-"class"}`, `{"z", "class"}`), so a reference sent back alone draws the same
-image. A request's `"class"` wins over its references': the page sends the
-class its selector shows, and the z keeps the style. A walk's `"end_class"`
-moves the class input along the walk too (from a point to itself: a walk
-across classes at a fixed z), and `/api/classes` draws one z in every class.
-An unconditional model refuses any class, and its answers are those it always gave.
+`Explorer` holds the generator and does the work: numbered sample grids, walks,
+vector arithmetic with its noise grid, inversion of an uploaded image and moves
+along principal directions. Every method takes plain values, checks them against
+`ServeLimits` (a `ConfigError` with one line when they are out of bounds) and
+returns a JSON-ready dict whose pictures are PNG data URLs. Nothing here touches
+the filesystem. `ModelGate` keeps one request at a time on the model (`Busy` when
+the queue is full); the references and classes are described in `dcgan.server`.
 """
 
-# No `from __future__ import annotations`: FastAPI reads the request models defined inside
-# create_app from the endpoint annotations, which must therefore be real classes, not strings.
 import base64
 import io
-import socket
 import threading
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from importlib import resources
-from typing import Annotated, Iterator, Literal
+from typing import Iterator
 
 import torch
 from PIL import Image
 
-from .checkpoint import Checkpoint
-from .conditioning import resolve_class
-from .errors import ConfigError, DCGANError
-from .figures import arithmetic_figure, inversion_figure, labelled_grid, numbered_sheet, walk_figure, walk_frames
-from .imagefiles import DecodeError, decode_image
-from .imaging import grid_image, tensor_to_pil
-from .latent import (
+from ..checkpoint import Checkpoint
+from ..conditioning import resolve_class
+from ..errors import ConfigError
+from ..figures import arithmetic_figure, inversion_figure, labelled_grid, numbered_sheet, walk_figure, walk_frames
+from ..imagefiles import DecodeError, decode_image
+from ..imaging import grid_image, tensor_to_pil
+from ..latent import (
     INTERPOLATIONS,
     PrincipalDirections,
     class_walk,
@@ -60,13 +37,9 @@ from .latent import (
     principal_directions,
     vector_arithmetic,
 )
-from .sampling import MAX_SEED, generate
+from ..sampling import MAX_SEED, generate
 
-__all__ = ["ServeLimits", "Explorer", "ModelGate", "Busy", "create_app", "bind_socket", "serve", "running", "LOOPBACK_HOSTS"]
-
-
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")  # a Host header writes IPv6 in brackets
-JSON_BODY_LIMIT = 1 << 20  # bytes of a JSON request: a few thousand numbers at most are ever needed
+__all__ = ["ServeLimits", "Busy", "ModelGate", "Explorer"]
 
 
 @dataclass(frozen=True)
@@ -380,316 +353,3 @@ class Explorer:
         z = move_along(self.resolve(base), d.directions, amounts, self.config.prior)
         image = generate(self.G, z.unsqueeze(0), label)[0]
         return _with_class({"image": _png(image), "latent": _z_ref(z, label)}, label)
-
-
-# --------------------------------------------------------------------------- #
-# The web application
-# --------------------------------------------------------------------------- #
-def create_app(explorer: Explorer, allowed_hosts: tuple[str, ...] | None = LOOPBACK_HOSTS):
-    """The FastAPI application: the page at `/`, its files at `/static`, the JSON API under `/api`.
-
-    `allowed_hosts` are the Host headers accepted (None: any). Bound to the loopback
-    interface, only local names are accepted, so a web page elsewhere cannot reach
-    the server through a DNS name that points at 127.0.0.1 (DNS rebinding).
-    """
-    from fastapi import FastAPI, Query, Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import FileResponse, JSONResponse
-    from fastapi.staticfiles import StaticFiles
-    from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
-    from starlette.concurrency import run_in_threadpool
-    from starlette.exceptions import HTTPException
-    from starlette.middleware.trustedhost import TrustedHostMiddleware
-
-    limits = explorer.limits
-    gate = ModelGate(limits.max_waiting, limits.wait_timeout_s)
-    web = resources.files("dcgan") / "web"
-
-    # Request bodies. Types are strict (a seed of 1.5 or "3" is refused, not rounded or parsed);
-    # the bounds that `dcgan serve` lets the user set are checked by the Explorer.
-    Seed = Annotated[StrictInt, Field(ge=0, le=MAX_SEED)]
-    Number = Annotated[StrictFloat, Field(allow_inf_nan=False)]
-    # "class" is a Python keyword: the field is class_, spelled "class" in JSON. Its range is the Explorer's to check.
-    Class = Annotated[StrictInt | None, Field(alias="class")]
-
-    class Body(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-
-    class LatentRef(Body):
-        seed: Seed | None = None
-        n: StrictInt | None = None
-        index: StrictInt | None = None
-        z: Annotated[list[Number], Field(max_length=4096)] | None = None
-        class_: Class = None  # the class the point was drawn in (a conditional model)
-
-        @model_validator(mode="after")
-        def _one_form(self):
-            cell = [v is not None for v in (self.seed, self.n, self.index)]
-            if (self.z is not None) == any(cell) or (any(cell) and not all(cell)):
-                raise ValueError('a latent point is either {"seed", "n", "index"} (a sample of a grid) or {"z": [...]}')
-            return self
-
-    Group = Annotated[list[LatentRef], Field(max_length=1024)]
-
-    class SheetRequest(Body):
-        seed: Seed
-        n: StrictInt = 64
-        class_: Class = None
-
-    class WalkRequest(Body):
-        a: LatentRef
-        b: LatentRef
-        steps: StrictInt = 10
-        method: Literal["spherical", "linear"] = "spherical"
-        class_: Class = None
-        end_class: StrictInt | None = None  # the class input moves from "class" to it along the walk
-
-    class ArithmeticRequest(Body):
-        a: Group
-        b: Group
-        c: Group
-        noise: Number = 0.25
-        noise_seed: Seed = 0
-        class_: Class = None
-
-    class SlideRequest(Body):
-        base: LatentRef
-        amounts: Annotated[list[Number], Field(max_length=4096)]
-        class_: Class = None
-
-    class ClassesRequest(Body):
-        base: LatentRef
-
-    def ref(r: LatentRef) -> dict:  # {"seed", "n", "index", "z", "class"}
-        return r.model_dump(by_alias=True)
-
-    app = FastAPI(title="dcgan explorer", docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json")
-
-    # Errors: one line each, as {"error": ...} -------------------------------------------
-    def _error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError):
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query"))
-        message = first.get("msg", "invalid request").removeprefix("Value error, ")
-        if first.get("type") == "json_invalid":
-            return _error(400, "the request body is not valid JSON")
-        return _error(422, f"{where}: {message}" if where else message)
-
-    @app.exception_handler(HTTPException)
-    async def _http(request: Request, exc: HTTPException):
-        return _error(exc.status_code, str(exc.detail))
-
-    @app.exception_handler(DCGANError)
-    async def _user(request: Request, exc: DCGANError):
-        return _error(400, str(exc).splitlines()[0])
-
-    @app.exception_handler(Busy)
-    async def _busy(request: Request, exc: Busy):
-        return _error(503, str(exc))
-
-    @app.exception_handler(Exception)
-    async def _bug(request: Request, exc: Exception):  # a bug: logged with its traceback by the server, one line here
-        return _error(500, f"internal error ({type(exc).__name__}); the server keeps running")
-
-    def on_model(fn, *args, **kwargs):
-        with gate():
-            return fn(*args, **kwargs)
-
-    # The page ---------------------------------------------------------------------------
-    @app.get("/", include_in_schema=False)
-    def page():
-        return FileResponse(str(web / "index.html"), media_type="text/html")
-
-    app.mount("/static", StaticFiles(directory=str(web)), name="static")
-
-    # The API ----------------------------------------------------------------------------
-    @app.get("/api/info")
-    def info() -> dict:
-        return explorer.info()
-
-    @app.post("/api/sheet")
-    def sheet(req: SheetRequest) -> dict:
-        return on_model(explorer.sheet, req.seed, req.n, req.class_)
-
-    @app.post("/api/walk")
-    def walk(req: WalkRequest) -> dict:
-        return on_model(explorer.walk, ref(req.a), ref(req.b), req.steps, req.method, req.class_, req.end_class)
-
-    @app.post("/api/classes")
-    def classes(req: ClassesRequest) -> dict:
-        return on_model(explorer.classes, ref(req.base))
-
-    @app.post("/api/arithmetic")
-    def arithmetic(req: ArithmeticRequest) -> dict:
-        groups = [[ref(r) for r in g] for g in (req.a, req.b, req.c)]
-        return on_model(explorer.arithmetic, *groups, noise=req.noise, noise_seed=req.noise_seed, label=req.class_)
-
-    @app.post("/api/invert")
-    async def invert_upload(
-        request: Request,
-        restarts: int = 4,  # query values arrive as text: plain int accepts "8" and refuses "1.5"
-        steps: int = 300,
-        seed: Annotated[int, Query(ge=0, le=MAX_SEED)] = 0,
-        class_: Annotated[int | None, Query(alias="class")] = None,  # none on a conditional model: inferred
-    ) -> dict:
-        data = await request.body()  # bounded by the body-size middleware below
-        if not data:
-            raise HTTPException(400, "send the image file as the request body")
-        return await run_in_threadpool(on_model, explorer.invert, data, restarts, steps, seed, class_)
-
-    @app.get("/api/directions")
-    def directions(class_: Annotated[int | None, Query(alias="class")] = None) -> dict:
-        return on_model(explorer.direction_info, class_)
-
-    @app.post("/api/slide")
-    def slide(req: SlideRequest) -> dict:
-        return on_model(explorer.slide, ref(req.base), req.amounts, req.class_)
-
-    # Middleware, plain ASGI (the last added runs first) ----------------------------------
-    app.add_middleware(SecurityHeaders)
-    upload_limit = limits.max_upload_bytes
-    app.add_middleware(BodyLimit, limit_for=lambda path: upload_limit if path == "/api/invert" else JSON_BODY_LIMIT)
-    if allowed_hosts is not None:
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
-    return app
-
-
-class SecurityHeaders:
-    """ASGI middleware adding the page's security headers to every response.
-
-    Plain ASGI rather than `@app.middleware("http")`: Starlette's BaseHTTPMiddleware reads
-    request bodies in a task of its own, where BodyLimit's 413 would escape the handlers.
-    """
-
-    HEADERS = [
-        # The page loads nothing from elsewhere; its pictures are data URLs.
-        (b"content-security-policy", b"default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
-                                     b"script-src 'self'; connect-src 'self'; frame-ancestors 'none'"),
-        (b"x-content-type-options", b"nosniff"),
-        (b"referrer-policy", b"no-referrer"),
-    ]
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-
-        async def send_with_headers(event):
-            if event["type"] == "http.response.start":
-                event = {**event, "headers": list(event.get("headers", [])) + self.HEADERS}
-            await send(event)
-
-        return await self.app(scope, receive, send_with_headers)
-
-
-class BodyLimit:
-    """ASGI middleware: refuse request bodies over a size limit with a 413, counting the bytes as they
-    arrive, so neither a false Content-Length nor a chunked upload gets more into memory."""
-
-    def __init__(self, app, limit_for):
-        self.app = app
-        self.limit_for = limit_for
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        from starlette.exceptions import HTTPException
-        from starlette.responses import JSONResponse
-
-        limit = self.limit_for(scope["path"])
-        message = f"the request body is over the {limit:,}-byte limit"
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            return await JSONResponse({"error": message}, status_code=413)(scope, receive, send)
-        received = 0
-
-        async def limited_receive():
-            nonlocal received
-            event = await receive()
-            if event["type"] == "http.request":
-                received += len(event.get("body", b""))
-                if received > limit:
-                    raise HTTPException(413, message)  # answered by the application's HTTPException handler
-            return event
-
-        return await self.app(scope, limited_receive, send)
-
-
-# --------------------------------------------------------------------------- #
-# Running it
-# --------------------------------------------------------------------------- #
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening socket on host:port (port 0: any free port), or a ConfigError saying why not."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise ConfigError(f"--host {host}: not an address of this machine ({exc.strerror})") from None
-    family, _, _, _, address = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(address)
-        sock.listen(128)
-    except OSError as exc:
-        sock.close()
-        reason = "already in use (pick another with --port, or --port 0 for any free one)" if exc.errno == 98 else exc.strerror
-        raise ConfigError(f"cannot listen on {host}:{port}: {reason}") from None
-    sock.set_inheritable(True)
-    return sock
-
-
-def url_of(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
-
-
-def _uvicorn(app, verbose: bool = False):
-    import uvicorn
-
-    return uvicorn.Server(uvicorn.Config(app, log_level="info" if verbose else "warning", access_log=verbose, lifespan="off"))
-
-
-def serve(app, sock: socket.socket, verbose: bool = False):
-    """Run `app` on a bound socket until Ctrl-C (uvicorn)."""
-    server = _uvicorn(app, verbose)
-    server.run(sockets=[sock])
-    return server
-
-
-@contextmanager
-def running(app, sock: socket.socket, start_timeout_s: float = 30.0) -> Iterator[str]:
-    """Serve `app` on `sock` from a background thread while the block runs; yields the page's URL.
-
-    For tests, benchmarks and scripts that drive the page from the same process.
-    """
-    server = _uvicorn(app)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    waited = threading.Event()
-    for _ in range(int(start_timeout_s / 0.02)):
-        if server.started or not thread.is_alive():
-            break
-        waited.wait(0.02)
-    if not server.started:
-        raise RuntimeError("the explorer's server did not start")
-    try:
-        yield url_of(sock)
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
-def is_loopback(host: str) -> bool:
-    if host in LOOPBACK_HOSTS:
-        return True
-    try:
-        import ipaddress
-
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
