@@ -238,3 +238,23 @@ def test_cifar_jpeg_archive_with_splits(cifar_jpg_tar):
     test = load_dataset(str(cifar_jpg_tar), image_size=32, split="test")
     assert test.images.shape == (10000, 3, 32, 32) and len(test.classes) == 10
     assert np.bincount(test.labels.numpy()).tolist() == [1000] * 10
+
+
+@pytest.mark.parametrize("mode,streams", [("w", True), ("w:gz", False)])
+def test_a_plain_tar_streams_like_a_zip_and_a_compressed_one_says_why_not(folder, tmp_path, mode, streams):
+    archive = tmp_path / ("pics.tar" if mode == "w" else "pics.tar.gz")
+    with tarfile.open(archive, mode) as tar:
+        tar.add(folder, arcname="pics")
+    memory = load_image_files(archive, 16, 3, cache=False)
+    assert open_source(archive).random_access is streams
+    if not streams:
+        with pytest.raises(DataError, match="compressed tar archive cannot stream.*uncompressed .tar or a .zip"):
+            load_image_files(archive, 16, 3, stream=True)
+        assert load_image_files(archive, 16, 3, max_memory_bytes=100, cache=False).images is not None  # too big, held anyway
+        return
+    streamed = load_image_files(archive, 16, 3, stream=True)
+    assert streamed.images is None and len(streamed) == len(memory) and streamed.classes == memory.classes
+    assert torch.equal(torch.stack([streamed.stream[i] for i in range(len(streamed))]), memory.images)
+    # DataLoader workers (forked processes) each open the archive themselves.
+    loader = torch.utils.data.DataLoader(streamed.stream, batch_size=4, num_workers=2)
+    assert torch.equal(torch.cat(list(loader)), memory.images)

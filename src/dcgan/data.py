@@ -464,10 +464,11 @@ def load_image_files(
     budget = max_memory_bytes if max_memory_bytes is not None else default_memory_budget()
     decoded_bytes = len(source) * channels * image_size * image_size
     if stream is None:
-        stream = decoded_bytes > budget and source.kind != "tar"
+        stream = decoded_bytes > budget and source.random_access
     if stream:
-        if source.kind == "tar":
-            raise DataError(f"{path}: a .tar archive cannot stream (no random access); unpack it or use a zip")
+        if not source.random_access:
+            raise DataError(f"{path}: a compressed tar archive cannot stream (gzip has no random access); "
+                            "unpack it, or use an uncompressed .tar or a .zip")
         # Quick pre-flight on a sample, since streamed files are only decoded during training.
         sample = random.Random(0).sample(range(len(source)), min(200, len(source)))
         failures = []

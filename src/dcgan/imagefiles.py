@@ -141,6 +141,7 @@ class ImageSource:
     split_used: str | None  # "train"/"test" when the source had such top-level folders
     fingerprint: str  # identifies the source's content (archive: sha256 of its bytes; folder: names, sizes, mtimes)
     _reader: Callable[[str], bytes] | None = field(default=None, repr=False)
+    random_access: bool = True  # any member read cheaply, so the source can stream; False for a compressed tar
 
     def __len__(self) -> int:
         return len(self.names)
@@ -262,18 +263,42 @@ def open_source(path: str | os.PathLike, split: str = "train") -> ImageSource:
 
         return ImageSource(path, "zip", names, [infos[n] for n in names], labels, classes, split_used, _hash_file(path), read_zip)
     if lower.endswith((".tar", ".tar.gz", ".tgz")):
-        with tarfile.open(path) as tar:
-            infos, members = {}, {}
+        # An uncompressed tar stores each member's bytes at a fixed offset: read them directly, like a zip.
+        # Mode "r:" opens uncompressed archives only; a compressed one is read through its decompressor.
+        try:
+            tar, plain = tarfile.open(path, "r:"), True
+        except tarfile.ReadError:
+            tar, plain = tarfile.open(path), False
+        with tar:
+            infos, members, offsets = {}, {}, {}
             for m in tar.getmembers():
                 name = _norm_member(m.name)
                 if not (_safe_member(name) and _has_image_extension(name)):
                     continue
-                if m.isfile():
-                    infos[name], members[name] = m.size, m.name
+                if m.isfile() and not m.issparse():
+                    infos[name], members[name], offsets[name] = m.size, m.name, m.offset_data
                 else:  # a later link or folder of the same name shadows the file: it is not an image file
                     infos.pop(name, None)
                     members.pop(name, None)
+                    offsets.pop(name, None)
         names, split_used, labels, classes = _split_and_labels(sorted(infos), split)
+
+        def read_plain_tar(name: str) -> bytes:
+            # One file handle per process (DataLoader workers fork): opened lazily, then a seek and a read.
+            key = os.getpid()
+            if key not in handle:
+                handle[key] = open(path, "rb")
+            f = handle[key]
+            f.seek(offsets[name])
+            data = f.read(infos[name])
+            if len(data) != infos[name]:
+                raise OSError(f"{name} is cut short in the archive")
+            return data
+
+        handle: dict = {}
+        if plain:
+            return ImageSource(path, "tar", names, [infos[n] for n in names], labels, classes, split_used, _hash_file(path),
+                               read_plain_tar)
 
         def read_tar(name: str) -> bytes:
             # Look the member up by its name as stored ("./a.png"), not the normalised one, and never follow links.
@@ -284,7 +309,8 @@ def open_source(path: str | os.PathLike, split: str = "train") -> ImageSource:
                 f = tar.extractfile(member)
                 return f.read() if f is not None else b""
 
-        return ImageSource(path, "tar", names, [infos[n] for n in names], labels, classes, split_used, _hash_file(path), read_tar)
+        return ImageSource(path, "tar", names, [infos[n] for n in names], labels, classes, split_used, _hash_file(path), read_tar,
+                           random_access=False)
     raise ValueError(f"{path} is neither a folder nor a .zip/.tar/.tar.gz archive")
 
 
