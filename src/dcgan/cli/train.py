@@ -13,6 +13,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from ..checkpoint import load_checkpoint
+from ..configfile import ConfigFile, read_config_file
 from ..data import DATASETS, dataset_stem, default_cache_dir
 from ..errors import ConfigError, DCGANError
 from ..models import ModelConfig
@@ -27,6 +28,8 @@ TRAIN_EXAMPLES = """examples:
   dcgan train                                   # digits bundled with scikit-learn, 32x32, a short CPU run
   dcgan train --data mnist --data-dir ../shared/data/mnist --epochs 1 --out runs/mnist
   dcgan train --resume runs/mnist --epochs 5    # continue exactly where it stopped
+  dcgan train --config runs/mnist/config.json --out runs/again   # repeat a run (same seed, same weights)
+  dcgan train --config mnist.toml --lr 1e-4     # options from a TOML file; the command line overrides it
 """
 
 CONFIGS = (ModelConfig, TrainConfig)  # every field of both is a flag, generated from its `option(...)`
@@ -48,6 +51,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                                 help="start from a named, measured configuration: "
                                 + "; ".join(f"{r.name}: {r.description}" for r in RECIPES.values())
                                 + " (options given as well override it)")
+    groups["data"].add_argument("--config", default=None, metavar="FILE",
+                                help="start from a TOML file of options ([model] / [train] tables or flat), or the "
+                                "config.json of an earlier run (or its folder) to repeat it; a --recipe is applied "
+                                "under the file, options given as well override both")
     groups["data"].add_argument("--data", default=None, metavar="NAME_OR_PATH",
                                 help=f"dataset: {', '.join(sorted(DATASETS))}, or a folder / .zip / .tar(.gz) of images (default: digits)")
     groups["training"].add_argument("--lr", type=POSITIVE_FLOAT.parse, default=None, metavar="LR",
@@ -89,6 +96,8 @@ def _run_train(args: argparse.Namespace) -> int:
         return _launch_torchrun(args.nproc, sys.argv[1:] if args.argv is None else args.argv)
     if int(os.environ.get("RANK", "0")) != 0:
         sys.stdout = open(os.devnull, "w")  # only rank 0 talks; the other processes print nothing but errors
+    if args.config is not None and args.resume is not None:
+        raise ConfigError("--config starts a new run and --resume continues one with its own settings: give one of them")
     if args.lr is not None:
         args.lr_g = args.lr if args.lr_g is None else args.lr_g
         args.lr_d = args.lr if args.lr_d is None else args.lr_d
@@ -130,10 +139,10 @@ def _resumed_trainer(args: argparse.Namespace) -> Trainer:
 
 def _new_trainer(args: argparse.Namespace) -> Trainer:
     """The trainer of a new run: every option given, the defaults of the configs for the rest."""
-    options = {f.name: getattr(args, f.name) for cls in CONFIGS for f in fields(cls) if getattr(args, f.name, None) is not None}
-    if args.recipe is not None:
-        options = {**_recipe_options(args), **options, "recipe": args.recipe}
-    data = args.data or options.pop("data", None) or "digits"
+    given = {f.name: getattr(args, f.name) for cls in CONFIGS for f in fields(cls) if getattr(args, f.name, None) is not None}
+    file = read_config_file(args.config) if args.config is not None else None
+    options = _layered_options(args, file, given)
+    data = options.pop("data", None) or "digits"
     if options.get("steps") is None and options.get("epochs") is None:
         options["epochs"] = DEFAULT_EPOCHS.get(data, 1)
     options.setdefault("seed", secrets.randbelow(2**31))  # random unless given, and recorded in the run
@@ -142,11 +151,13 @@ def _new_trainer(args: argparse.Namespace) -> Trainer:
         raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --out")
     trainer = Trainer.from_options(run_dir=run_dir, progress=not args.quiet, **{**options, "data": data})
     mc, loaded = trainer.model_config, trainer.data
+    if file is not None:
+        _check_against_file(file, trainer, data_overridden=args.data is not None, given=given)
     if loaded.skipped:
         first = "; ".join(f"{n}: {r}" for n, r in loaded.skipped[:2])
         print(f"skipped {len(loaded.skipped)} file(s) that could not be decoded ({first}); see: dcgan data check {data}")
     if loaded.stream is not None:
-        print(f"streaming {len(loaded)} images from disk (too large to hold decoded in memory)")
+        print(f"streaming {len(loaded)} images from disk, decoded batch by batch by the DataLoader workers")
     elif loaded.from_cache:
         print(f"decoded images read from the cache ({default_cache_dir()})")
     print(
@@ -157,16 +168,55 @@ def _new_trainer(args: argparse.Namespace) -> Trainer:
     return trainer
 
 
-def _recipe_options(args: argparse.Namespace) -> dict:
-    """The recipe's options, less its budget when the command line gives one."""
-    recipe = get_recipe(args.recipe)
-    if recipe.needs_data and args.data is None:
-        raise ConfigError(f"--recipe {recipe.name} is for your own images: give them with --data FOLDER_OR_ARCHIVE")
-    options = dict(recipe.options)
-    if args.steps is not None or args.epochs is not None:
-        options.pop("steps", None)
-        options.pop("epochs", None)
+def _layered_options(args: argparse.Namespace, file: ConfigFile | None, given: dict) -> dict:
+    """The options of a new run: defaults < recipe < config file < command line.
+
+    The recipe is the one the command line names, else the file's. A run's config.json already holds
+    every option resolved, so its recipe is only a recorded name and --recipe adds nothing to it.
+    A layer that sets a budget (steps or epochs) replaces the budget of the layers below.
+    """
+    layers = []
+    recipe_name = args.recipe or (file.options.get("recipe") if file is not None else None)
+    if file is not None and file.run_record and args.recipe is not None:
+        raise ConfigError(f"{file.path} is a run's config.json and holds every option already; drop --recipe")
+    if recipe_name is not None and not (file is not None and file.run_record):
+        recipe = get_recipe(recipe_name)
+        if recipe.needs_data and args.data is None and (file is None or "data" not in file.options):
+            raise ConfigError(f"--recipe {recipe.name} is for your own images: give them with --data FOLDER_OR_ARCHIVE")
+        layers.append(recipe.options)
+    if file is not None:
+        file_options = dict(file.options)
+        if args.data is not None and args.data != file_options.get("data"):
+            file_options.pop("data_dir", None)  # the file's folder belongs to the file's dataset, not to --data's
+        layers.append(file_options)
+    layers.append(given)
+    options: dict = {}
+    for layer in layers:
+        if "steps" in layer or "epochs" in layer:
+            options.pop("steps", None)
+            options.pop("epochs", None)
+        options.update(layer)
+    if recipe_name is not None:
+        options["recipe"] = recipe_name
     return options
+
+
+def _check_against_file(file: ConfigFile, trainer: Trainer, data_overridden: bool, given: dict) -> None:
+    """Say what the file set and what the command line changed; refuse data whose classes differ from the run's."""
+    changed = sorted(flag_of(f) for cls in CONFIGS for f in fields(cls) if f.name in given and f.name not in ("data", "recipe"))
+    if data_overridden:
+        changed.insert(0, "--data")
+    print(f"options from {file.path}" + (f", with {', '.join(changed)} from the command line" if changed else ""))
+    if data_overridden:
+        return  # other data: other classes and another fingerprint are what was asked for
+    classes = trainer.model_config.class_names
+    if file.class_names is not None and tuple(classes) != file.class_names:
+        raise ConfigError(
+            f"the data's classes ({', '.join(classes) or 'none'}) differ from those of {file.path} "
+            f"({', '.join(file.class_names)}); a conditional run needs the same classes"
+        )
+    if file.fingerprint and trainer.data.fingerprint() != file.fingerprint:
+        print(f"note: the data differs from the data {file.path} was trained on, so the run will not repeat it exactly")
 
 
 def _report(trainer: Trainer, result) -> int:
