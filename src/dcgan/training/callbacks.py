@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -93,26 +94,69 @@ class Callback:
 
 
 class MetricsLog(Callback):
-    """metrics.jsonl (every record) and TensorBoard scalars; remembers the last logged figures."""
+    """metrics.jsonl (every record) and, with --tensorboard, the same figures as TensorBoard scalars;
+    remembers the last logged figures.
+
+    TensorBoard tags: train/<figure> at each log point (loss_d, loss_g, d_real, d_fake, images_per_s, ...),
+    eval/<figure> at each --eval-every evaluation (fid, and the tracked conditional_accuracy or intra_fid with
+    their per-class values as eval/class_fid/<class> for up to MAX_CLASS_TAGS classes), health events as the
+    text `health`, and the run's config.json as the text `config` when each session starts.
+    """
 
     name = "metrics"
-    SCALARS = ("loss_d", "loss_g", "d_real", "d_fake", "images_per_s")
+    MAX_CLASS_TAGS = 32  # per-class evaluation figures become scalars only up to this many classes
 
     def __init__(self) -> None:
         self.last: dict = {}
 
+    def on_train_start(self, trainer):
+        board = trainer.tensorboard
+        if board is None:
+            return
+        if trainer.state.step > 0:  # resumed: what an earlier session logged after this checkpoint is logged again
+            purge_from(board, trainer.state.step + 1)
+        if trainer.run is not None and trainer.run.config.exists():
+            text = trainer.run.config.read_text()
+            board.add_text("config", "\n".join("    " + line for line in text.splitlines()), trainer.state.step)
+
     def on_log(self, trainer, record):
         self.last = record
         if trainer.tensorboard is not None:
-            for key in self.SCALARS:
-                trainer.tensorboard.add_scalar(key, record[key], record["step"])
-        self.on_event(trainer, record)
+            for key, value in self._numbers(record):
+                trainer.tensorboard.add_scalar(f"train/{key}", value, record["step"])
+        if trainer.run is not None:
+            trainer.run.append_metrics(record)
 
     def on_event(self, trainer, record):
         if trainer.run is not None:
             trainer.run.append_metrics(record)
-        if trainer.tensorboard is not None and "fid" in record:
-            trainer.tensorboard.add_scalar("fid", record["fid"], record["step"])
+        board = trainer.tensorboard
+        if board is None:
+            return
+        step = record["step"]
+        if "health" in record:  # a condition in words: no numbers to plot
+            text = f"step {step}: {record.get('message', record['health'])} ({record.get('action', '')})"
+            board.add_text("health", text + (f". Hint: {record['hint']}" if record.get("hint") else ""), step)
+            return
+        group = "eval" if "eval" in record or "fid" in record else "events"
+        for key, value in self._numbers(record, skip=("step", "epoch")):
+            board.add_scalar(f"{group}/{key}", value, step)
+
+    def on_rollback(self, trainer):
+        if trainer.tensorboard is not None:  # the steps after the restored checkpoint are trained (and logged) again
+            purge_from(trainer.tensorboard, trainer.state.step + 1)
+
+    def _numbers(self, record: dict, skip: tuple[str, ...] = ("step",)) -> list[tuple[str, float]]:
+        """(name, value) of each number in a record, and of each number in a small per-class dict as name/class."""
+        out = []
+        for key, value in record.items():
+            if key in skip:
+                continue
+            if _is_number(value):
+                out.append((key, float(value)))
+            elif isinstance(value, dict) and len(value) <= self.MAX_CLASS_TAGS:
+                out += [(f"{key}/{k}", float(v)) for k, v in value.items() if _is_number(v)]
+        return out
 
     def summary(self) -> dict:
         return {"last": dict(self.last)}
@@ -122,6 +166,18 @@ class MetricsLog(Callback):
 
     def load_state_dict(self, state: dict) -> None:
         self.last = dict(state.get("last") or {})
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)  # NaN too: a blown-up loss shows as one
+
+
+def purge_from(writer, step: int) -> None:
+    """Mark `step` as a restart in a TensorBoard log: TensorBoard then hides what the log holds at `step`
+    and later (a resumed or rolled-back run logs those steps again), as SummaryWriter(purge_step=) does."""
+    from tensorboard.compat.proto.event_pb2 import Event, SessionLog  # the tensorboard extra: present with a writer
+
+    writer.file_writer.add_event(Event(step=step, session_log=SessionLog(status=SessionLog.START)))
 
 
 class ProgressBar(Callback):
@@ -183,7 +239,8 @@ class ProgressBar(Callback):
 
 
 class SampleWriter(Callback):
-    """The fixed-noise grid: samples/step_XXXXXXX.png and samples.png, on its schedule and at the end."""
+    """The fixed-noise grid: samples/step_XXXXXXX.png and samples.png, on its schedule and at the end; with
+    --tensorboard also the grid, weight histograms and gradient norms at each write."""
 
     def __init__(self, schedule: Schedule) -> None:
         self.schedule = schedule
@@ -205,9 +262,24 @@ class SampleWriter(Callback):
         path = save_image_atomic(img, trainer.run.sample_grid(trainer.state.step))
         save_image_atomic(img, trainer.run.latest_samples)
         if trainer.tensorboard is not None:
-            trainer.tensorboard.add_image("samples", np.asarray(img.convert("RGB")), trainer.state.step, dataformats="HWC")
+            self._log_tensorboard(trainer, img)
         self.written_at = trainer.state.step
         return path
+
+    @staticmethod
+    def _log_tensorboard(trainer, img: Image.Image) -> None:
+        """The grid as the image `samples`; G's and D's weights as histograms G/<parameter>, D/<parameter>;
+        the norm of each one's gradients from the last iteration as the scalars grad_norm/G, grad_norm/D."""
+        board, step = trainer.tensorboard, trainer.state.step
+        board.add_image("samples", np.asarray(img.convert("RGB")), step, dataformats="HWC")  # (H, W, 3) uint8
+        for net, module in (("G", trainer.G), ("D", trainer.D)):
+            grads = []
+            for name, p in module.named_parameters():
+                board.add_histogram(f"{net}/{name}", p.detach().float(), step)
+                if p.grad is not None:
+                    grads.append(p.grad.detach().float().norm())
+            if grads:  # none before the first iteration of a session
+                board.add_scalar(f"grad_norm/{net}", torch.stack(grads).norm().item(), step)
 
 
 def sample_grid(trainer) -> Image.Image:
