@@ -28,6 +28,7 @@ import torch
 from .errors import DataError, first_line
 from .imagefiles import IMAGE_EXTENSIONS, DecodeError, ImageSource, decode_image, decode_source, open_source
 from .imaging import resize_uint8
+from .lsun import looks_like_lmdb, open_lmdb
 
 __all__ = [
     "ImageData",
@@ -163,13 +164,13 @@ def load_dataset(
         raise DataError(f"unknown split {split!r}: use train or test")
     spec = DATASETS.get(name)
     if spec is None:
-        if Path(name).exists() or any(sep in name for sep in "/\\") or Path(name).suffix:
+        if Path(name).exists() or any(sep in name for sep in "/\\") or Path(name).suffix or looks_like_lmdb(name):
             return load_image_files(
                 name, image_size or DEFAULT_FILES_SIZE, channels or DEFAULT_FILES_CHANNELS, split=split,
                 cache=cache, stream=stream, max_memory_bytes=max_memory_bytes, progress=progress,
             )
         known = ", ".join(sorted(DATASETS))
-        raise DataError(f"unknown dataset {name!r}: use one of {known}, or a folder or archive of images")
+        raise DataError(f"unknown dataset {name!r}: use one of {known}, or a folder, archive or LSUN lmdb of images")
     root = Path(data_dir) if data_dir is not None else None
     if root is not None and not root.exists():
         raise DataError(f"data directory {root} does not exist")
@@ -363,7 +364,10 @@ CACHE_FORMAT = "dcgan-decoded-v1"
 
 
 def default_memory_budget() -> int:
-    """Decoded datasets up to a quarter of physical memory are held in memory; larger ones stream."""
+    """Decoded datasets up to a quarter of physical memory are held in memory; larger ones stream.
+    $DCGAN_MEMORY_BUDGET (bytes) sets another limit: 0 streams every folder, zip and plain tar."""
+    if os.environ.get("DCGAN_MEMORY_BUDGET", "").strip().isdigit():
+        return int(os.environ["DCGAN_MEMORY_BUDGET"])
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
     except (ValueError, OSError, AttributeError):
@@ -451,10 +455,14 @@ def load_image_files(
     max_failed_fraction: float = MAX_FAILED_FRACTION,
     progress: bool = False,
 ) -> ImageData:
-    """Images from a folder (recursive) or a .zip/.tar/.tar.gz archive, labelled by sub-folder names."""
+    """Images from a folder (recursive) or a .zip/.tar/.tar.gz archive, labelled by sub-folder names,
+    or from an LSUN lmdb (unlabelled; always streamed: see lsun.py)."""
     path = Path(path)
     try:
-        source = open_source(path, split)
+        if looks_like_lmdb(path):
+            source, stream = open_lmdb(path), True
+        else:
+            source = open_source(path, split)
     except FileNotFoundError:
         raise DataError(f"{path} does not exist") from None
     except (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile, tarfile.TarError, IndexError) as exc:

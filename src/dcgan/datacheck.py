@@ -1,9 +1,10 @@
 """Pre-flight check of a dataset: what is there, what will fail, what training will do.
 
-`check_files` looks at every file of a folder or archive (formats, modes, sizes,
-duplicates by content hash, files that cannot be decoded); `check_named`
-summarises a registered dataset. Both return a `CheckReport`, whose `text()` is
-what `dcgan data check` prints. Nothing here writes files.
+`check_files` looks at every file of a folder or archive, or every entry of an LSUN
+lmdb (formats, modes, sizes, duplicates by content hash, files that cannot be
+decoded); `check_named` summarises a registered dataset. Both return a
+`CheckReport`, whose `text()` is what `dcgan data check` prints. Nothing here
+writes files.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from PIL import Image
 from .data import DATASETS, MAX_FAILED_FRACTION, load_dataset
 from .errors import DataError, first_line
 from .imagefiles import DecodeError, ImageSource, decode_image, open_source
+from .lsun import looks_like_lmdb, open_lmdb
 from .models import ModelConfig, check_models
 
 __all__ = ["CheckReport", "check_files", "check_named", "check_dataset"]
@@ -46,6 +48,7 @@ class CheckReport:
     class_counts: dict = field(default_factory=dict)
     split_used: str | None = None
     model_ok: str = ""  # a line about the G/D shape check
+    kind: str = ""  # "folder", "zip", "tar", "lmdb", or "" for a registered dataset
 
     @property
     def failed_fraction(self) -> float:
@@ -82,7 +85,7 @@ class CheckReport:
             counts = ", ".join(f"{c} {self.class_counts.get(i, 0)}" for i, c in enumerate(self.classes))
             lines.append(f"classes      {len(self.classes)}: {counts}")
         else:
-            lines.append("classes      none (no sub-folders)")
+            lines.append("classes      none (" + ("an lmdb is one category" if self.kind == "lmdb" else "no sub-folders") + ")")
         if self.duplicates:
             extra = sum(len(g) - 1 for g in self.duplicates)
             example = " = ".join(self.duplicates[0][:3])
@@ -110,14 +113,17 @@ def _model_line(image_size: int, channels: int) -> str:
 
 
 def check_files(path, image_size: int = 64, channels: int = 3, split: str = "train", sample: int | None = None, seed: int = 0) -> CheckReport:
-    """Open and decode every file of a folder or archive (or a random `sample` of them)."""
+    """Open and decode every file of a folder or archive, or every entry of an LSUN lmdb (or a random `sample`)."""
     try:
-        source: ImageSource = open_source(path, split)
+        source: ImageSource = open_lmdb(path) if looks_like_lmdb(path) else open_source(path, split)
+    except DataError:
+        raise
     except FileNotFoundError:
         raise DataError(f"{path} does not exist") from None
     except Exception as exc:
         raise DataError(f"cannot read {path}: {first_line(exc)}") from None
-    report = CheckReport(str(path), image_size, channels, total=len(source), classes=source.classes, split_used=source.split_used)
+    report = CheckReport(str(path), image_size, channels, total=len(source), classes=source.classes, split_used=source.split_used,
+                         kind=source.kind)
     report.model_ok = _model_line(image_size, channels)
     chosen = set(range(len(source)))
     if sample is not None and sample < len(source):
