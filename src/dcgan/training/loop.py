@@ -214,6 +214,8 @@ class Trainer:
                 while self.state.step < total and not self._should_stop():
                     if batches is None:
                         batches = self.feed.epoch_batches(self.state.epoch, self.state.batch_in_epoch)
+                    if self.dist.enabled:  # each process's noise from (seed, rank, step): a checkpoint at any step resumes exactly
+                        self.gan.reseed_for_step(self.state.step)
                     figures = self.gan.step(next(batches))
                     sums += torch.stack([figures[k] for k in FIGURES])
                     self.state.advance()
@@ -262,7 +264,6 @@ class Trainer:
         values = distributed.all_mean(sums / steps, self.dist).tolist()
         if self.dist.enabled:
             self.flags.stop_agreed = distributed.any_true(self.flags.stop_requested, self.dist, self.device)
-            self.gan.reseed_for_step(self.state.step)  # every possible save point is a reseed point: resume stays exact
         return {
             "step": self.state.step,
             "epoch": round(self.state.epoch_fraction, 4),
@@ -405,8 +406,6 @@ class Trainer:
             self.state.load_state_dict(ckpt.state)
         except (KeyError, ValueError, TypeError) as exc:
             raise CheckpointError(f"{ckpt.path} cannot be resumed: its training state is damaged ({first_line(exc)})") from None
-        if self.dist.enabled:
-            self.gan.reseed_for_step(self.state.step)  # as the uninterrupted run did at this step
         for callback in self.callbacks:
             if callback.name:
                 callback.load_state_dict(record.callbacks.get(callback.name) or {})

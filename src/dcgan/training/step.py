@@ -176,8 +176,8 @@ class GANStep:
     # Noise stream and learning rates
     # ------------------------------------------------------------------ #
     def reseed_for_step(self, step: int) -> None:
-        """With several processes: each one's noise stream restarts from (seed, rank, step) at log points,
-        so a checkpoint needs no per-process RNG state to resume exactly."""
+        """With several processes: each one's noise stream restarts from (seed, rank, step) before every step,
+        so a checkpoint at any step needs no per-process RNG state to resume exactly."""
         seed = ((self.config.seed * 1_000_003 + self.dist.rank) * 1_000_033 + step) % 2**63
         self.noise_gen.manual_seed(seed)
 
