@@ -15,11 +15,14 @@ info, evaluate, ...) reads it like a checkpoint, and `--resume` refuses it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import struct
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import torch
 from safetensors import safe_open
@@ -283,14 +286,58 @@ def save_checkpoint(
     return atomic_write_bytes(path, checkpoint_bytes(model_config, G, D, optimizers, extra, state, G_ema=G_ema))
 
 
+HUB_PREFIX = "hf://"  # hf://owner/name[/path]: a generator on the Hugging Face Hub
+HUB_GENERATOR = "generator.safetensors"  # what a Hub folder (`dcgan export --format hub`) holds G in
+
+
+def _download_from_hub(ref: str) -> Path:
+    """hf://owner/name[/path] -> the file, downloaded (or found in the cache) by huggingface_hub."""
+    parts = ref[len(HUB_PREFIX):].strip("/").split("/")
+    if len(parts) < 2 or not all(parts):
+        raise CheckpointError(f"{ref}: give a Hub model as hf://owner/name or hf://owner/name/file.safetensors")
+    repo_id, filename = "/".join(parts[:2]), "/".join(parts[2:]) or HUB_GENERATOR
+    try:
+        import huggingface_hub
+        from huggingface_hub import constants
+    except ImportError:
+        raise CheckpointError(f"{ref} needs huggingface_hub (not installed): pip install 'dcgan[hub]'") from None
+    unreachable = f"could not reach the Hugging Face Hub for {filename} in {repo_id}, and it is not in the Hub cache"
+    with contextlib.suppress(Exception):  # the cache first: no network, and no retries when offline
+        return Path(huggingface_hub.hf_hub_download(repo_id, filename, local_files_only=True))
+    if constants.HF_HUB_OFFLINE:
+        raise CheckpointError(f"{unreachable} (HF_HUB_OFFLINE is set)")
+    if not hub_reachable():  # huggingface_hub retries a refused connection for ~20 s, with a log line each time
+        raise CheckpointError(f"{unreachable} ({constants.ENDPOINT} did not answer)")
+    try:
+        return Path(huggingface_hub.hf_hub_download(repo_id, filename))
+    except Exception as exc:  # not found, unauthorised, dropped: huggingface_hub and httpx raise many types
+        raise CheckpointError(f"could not download {filename} from the Hugging Face Hub repo {repo_id} "
+                              f"({type(exc).__name__}: {first_line(exc)})") from None
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hub's endpoint (HF_ENDPOINT) accepts a TCP connection within `timeout` seconds."""
+    from huggingface_hub import constants
+
+    url = urlsplit(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    """A checkpoint file, or a run directory (meaning its latest checkpoint), as a file path."""
+    """A checkpoint file, a run directory (meaning its latest checkpoint), a folder holding generator.safetensors
+    (an export, or a Hub folder), or hf://owner/name[/path] (downloaded and cached by huggingface_hub), as a file path."""
+    if str(path).startswith(HUB_PREFIX):
+        return _download_from_hub(str(path))
     path = Path(path)
     if path.is_dir():
-        for candidate in (path / CHECKPOINT_DIR / LATEST, path / LATEST):
+        for candidate in (path / CHECKPOINT_DIR / LATEST, path / LATEST, path / HUB_GENERATOR):
             if candidate.is_file():
                 return candidate
-        raise CheckpointError(f"{path} is a folder with no checkpoint (looked for {CHECKPOINT_DIR}/{LATEST})")
+        raise CheckpointError(f"{path} is a folder with no checkpoint (looked for {CHECKPOINT_DIR}/{LATEST} and {HUB_GENERATOR})")
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
     return path

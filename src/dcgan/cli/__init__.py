@@ -43,7 +43,7 @@ __all__ = [
 COMMANDS: dict[str, Command] = {
     **train.COMMANDS,  # train
     **generate.COMMANDS,  # generate, info
-    **export.COMMANDS,  # export
+    **export.COMMANDS,  # export, push
     **data.COMMANDS,  # data
     **evaluate.COMMANDS,  # evaluate, evaluator
     **explore.COMMANDS,  # sheet, interpolate, arithmetic, invert, neighbors
