@@ -67,6 +67,21 @@ def digits16():
 TINY = dict(image_size=16, channels=1, z_dim=8, width=8)  # a model that trains in milliseconds
 
 
+def run_cli(*argv) -> int:
+    """`dcgan ARGV...` in this process (paths and numbers as text); returns the exit status."""
+    from dcgan.cli import main
+
+    return main([str(a) for a in argv])
+
+
+def one_line_error(err: str) -> str:
+    """The one line a user mistake prints on stderr (never a traceback)."""
+    assert "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
 @pytest.fixture(scope="session")
 def digits_classifier(_private_cache):
     """An evaluation classifier for digits at 16x16, trained in a few seconds and saved where

@@ -11,13 +11,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from dcgan.cli import main
+from conftest import run_cli
 
 TINY_ARGS = ["--image-size", "16", "--z-dim", "8", "--width", "8", "--batch-size", "64", "--seed", "1", "--quiet", "--device", "cpu"]
-
-
-def run_cli(*argv):
-    return main([str(a) for a in argv])
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY
+from conftest import TINY, run_cli
 from dcgan.checkpoint import load_checkpoint, save_checkpoint
 from dcgan.cli import main
 from dcgan.conditioning import ClassConditionalBatchNorm2d, class_grid
@@ -24,10 +24,6 @@ from dcgan.report import build_report
 from dcgan.sampling import generate, sample_z
 
 CLOTHES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "Sneaker", "bag", "ankle boot")
-
-
-def run_cli(*argv):
-    return main([str(a) for a in argv])
 
 
 def pixels(path):

@@ -9,16 +9,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from dcgan.cli import main
+from conftest import run_cli
 from dcgan.cli.train import _layered_options
 from dcgan.configfile import read_config_file
 from dcgan.errors import ConfigError
 
 TINY_ARGS = ["--image-size", "16", "--z-dim", "8", "--width", "8", "--batch-size", "64", "--quiet", "--device", "cpu"]
-
-
-def run_cli(*argv):
-    return main([str(a) for a in argv])
 
 
 def weights(run, prefixes=("G.", "G_ema.", "D.")) -> dict[str, torch.Tensor]:
@@ -140,7 +136,7 @@ def test_precedence_defaults_recipe_file_command_line(tmp_path):
         _layered_options(_args(recipe="cifar10"), read_config_file(record), {"recipe": "cifar10"})
 
 
-@pytest.mark.parametrize("text, message", [
+UNKNOWN_KEYS = [  # (file text, what its one line says)
     ("bach-size = 3\n", "unknown option 'bach-size'; did you mean 'batch-size'?"),
     ("[train]\nlearning_rate = 1e-3\n", "unknown option [train] 'learning_rate'"),
     ("[model]\nbatch_size = 3\n", "[model] has no option 'batch_size': it belongs in [train]"),
@@ -148,17 +144,8 @@ def test_precedence_defaults_recipe_file_command_line(tmp_path):
     ("num-classes = 3\n", "comes from the data's labels"),
     ("width = 8\nwidth = 9\n", "is not valid TOML"),
     ("width = 8\n[model]\nwidth = 9\n", "width is given twice"),
-])
-def test_unknown_keys_are_one_line(tmp_path, capsys, text, message):
-    toml = tmp_path / "bad.toml"
-    toml.write_text(text)
-    assert run_cli("train", "--config", toml, "--out", tmp_path / "run") == 2
-    err = one_line_error(capsys)
-    assert message in err and str(toml) in err
-    assert not (tmp_path / "run").exists()
-
-
-@pytest.mark.parametrize("text, message", [
+]
+BAD_VALUES = [
     ("batch-size = 0\n", "batch-size must be a positive whole number, got 0"),
     ("steps = 2.5\n", "steps must be a positive whole number, got 2.5"),
     ('prior = "cauchy"\n', "unknown prior 'cauchy'"),
@@ -169,8 +156,11 @@ def test_unknown_keys_are_one_line(tmp_path, capsys, text, message):
     ("steps = 2\nepochs = 1\n", "either steps or epochs"),
     ('recipe = "bedrooms"\n', "unknown recipe 'bedrooms'"),
     ('ema = "sometimes"\n', "unknown ema 'sometimes': use on, off"),
-])
-def test_bad_values_are_one_line(tmp_path, capsys, text, message):
+]
+
+
+@pytest.mark.parametrize("text, message", UNKNOWN_KEYS + BAD_VALUES)
+def test_unknown_keys_and_bad_values_are_one_line(tmp_path, capsys, text, message):
     toml = tmp_path / "bad.toml"
     toml.write_text(text)
     assert run_cli("train", "--config", toml, "--out", tmp_path / "run") == 2

@@ -16,9 +16,10 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from conftest import one_line_error, run_cli
 from dcgan import export
 from dcgan.checkpoint import GENERATOR_FORMAT, load_checkpoint
-from dcgan.cli import EXIT_EXPORT_MISMATCH, main
+from dcgan.cli import EXIT_EXPORT_MISMATCH
 from dcgan.errors import CheckpointError, ConfigError
 from dcgan.export import (
     CARD_JSON,
@@ -41,17 +42,6 @@ MODELS = {
     "32x3": dict(image_size=32, channels=3, g_block="nearest", prior="uniform"),
 }
 EVAL = ["--eval-every", "2", "--eval-samples", "64", "--eval-features", "pixels"]
-
-
-def run_cli(*argv):
-    return main([str(a) for a in argv])
-
-
-def one_line_error(err: str) -> str:
-    assert "Traceback" not in err, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def snapshot(folder: Path) -> dict:

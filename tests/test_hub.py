@@ -8,24 +8,13 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY
+from conftest import TINY, one_line_error, run_cli
 from dcgan.checkpoint import load_checkpoint
-from dcgan.cli import EXIT_USER_ERROR, main
+from dcgan.cli import EXIT_USER_ERROR
 from dcgan.errors import CheckpointError
 from dcgan.export.hub import HUB_FILES, HUB_TAGS
 from dcgan.sampling import generate, sample_z
 from dcgan.training import Trainer
-
-
-def run_cli(*argv):
-    return main([str(a) for a in argv])
-
-
-def one_line_error(err: str) -> str:
-    assert "Traceback" not in err, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def snapshot(folder):

@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dcgan.cli import main
+from conftest import run_cli
 from dcgan.data import load_dataset
 from dcgan.datacheck import check_dataset
 from dcgan.distributed import DistInfo
@@ -27,10 +27,6 @@ lmdb = pytest.importorskip("lmdb")
 TINY_ARGS = ["--image-size", "16", "--z-dim", "8", "--width", "8", "--batch-size", "8", "--seed", "1", "--quiet", "--device", "cpu"]
 NUM_EACH = 20  # WebP and JPEG images each
 CORRUPT_KEY = "corrupt-entry"
-
-
-def run_cli(*argv):
-    return main([str(a) for a in argv])
 
 
 def colour(i: int) -> tuple[int, int, int]:
