@@ -29,6 +29,7 @@ from .errors import DataError, first_line
 from .imagefiles import IMAGE_EXTENSIONS, DecodeError, ImageSource, decode_image, decode_source, open_source
 from .imaging import resize_uint8
 from .lsun import looks_like_lmdb, open_lmdb
+from .shards import ShardSet, looks_like_shards, open_shards
 
 __all__ = [
     "ImageData",
@@ -56,28 +57,35 @@ class ImageData:
     classes: list[str] | None = None  # class names indexed by label
     source: str = ""  # where the files were read from, for `dcgan info`
     stream: "StreamDataset | None" = None  # set instead of `images` for folders too large for memory
+    shards: ShardSet | None = None  # set instead of `images` for WebDataset shards (always streamed)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason) of files that failed to decode
     from_cache: bool = False  # decoded images came from the on-disk cache
     _fingerprint: str | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
-        return len(self.stream) if self.images is None else self.images.shape[0]
+        return len(self._streamed) if self.images is None else self.images.shape[0]
+
+    @property
+    def _streamed(self) -> "StreamDataset | ShardSet":
+        return self.shards if self.shards is not None else self.stream
 
     @property
     def image_size(self) -> int:
-        return self.stream.size if self.images is None else self.images.shape[-1]
+        return self._streamed.size if self.images is None else self.images.shape[-1]
 
     @property
     def channels(self) -> int:
-        return self.stream.channels if self.images is None else self.images.shape[1]
+        return self._streamed.channels if self.images is None else self.images.shape[1]
 
     def fingerprint(self) -> str:
         """sha256 of the decoded pixels (and shape): identifies the exact training data.
 
-        For streamed folders, a hash of the file names, sizes and modification times.
+        For streamed folders, a hash of the file names, sizes and modification times; for shards, of
+        each shard's name, size and sample count.
         """
         if self._fingerprint is None and self.images is None:
-            self._fingerprint = hashlib.sha256(f"{self.stream.source.fingerprint}:{self.image_size}:{self.channels}".encode()).hexdigest()
+            source = self.shards.fingerprint if self.shards is not None else self.stream.source.fingerprint
+            self._fingerprint = hashlib.sha256(f"{source}:{self.image_size}:{self.channels}".encode()).hexdigest()
         if self._fingerprint is None:
             h = hashlib.sha256(str(tuple(self.images.shape)).encode())
             h.update(self.images.contiguous().numpy().tobytes())
@@ -163,6 +171,9 @@ def load_dataset(
     if split not in ("train", "test"):
         raise DataError(f"unknown split {split!r}: use train or test")
     spec = DATASETS.get(name)
+    if spec is None and looks_like_shards(name):
+        shards = open_shards(name, image_size or DEFAULT_FILES_SIZE, channels or DEFAULT_FILES_CHANNELS, progress=progress)
+        return ImageData(images=None, name=name, classes=shards.classes, source=name, shards=shards)
     if spec is None:
         if Path(name).exists() or any(sep in name for sep in "/\\") or Path(name).suffix or looks_like_lmdb(name):
             return load_image_files(
@@ -170,7 +181,7 @@ def load_dataset(
                 cache=cache, stream=stream, max_memory_bytes=max_memory_bytes, progress=progress,
             )
         known = ", ".join(sorted(DATASETS))
-        raise DataError(f"unknown dataset {name!r}: use one of {known}, or a folder, archive or LSUN lmdb of images")
+        raise DataError(f"unknown dataset {name!r}: use one of {known}, or a folder, archive, LSUN lmdb or WebDataset shards of images")
     root = Path(data_dir) if data_dir is not None else None
     if root is not None and not root.exists():
         raise DataError(f"data directory {root} does not exist")

@@ -14,6 +14,7 @@ import hashlib
 import io
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -22,6 +23,7 @@ from .data import DATASETS, MAX_FAILED_FRACTION, load_dataset
 from .errors import DataError, first_line
 from .imagefiles import DecodeError, ImageSource, decode_image, open_source
 from .lsun import looks_like_lmdb, open_lmdb
+from .shards import iter_samples, looks_like_shards, open_shards
 from .models import ModelConfig, check_models
 
 __all__ = ["CheckReport", "check_files", "check_named", "check_dataset"]
@@ -48,7 +50,8 @@ class CheckReport:
     class_counts: dict = field(default_factory=dict)
     split_used: str | None = None
     model_ok: str = ""  # a line about the G/D shape check
-    kind: str = ""  # "folder", "zip", "tar", "lmdb", or "" for a registered dataset
+    kind: str = ""  # "folder", "zip", "tar", "lmdb", "shards", or "" for a registered dataset
+    notes: list = field(default_factory=list)  # further lines (e.g. how shards are laid out)
 
     @property
     def failed_fraction(self) -> float:
@@ -85,7 +88,8 @@ class CheckReport:
             counts = ", ".join(f"{c} {self.class_counts.get(i, 0)}" for i, c in enumerate(self.classes))
             lines.append(f"classes      {len(self.classes)}: {counts}")
         else:
-            lines.append("classes      none (" + ("an lmdb is one category" if self.kind == "lmdb" else "no sub-folders") + ")")
+            why = {"lmdb": "an lmdb is one category", "shards": "no .cls members"}.get(self.kind, "no sub-folders")
+            lines.append(f"classes      none ({why})")
         if self.duplicates:
             extra = sum(len(g) - 1 for g in self.duplicates)
             example = " = ".join(self.duplicates[0][:3])
@@ -100,6 +104,7 @@ class CheckReport:
                 lines.append(f"  ... and {len(self.failures) - 20} more")
         else:
             lines.append("undecodable  none")
+        lines.extend(self.notes)
         if self.model_ok:
             lines.append(f"model        {self.model_ok}")
         lines.append(f"verdict      {self.verdict()}")
@@ -142,24 +147,71 @@ def check_files(path, image_size: int = 64, channels: int = 3, split: str = "tra
             report.failures.append((name, f"cannot read: {data}"))
             continue
         hashes[hashlib.sha1(data).hexdigest()].append(name)
-        try:
-            with Image.open(io.BytesIO(data)) as im:
-                formats[im.format or "?"] += 1
-                modes[im.mode] += 1
-                report.widths.append(im.width)
-                report.heights.append(im.height)
-                report.non_square += im.width != im.height
-                report.smaller_than_target += min(im.size) < image_size
-        except Exception:
-            pass  # decode_image below gives the reason
-        try:
-            decode_image(data, image_size, channels)
-        except DecodeError as exc:
-            report.failures.append((name, str(exc)))
+        _look(report, formats, modes, name, data)
     report.formats, report.modes = dict(formats), dict(modes)
     report.duplicates = sorted(sorted(g) for g in hashes.values() if len(g) > 1)
     report.failures.sort()
     return report
+
+
+def check_shards(spec: str, image_size: int = 64, channels: int = 3, sample: int | None = None, seed: int = 0) -> CheckReport:
+    """Read every sample of a set of WebDataset shards (decoding all, or a random `sample` of them), and say how
+    the shards are laid out: sizes, classes per shard, and whether the planned counts still hold."""
+    shards = open_shards(spec, image_size, channels)
+    total = len(shards)
+    report = CheckReport(str(spec), image_size, channels, total=total, classes=shards.classes, kind="shards")
+    report.model_ok = _model_line(image_size, channels)
+    chosen = None if sample is None or sample >= total else set(random.Random(seed).sample(range(total), sample))
+    formats, modes = collections.Counter(), collections.Counter()
+    hashes: dict[str, list[str]] = collections.defaultdict(list)
+    position, changed, one_class = 0, [], 0
+    for info in shards.shards:
+        seen, classes_here = 0, set()
+        for key, data, label in iter_samples(info.url):
+            seen += 1
+            name = f"{Path(info.url).name}:{key}"
+            if label is not None:
+                report.class_counts[label] = report.class_counts.get(label, 0) + 1
+                classes_here.add(label)
+            hashes[hashlib.sha1(data).hexdigest()].append(name)
+            if chosen is not None and position + seen - 1 not in chosen:
+                continue
+            report.checked += 1
+            _look(report, formats, modes, name, data)
+        position += info.count
+        if seen != info.count:
+            changed.append(f"{info.url} holds {seen}, the index says {info.count}")
+        one_class += len(classes_here) == 1
+    report.formats, report.modes = dict(formats), dict(modes)
+    report.duplicates = sorted(sorted(g) for g in hashes.values() if len(g) > 1)
+    report.failures.sort()
+    counts = [s.count for s in shards.shards]
+    report.notes.append(f"shards       {len(counts)}, {min(counts)}..{max(counts)} samples each")
+    if changed:
+        report.notes.append(f"changed      {len(changed)} shard(s) no longer hold what was counted, e.g. {changed[0]}; "
+                            "training would stop at them: write the index again (dcgan data shard) or clear the count cache")
+    if shards.classes and len(shards.classes) > 1 and one_class > len(counts) // 2:
+        report.notes.append(f"order        {one_class} of {len(counts)} shards hold a single class: the shards look sorted by class, "
+                            "and a shuffle buffer only mixes within a shard; write them shuffled (dcgan data shard does)")
+    return report
+
+
+def _look(report: CheckReport, formats, modes, name: str, data: bytes) -> None:
+    """Record one file's format, mode and size, and whether it decodes at the report's size."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            formats[im.format or "?"] += 1
+            modes[im.mode] += 1
+            report.widths.append(im.width)
+            report.heights.append(im.height)
+            report.non_square += im.width != im.height
+            report.smaller_than_target += min(im.size) < report.image_size
+    except Exception:
+        pass  # decode_image below gives the reason
+    try:
+        decode_image(data, report.image_size, report.channels)
+    except DecodeError as exc:
+        report.failures.append((name, str(exc)))
 
 
 def check_named(name: str, data_dir=None, image_size: int | None = None, channels: int | None = None, split: str = "train") -> CheckReport:
@@ -188,7 +240,9 @@ def check_named(name: str, data_dir=None, image_size: int | None = None, channel
 
 def check_dataset(name_or_path: str, data_dir=None, image_size: int | None = None, channels: int | None = None,
                   split: str = "train", sample: int | None = None) -> CheckReport:
-    """`check_named` for registry names, `check_files` for folders and archives."""
+    """`check_named` for registry names, `check_shards` for shards, `check_files` for folders and archives."""
     if name_or_path in DATASETS:
         return check_named(name_or_path, data_dir, image_size, channels, split)
+    if looks_like_shards(name_or_path):
+        return check_shards(name_or_path, image_size or 64, channels or 3, sample)
     return check_files(name_or_path, image_size or 64, channels or 3, split, sample)

@@ -156,7 +156,10 @@ def _new_trainer(args: argparse.Namespace) -> Trainer:
     if loaded.skipped:
         first = "; ".join(f"{n}: {r}" for n, r in loaded.skipped[:2])
         print(f"skipped {len(loaded.skipped)} file(s) that could not be decoded ({first}); see: dcgan data check {data}")
-    if loaded.stream is not None:
+    if loaded.shards is not None:
+        print(f"streaming {len(loaded)} images from {len(loaded.shards.shards)} shard(s), shuffled per (seed, epoch), "
+              "decoded batch by batch by the DataLoader workers")
+    elif loaded.stream is not None:
         print(f"streaming {len(loaded)} images from disk, decoded batch by batch by the DataLoader workers")
     elif loaded.from_cache:
         print(f"decoded images read from the cache ({default_cache_dir()})")

@@ -30,6 +30,7 @@ from safetensors.torch import save as safetensors_save
 from torch import nn
 
 from ..data import ImageData
+from ..shards import read_samples
 from ..errors import ConfigError
 from ..fileio import atomic_write_bytes
 from ..sampling import balanced_labels, generate, sample_z
@@ -71,6 +72,8 @@ def real_images(data: ImageData, indices: torch.Tensor) -> torch.Tensor:
     """uint8 images (n, C, H, W) of `data` at `indices`, from memory or decoded from disk."""
     if data.images is not None:
         return data.images[indices]
+    if data.shards is not None:
+        return read_samples(data.shards, indices)
     return torch.stack([data.stream[int(i)] for i in indices])
 
 

@@ -11,6 +11,7 @@ import torch
 from ..data import ImageData, to_unit_range
 from ..distributed import DistInfo
 from ..errors import DataError
+from ..shards import EpochPlan, stream_batches
 
 __all__ = ["DataFeed"]
 
@@ -22,6 +23,7 @@ class DataFeed:
                  workers: int | None = None):
         self.data, self.batch_size, self.seed, self.device, self.dist = data, batch_size, seed, device, dist
         self.workers = workers if workers is not None else min(8, os.cpu_count() or 1)
+        self.stream_failures = 0  # shard samples that did not decode this epoch (each replaced by a neighbour)
         # The whole dataset lives on the training device as uint8 (a quarter of float32's size);
         # batches are gathered and scaled to [-1, 1] there.
         self.images = data.images.to(device) if data.images is not None else None
@@ -49,8 +51,22 @@ class DataFeed:
     def _labels(self, rows: torch.Tensor) -> torch.Tensor | None:
         return self.labels[rows] if self.labels is not None else None
 
+    def epoch_plan(self, epoch: int) -> EpochPlan:
+        """For shards: which samples this process reads in `epoch`, and in what order (see `dcgan.shards`)."""
+        return EpochPlan(self.data.shards.counts, self.seed, epoch, self.batch_size, self.dist.world_size, self.dist.rank)
+
     def epoch_batches(self, epoch: int, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         """The batches of `epoch` from batch index `start` on."""
+        if self.data.shards is not None:
+            # Shards stream in their own planned order: shards permuted by (seed, epoch), each through a seeded
+            # shuffle buffer, a contiguous block per process; resuming at `start` skips exactly the steps before it.
+            plan = self.epoch_plan(epoch)
+            assert plan.steps == self.steps_per_epoch
+            for images, labels, failed in stream_batches(self.data.shards, plan, start, self.workers,
+                                                         pin_memory=self.device.type == "cuda"):
+                self.stream_failures = failed
+                yield to_unit_range(images.to(self.device, non_blocking=True)), (labels.to(self.device) if labels is not None else None)
+            return
         order = self.epoch_order(epoch)
         if self.images is not None:
             for index in range(start, self.steps_per_epoch):

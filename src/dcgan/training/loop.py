@@ -100,15 +100,23 @@ def fixed_grid(model_config: ModelConfig, num_samples: int, seed: int) -> tuple[
 def check_class_labels(data: ImageData, num_classes: int | None = None) -> list[str]:
     """The class names of labelled `data` for a conditional run; DataError in one line when it has no labels
     or (with `num_classes`) labels outside the model's classes."""
-    if data.labels is None:
+    if data.shards is not None:  # shards: the labels are in the stream; their counts are known per shard
+        counts = data.shards.label_counts() if data.shards.labelled else {}
+        if not counts:
+            raise DataError(f"--conditional needs class labels, and {data.name} has none: every sample needs a .cls "
+                            "member (dcgan data shard writes them for data with classes)")
+        lowest, highest = min(counts), max(counts)
+    elif data.labels is None:
         raise DataError(f"--conditional needs class labels, and {data.name} has none: use MNIST, CIFAR-10, or a folder "
                         "or archive with one sub-folder per class (two or more)")
-    classes = list(data.classes) if data.classes else [str(i) for i in range(int(data.labels.max()) + 1)]
+    else:
+        lowest, highest = int(data.labels.min()), int(data.labels.max())
+    classes = list(data.classes) if data.classes else [str(i) for i in range(highest + 1)]
     if len(classes) > MAX_CLASSES:
         raise DataError(f"{data.name} has {len(classes):,} classes; a conditional model takes at most {MAX_CLASSES:,}")
     if len(classes) < 2:
         raise DataError(f"{data.name} has one class ({classes[0]}); --conditional needs at least 2 (one sub-folder per class)")
-    if num_classes is not None and (int(data.labels.min()) < 0 or int(data.labels.max()) >= num_classes):
+    if num_classes is not None and (lowest < 0 or highest >= num_classes):
         raise DataError(f"{data.name} has labels outside the model's {num_classes} classes")
     return classes
 

@@ -1,0 +1,318 @@
+"""Shards by name (patterns, `::` lists, `pipe:` commands, the shard index), their samples, and their counts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from ..errors import DataError, first_line
+from ..imagefiles import IMAGE_EXTENSIONS, DecodeError, decode_image
+
+SHARD_INDEX = "shards.json"  # the index `dcgan data shard` writes beside its shards
+INDEX_KIND = "wids-shard-index-v1"  # the webdataset project's shard-index format (wids), which we extend
+IMAGE_SUFFIXES = tuple(sorted(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)) + ("ppm", "pgm", "pbm")
+COUNT_CACHE_FORMAT = "dcgan-shard-counts-v1"
+WEBDATASET_INSTALL_HINT = "pip install 'dcgan[shards]'"
+
+
+def _wds():
+    try:
+        import webdataset
+    except ImportError:
+        raise DataError(f"reading WebDataset shards needs the webdataset package: {WEBDATASET_INSTALL_HINT}") from None
+    return webdataset
+
+
+# --------------------------------------------------------------------------- #
+# Naming shards
+# --------------------------------------------------------------------------- #
+_BRACES = re.compile(r"\{[^{}]*(\.\.|,)[^{}]*\}")
+
+
+def looks_like_shards(spec: str | os.PathLike) -> bool:
+    """True for a brace pattern, a `::` list, a `pipe:` command, a shard index (`*.json`) or a folder holding one."""
+    s = str(spec)
+    if s.startswith("pipe:") or "::" in s or _BRACES.search(s):
+        return True
+    p = Path(s)
+    if s.lower().endswith(".json"):
+        return True
+    return p.is_dir() and (p / SHARD_INDEX).is_file()
+
+
+def expand_shard_spec(spec: str) -> list[str]:
+    """The shard URLs a spec names: each `::`-separated part brace-expanded, in order."""
+    from braceexpand import braceexpand
+
+    urls: list[str] = []
+    for part in str(spec).split("::"):
+        if part:
+            urls.extend(braceexpand(part))
+    return urls
+
+
+def _is_local(url: str) -> bool:
+    return not re.match(r"^[a-z][a-z0-9+.-]*:", url) or url.startswith("file:")
+
+
+def _local_path(url: str) -> Path:
+    return Path(re.sub(r"^file://?", "/", url) if url.startswith("file:") else url)
+
+
+# --------------------------------------------------------------------------- #
+# Reading one shard
+# --------------------------------------------------------------------------- #
+def _image_suffix(sample: dict) -> str | None:
+    for suffix in IMAGE_SUFFIXES:
+        if suffix in sample:
+            return suffix
+    return None
+
+
+def _label(sample: dict) -> int | None:
+    raw = sample.get("cls")
+    if raw is None:
+        return None
+    try:
+        return int(raw.decode("ascii").strip())
+    except (UnicodeDecodeError, ValueError):
+        raise DataError(f"sample {sample.get('__key__')!r} has a .cls that is not an integer: {raw[:20]!r}") from None
+
+
+def iter_samples(url: str) -> Iterator[tuple[str, bytes, int | None]]:
+    """The samples of one shard in stored order, as (key, image bytes, label or None).
+
+    Members are grouped into samples by webdataset's rules (the name up to the first dot of
+    the file name is the key); a sample without an image member is passed over. A shard that
+    cannot be opened or is not a tar raises DataError in one line naming it.
+    """
+    wds = _wds()
+    from webdataset.tariterators import group_by_keys, tar_file_iterator
+
+    if _is_local(url) and not _local_path(url).exists():
+        raise DataError(f"shard {url} does not exist")
+    try:
+        stream = wds.gopen(url, "rb")
+    except Exception as exc:
+        raise DataError(f"cannot open shard {url}: {first_line(exc)}") from None
+    finished = False
+    try:
+        members = ({**m, "__url__": url} for m in tar_file_iterator(stream))
+        for sample in group_by_keys(members):
+            suffix = _image_suffix(sample)
+            if suffix is not None:
+                yield sample["__key__"], sample[suffix], _label(sample)
+        finished = True
+    except DataError:
+        raise
+    except Exception as exc:  # tarfile.ReadError, OSError, a failed pipe: command, ...
+        raise DataError(f"cannot read shard {url}: {first_line(exc)}") from None
+    finally:
+        try:
+            stream.close()  # a pipe: command that exited non-zero raises here
+        except Exception as exc:
+            if finished:  # not when the reader stopped early (the command then sees a closed pipe)
+                raise DataError(f"cannot read shard {url}: {first_line(exc)}") from None
+
+
+# --------------------------------------------------------------------------- #
+# The set of shards
+# --------------------------------------------------------------------------- #
+@dataclass(frozen=True)
+class ShardInfo:
+    """One shard: where it is and what it holds."""
+
+    url: str  # a local path or a gopen URL (pipe:...)
+    count: int  # samples with an image
+    labels: dict[int, int] = field(default_factory=dict)  # class index -> samples of it (those with a .cls)
+    nbytes: int | None = None  # file size, for local files
+
+
+@dataclass
+class ShardSet:
+    """The shards of a dataset and the decode target; no file handles, so it pickles into DataLoader workers."""
+
+    spec: str  # what the user gave: pattern, pipe: command or index
+    shards: list[ShardInfo]
+    size: int  # decoded image size
+    channels: int  # decoded channels
+    classes: list[str] | None = None  # class names by index, when every sample has a .cls
+    fingerprint: str = ""
+
+    def __len__(self) -> int:
+        return sum(s.count for s in self.shards)
+
+    @property
+    def counts(self) -> tuple[int, ...]:
+        return tuple(s.count for s in self.shards)
+
+    @property
+    def labelled(self) -> bool:
+        return all(sum(s.labels.values()) == s.count for s in self.shards) and any(s.labels for s in self.shards)
+
+    def label_counts(self) -> dict[int, int]:
+        total: dict[int, int] = {}
+        for s in self.shards:
+            for k, v in s.labels.items():
+                total[k] = total.get(k, 0) + v
+        return total
+
+    def decode(self, data: bytes) -> np.ndarray:
+        return decode_image(data, self.size, self.channels)
+
+
+def _count_cache_dir() -> Path:
+    from ..data import default_cache_dir
+
+    return default_cache_dir() / "shard-counts"
+
+
+def _scan_key(url: str) -> str | None:
+    """A cache key for a shard's counts: a local file by path, size and time; a pipe: command by its text."""
+    if _is_local(url):
+        p = _local_path(url)
+        st = p.stat()
+        return hashlib.sha256(f"{COUNT_CACHE_FORMAT}:{p.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:32]
+    return hashlib.sha256(f"{COUNT_CACHE_FORMAT}:{url}".encode()).hexdigest()[:32]
+
+
+def scan_shard(url: str, cache: bool = True) -> ShardInfo:
+    """Count the samples (and classes) of one shard by reading it once; the result is cached."""
+    key = _scan_key(url)
+    path = _count_cache_dir() / f"{key}.json"
+    nbytes = _local_path(url).stat().st_size if _is_local(url) else None
+    if cache and path.is_file():
+        try:
+            saved = json.loads(path.read_text())
+            return ShardInfo(url, int(saved["count"]), {int(k): int(v) for k, v in saved["labels"].items()}, nbytes)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # a damaged cache entry is recounted
+    count, labels = 0, {}
+    for _, _, label in iter_samples(url):
+        count += 1
+        if label is not None:
+            labels[label] = labels.get(label, 0) + 1
+    if cache:
+        from ..fileio import atomic_write_bytes
+
+        try:
+            atomic_write_bytes(path, json.dumps({"count": count, "labels": labels}).encode())
+        except OSError:
+            pass  # a read-only cache only costs a recount next time
+    return ShardInfo(url, count, labels, nbytes)
+
+
+def _read_index(path: Path) -> tuple[list[ShardInfo], list[str] | None]:
+    """The shards and classes of a shard index (the wids format, with dcgan's per-shard label counts)."""
+    try:
+        index = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read the shard index {path}: {first_line(exc)}") from None
+    if not isinstance(index, dict) or not isinstance(index.get("shardlist"), list):
+        raise DataError(f"{path} is not a shard index: it needs a \"shardlist\" of {{\"url\", \"nsamples\"}} entries")
+    extra = index.get("dcgan") or {}
+    label_counts = extra.get("labels") or []
+    shards = []
+    for i, entry in enumerate(index["shardlist"]):
+        try:
+            url, count = str(entry["url"]), int(entry["nsamples"])
+        except (KeyError, TypeError, ValueError):
+            raise DataError(f"{path}: shard entry {i} needs \"url\" and \"nsamples\"") from None
+        if _is_local(url) and not Path(url).is_absolute():
+            url = str(path.parent / url)  # as wids does: relative to the index
+        labels = {int(k): int(v) for k, v in label_counts[i].items()} if i < len(label_counts) else {}
+        nbytes = _local_path(url).stat().st_size if _is_local(url) and _local_path(url).exists() else None
+        shards.append(ShardInfo(url, count, labels, nbytes))
+    return shards, extra.get("classes")
+
+
+def _fingerprint(shards: list[ShardInfo], classes: list[str] | None) -> str:
+    """Identifies the data for resuming: each shard's name, sample count, classes and size (no file times,
+    so copied shards still resume their runs)."""
+    h = hashlib.sha256(b"shards-v1")
+    for s in shards:
+        h.update(f"{Path(s.url).name if _is_local(s.url) else s.url}|{s.count}|{sorted(s.labels.items())}|{s.nbytes}\n".encode())
+    h.update(json.dumps(classes).encode())
+    return h.hexdigest()
+
+
+def open_shards(spec: str, size: int, channels: int, progress: bool = False, cache: bool = True) -> ShardSet:
+    """The shards a spec names, with every shard's sample count: from the index, or counted once (cached).
+
+    DataError in one line for a missing shard, an empty set, or a shard that is not a tar.
+    """
+    _wds()
+    s = str(spec)
+    p = Path(s)
+    classes = None
+    if not s.startswith("pipe:") and (s.lower().endswith(".json") or (p.is_dir() and (p / SHARD_INDEX).is_file())):
+        index = p / SHARD_INDEX if p.is_dir() else p
+        shards, classes = _read_index(index)
+        missing = [sh.url for sh in shards if _is_local(sh.url) and not _local_path(sh.url).exists()]
+        if missing:
+            raise DataError(f"{len(missing)} of the {len(shards)} shards in {index} are missing, e.g. {missing[0]}")
+    else:
+        urls = expand_shard_spec(s)
+        if not urls:
+            raise DataError(f"{s!r} names no shards")
+        missing = [u for u in urls if _is_local(u) and not _local_path(u).exists()]
+        if missing:
+            raise DataError(f"{len(missing)} of the {len(urls)} shards named by {s!r} do not exist, e.g. {missing[0]}")
+        bar = None
+        if progress and len(urls) > 1:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(urls), desc="counting samples in the shards (once; cached)", unit="shard", mininterval=0.5)
+        shards = []
+        try:
+            for url in urls:
+                shards.append(scan_shard(url, cache=cache))
+                if bar is not None:
+                    bar.update()
+        finally:
+            if bar is not None:
+                bar.close()
+    if not shards or sum(sh.count for sh in shards) == 0:
+        raise DataError(f"{s} holds no images ({', '.join(IMAGE_SUFFIXES[:5])}, ... members grouped by key)")
+    labelled = all(sum(sh.labels.values()) == sh.count for sh in shards) and any(sh.labels for sh in shards)
+    if labelled and classes is None:
+        classes = [str(i) for i in range(max(k for sh in shards for k in sh.labels) + 1)]
+    if not labelled:
+        classes = None
+    return ShardSet(s, shards, size, channels, classes, _fingerprint(shards, classes))
+
+
+def read_samples(shards: ShardSet, indices: list[int] | torch.Tensor) -> torch.Tensor:
+    """Decoded uint8 images (n, C, H, W) at `indices` of the shards' stored order (shard after shard), in the
+    order asked; reads each shard holding one of them once, in the calling process."""
+    indices = [int(i) for i in indices]
+    total = len(shards)
+    if any(i < 0 or i >= total for i in indices):
+        raise IndexError(f"sample index out of range (the shards hold {total})")
+    starts = np.cumsum([0] + [s.count for s in shards.shards])
+    want: dict[int, dict[int, list[int]]] = {}
+    for out, i in enumerate(indices):
+        shard = int(np.searchsorted(starts, i, side="right")) - 1
+        want.setdefault(shard, {}).setdefault(i - int(starts[shard]), []).append(out)
+    result = np.zeros((len(indices), shards.channels, shards.size, shards.size), dtype=np.uint8)
+    for shard, offsets in sorted(want.items()):
+        for stored, (_, data, _) in enumerate(iter_samples(shards.shards[shard].url)):
+            if stored in offsets:
+                try:
+                    pixels = shards.decode(data)
+                except DecodeError:
+                    continue  # an undecodable sample stays black here; `dcgan data check` lists it
+                for out in offsets[stored]:
+                    result[out] = pixels
+    return torch.from_numpy(result)
+

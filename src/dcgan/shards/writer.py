@@ -1,0 +1,179 @@
+"""`dcgan data shard SRC OUT`: any dataset the toolkit reads, written as WebDataset shards with an index.
+
+Files keep their original bytes (a JPEG stays the same JPEG); registered datasets held as
+pixels (MNIST, CIFAR-10) are written as lossless PNG. Samples are shuffled by a seed before
+they are cut into shards, so each shard is a random sample of the data (the WebDataset
+advice: a reader's shuffle buffer only mixes within a shard). The shards and `shards.json`
+are written into a temporary folder beside OUT and renamed into place at the end, so an
+interrupted run leaves nothing half-written under OUT.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from ..errors import DataError, first_line
+from .source import INDEX_KIND, SHARD_INDEX, _wds
+
+TAR_MTIME = 1_700_000_000  # a fixed member time, so the same data and seed give byte-identical shards
+
+
+def _samples_from_registry(name: str, data_dir, split: str) -> tuple[int, Callable[[int], tuple[str, bytes]], list | None, list[str] | None]:
+    from PIL import Image
+
+    from ..data import load_dataset
+
+    data = load_dataset(name, data_dir, split=split)
+    images = data.images.numpy()  # (N, C, H, W) uint8
+
+    def read(i: int) -> tuple[str, bytes]:
+        pixels = images[i]
+        im = Image.fromarray(pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0))
+        buf = io.BytesIO()
+        im.save(buf, format="PNG", compress_level=1)
+        return "png", buf.getvalue()
+
+    labels = data.labels.tolist() if data.labels is not None else None
+    return len(data), read, labels, data.classes
+
+
+def _samples_from_files(path: str, split: str) -> tuple[int, Callable[[int], tuple[str, bytes]], list | None, list[str] | None]:
+    from ..imagefiles import open_source
+    from ..lsun import looks_like_lmdb, open_lmdb
+
+    try:
+        source = open_lmdb(path) if looks_like_lmdb(path) else open_source(Path(path), split)
+    except DataError:
+        raise
+    except FileNotFoundError:
+        raise DataError(f"{path} does not exist") from None
+    except Exception as exc:
+        raise DataError(f"cannot read {path}: {first_line(exc)}") from None
+    if not source.random_access:  # a .tar.gz: read once into memory (such archives are small), then shuffle
+        cached: dict[int, bytes] = {}
+        for i, data in source.iter_bytes():
+            cached[i] = data if not isinstance(data, Exception) else b""
+        fetch = cached.__getitem__
+    else:
+        def fetch(i: int) -> bytes:
+            try:
+                return source.read(source.names[i])
+            except OSError:
+                return b""
+
+    def read(i: int) -> tuple[str, bytes]:
+        suffix = Path(source.names[i]).suffix.lower().lstrip(".") if source.kind != "lmdb" else "image"
+        return suffix, fetch(i)
+
+    return len(source), read, source.labels, source.classes
+
+
+def _image_kind(data: bytes) -> str | None:
+    """The file suffix Pillow's format calls for (jpg, png, webp, ...), or None for bytes that are no image."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            fmt = (im.format or "").lower()
+    except Exception:
+        return None
+    return {"jpeg": "jpg", "tiff": "tif", "mpo": "jpg"}.get(fmt, fmt) or None
+
+
+def write_shards(src: str, out: str | os.PathLike, shard_size: int = 10_000, split: str = "train", data_dir=None,
+                 seed: int = 0, shuffle: bool = True, prefix: str | None = None,
+                 progress: Callable[[int], None] | None = None) -> dict:
+    """Write `src` (a registered name, folder, archive or LSUN lmdb) as shards `OUT/PREFIX-000000.tar`, ... and
+    `OUT/shards.json`. Returns the index. Samples that are not images are left out and counted."""
+    from ..data import DATASETS
+
+    wds = _wds()
+    out = Path(out)
+    if shard_size < 1:
+        raise DataError("--shard-size must be at least 1")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DataError(f"{out} already exists and is not empty: pick a new folder for the shards")
+    if src in DATASETS:
+        total, read, labels, classes = _samples_from_registry(src, data_dir, split)
+    else:
+        total, read, labels, classes = _samples_from_files(src, split)
+    if total == 0:
+        raise DataError(f"{src} holds no images")
+    order = list(range(total))
+    if shuffle:
+        random.Random(seed).shuffle(order)
+    prefix = prefix or split
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    shardlist: list[dict] = []
+    label_counts: list[dict[str, int]] = []
+    skipped: list[str] = []
+    try:
+        writer, written = None, 0
+
+        def finish_shard():
+            name = f"{prefix}-{len(shardlist):06d}.tar"
+            shardlist.append({"url": name, "nsamples": written, "filesize": (staging / name).stat().st_size})
+
+        for n, i in enumerate(order):
+            suffix, data = read(i)
+            kind = _image_kind(data) if data else None
+            if kind is None:
+                skipped.append(str(i))
+            else:
+                if writer is None:
+                    writer = wds.TarWriter(str(staging / f"{prefix}-{len(shardlist):06d}.tar"), encoder=False, mtime=TAR_MTIME)
+                    label_counts.append({})
+                    written = 0
+                sample = {"__key__": f"{i:08d}", kind if suffix in ("image", "") else suffix: data}
+                if labels is not None:
+                    sample["cls"] = str(int(labels[i])).encode()
+                    label_counts[-1][str(int(labels[i]))] = label_counts[-1].get(str(int(labels[i])), 0) + 1
+                writer.write(sample)
+                written += 1
+                if written == shard_size:
+                    writer.close()
+                    finish_shard()
+                    writer = None
+            if progress is not None:
+                progress(1)
+        if writer is not None:
+            writer.close()
+            finish_shard()
+        if not shardlist:
+            raise DataError(f"none of the {total} samples of {src} is an image Pillow can open")
+        index = {
+            "__kind__": INDEX_KIND,
+            "wids_version": 1,
+            "name": f"{Path(str(src).rstrip('/')).name}-{split}",
+            "shardlist": shardlist,
+            "dcgan": {"source": str(src), "split": split, "shuffled": shuffle, "seed": seed, "skipped": len(skipped),
+                      "classes": classes if labels is not None else None,
+                      "labels": label_counts if labels is not None else []},
+        }
+        (staging / SHARD_INDEX).write_text(json.dumps(index, indent=1) + "\n")
+        if out.exists():
+            out.rmdir()  # empty, checked above
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return index
+
+
+def shard_pattern(out: str | os.PathLike, index: dict) -> str:
+    """The brace pattern naming the shards of an index written by `write_shards`."""
+    names = [s["url"] for s in index["shardlist"]]
+    first, last = names[0], names[-1]
+    stem = first.rsplit("-", 1)[0]
+    if len(names) == 1:
+        return str(Path(out) / first)
+    return str(Path(out) / f"{stem}-{{{first.rsplit('-', 1)[1][:-4]}..{last.rsplit('-', 1)[1][:-4]}}}.tar")
