@@ -87,6 +87,15 @@ def _label(sample: dict) -> int | None:
         raise DataError(f"sample {sample.get('__key__')!r} has a .cls that is not an integer: {raw[:20]!r}") from None
 
 
+def _reason(url: str, exc: Exception) -> str:
+    """One line for a failed read; for a pipe: command, its exit status rather than webdataset's Popen arguments."""
+    text = first_line(exc)
+    status = re.search(r"exit (-?\d+)", text)
+    if url.startswith("pipe:") and status:
+        return f"the command `{url[5:]}` exited with status {status.group(1)}"
+    return text
+
+
 def iter_samples(url: str) -> Iterator[tuple[str, bytes, int | None]]:
     """The samples of one shard in stored order, as (key, image bytes, label or None).
 
@@ -102,7 +111,7 @@ def iter_samples(url: str) -> Iterator[tuple[str, bytes, int | None]]:
     try:
         stream = wds.gopen(url, "rb")
     except Exception as exc:
-        raise DataError(f"cannot open shard {url}: {first_line(exc)}") from None
+        raise DataError(f"cannot open shard {url}: {_reason(url, exc)}") from None
     finished = False
     try:
         members = ({**m, "__url__": url} for m in tar_file_iterator(stream))
@@ -114,13 +123,18 @@ def iter_samples(url: str) -> Iterator[tuple[str, bytes, int | None]]:
     except DataError:
         raise
     except Exception as exc:  # tarfile.ReadError, OSError, a failed pipe: command, ...
-        raise DataError(f"cannot read shard {url}: {first_line(exc)}") from None
+        if url.startswith("pipe:"):
+            try:
+                stream.close()  # the command's exit status says more than the empty stream it left
+            except Exception as status:
+                exc = status
+        raise DataError(f"cannot read shard {url}: {_reason(url, exc)}") from None
     finally:
         try:
             stream.close()  # a pipe: command that exited non-zero raises here
         except Exception as exc:
             if finished:  # not when the reader stopped early (the command then sees a closed pipe)
-                raise DataError(f"cannot read shard {url}: {first_line(exc)}") from None
+                raise DataError(f"cannot read shard {url}: {_reason(url, exc)}") from None
 
 
 # --------------------------------------------------------------------------- #
