@@ -268,6 +268,18 @@ def _same_weights(a, b) -> None:
             assert torch.equal(a.tensors[key], b.tensors[key]), key
 
 
+def test_shards_of_mostly_undecodable_samples_stop_training_in_one_line(tmp_path, capsys, monkeypatch):
+    import webdataset as wds
+
+    monkeypatch.setenv("DCGAN_CACHE_DIR", str(tmp_path / "cache"))
+    with wds.TarWriter(str(tmp_path / "bad-0.tar"), encoder=False) as writer:
+        for i in range(300):
+            writer.write({"__key__": f"{i:04d}", "png": _png(i) if i % 4 == 0 else b"not a png"})
+    code = run_cli("train", "--data", str(tmp_path / "bad-{0..0}.tar"), *TRAIN, "--steps", "30", "--out", tmp_path / "run")
+    assert code == 2
+    assert "could not be decoded (more than 10%)" in one_line_error(capsys.readouterr().err)
+
+
 def _dcgan(tmp_path, *args):
     return [sys.executable, "-m", "dcgan", *map(str, args)]
 

@@ -56,7 +56,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                                 "config.json of an earlier run (or its folder) to repeat it; a --recipe is applied "
                                 "under the file, options given as well override both")
     groups["data"].add_argument("--data", default=None, metavar="NAME_OR_PATH",
-                                help=f"dataset: {', '.join(sorted(DATASETS))}, or a folder / .zip / .tar(.gz) of images (default: digits)")
+                                help=f"dataset: {', '.join(sorted(DATASETS))}, or a folder / .zip / .tar(.gz) of images, an LSUN lmdb, "
+                                     "or WebDataset shards ('shards/train-{000000..000127}.tar', pipe:..., shards.json) (default: digits)")
     groups["training"].add_argument("--lr", type=POSITIVE_FLOAT.parse, default=None, metavar="LR",
                                     help="Adam learning rate of both G and D (default 2e-4, paper)")
     groups["speed"].add_argument("--nproc", type=POSITIVE_INT.parse, default=None, metavar="N",

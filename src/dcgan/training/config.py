@@ -32,7 +32,7 @@ class TrainConfig:
     """
 
     # -- data
-    data: str = option("digits", "dataset name from the registry, or a folder / .zip / .tar(.gz) of images",
+    data: str = option("digits", "dataset name from the registry, a folder / .zip / .tar(.gz) of images, an LSUN lmdb, or WebDataset shards",
                        group="data", cli=False)
     recipe: str | None = option(None, "the named configuration this run started from (dcgan train --recipe)", group="data",
                                 cli=False)

@@ -8,12 +8,14 @@ from typing import Iterator
 
 import torch
 
-from ..data import ImageData, to_unit_range
+from ..data import MAX_FAILED_FRACTION, ImageData, to_unit_range
 from ..distributed import DistInfo
 from ..errors import DataError
 from ..shards import EpochPlan, stream_batches
 
 __all__ = ["DataFeed"]
+
+MIN_SAMPLES_TO_JUDGE = 200  # undecodable shard samples are judged once this many were read (a folder's pre-flight sample)
 
 
 class DataFeed:
@@ -23,7 +25,6 @@ class DataFeed:
                  workers: int | None = None):
         self.data, self.batch_size, self.seed, self.device, self.dist = data, batch_size, seed, device, dist
         self.workers = workers if workers is not None else min(8, os.cpu_count() or 1)
-        self.stream_failures = 0  # shard samples that did not decode this epoch (each replaced by a neighbour)
         # The whole dataset lives on the training device as uint8 (a quarter of float32's size);
         # batches are gathered and scaled to [-1, 1] there.
         self.images = data.images.to(device) if data.images is not None else None
@@ -62,9 +63,13 @@ class DataFeed:
             # shuffle buffer, a contiguous block per process; resuming at `start` skips exactly the steps before it.
             plan = self.epoch_plan(epoch)
             assert plan.steps == self.steps_per_epoch
+            read = 0
             for images, labels, failed in stream_batches(self.data.shards, plan, start, self.workers,
                                                          pin_memory=self.device.type == "cuda"):
-                self.stream_failures = failed
+                read += len(images)
+                if failed > MAX_FAILED_FRACTION * read and read >= MIN_SAMPLES_TO_JUDGE:  # as for folders: >10% refuses
+                    raise DataError(f"{failed} of the {read} samples read from the shards this epoch could not be decoded "
+                                    f"(more than {MAX_FAILED_FRACTION:.0%}); see: dcgan data check {self.data.shards.spec!r}")
                 yield to_unit_range(images.to(self.device, non_blocking=True)), (labels.to(self.device) if labels is not None else None)
             return
         order = self.epoch_order(epoch)
