@@ -19,6 +19,7 @@ from ..errors import ConfigError, DCGANError
 from ..models import ModelConfig
 from ..options import POSITIVE_FLOAT, POSITIVE_INT, add_options, flag_of, resumable_fields
 from ..recipes import RECIPES, get_recipe
+from ..shards import PARTS, usable_workers
 from ..rundir import RunDir
 from ..training import TrainConfig, Trainer
 from ..training.monitors import Evaluate, describe_best
@@ -158,8 +159,10 @@ def _new_trainer(args: argparse.Namespace) -> Trainer:
         first = "; ".join(f"{n}: {r}" for n, r in loaded.skipped[:2])
         print(f"skipped {len(loaded.skipped)} file(s) that could not be decoded ({first}); see: dcgan data check {data}")
     if loaded.shards is not None:
+        workers = usable_workers(trainer.feed.workers)
+        readers = f"{workers} DataLoader worker(s) (a divisor of {PARTS}, at most --workers)" if workers else "the training process"
         print(f"streaming {len(loaded)} images from {len(loaded.shards.shards)} shard(s), shuffled per (seed, epoch), "
-              "decoded batch by batch by the DataLoader workers")
+              f"decoded batch by batch by {readers}")
     elif loaded.stream is not None:
         print(f"streaming {len(loaded)} images from disk, decoded batch by batch by the DataLoader workers")
     elif loaded.from_cache:

@@ -23,6 +23,10 @@ The order of an epoch is planned, so that it is deterministic and resumable:
   part t mod PARTS. DataLoader workers take parts (worker w the parts p with p = w mod
   workers, the workers a divisor of PARTS), so the order does not depend on the number
   of workers, and each worker reads its parts' shards sequentially, once.
+* A local, uncompressed shard is read through its member table (image offsets, lengths and labels from
+  its tar headers, scanned once and cached): one `pread` per sample, no tar parsing while training. A
+  `pipe:` command or a gzipped shard is read through, each part holding the samples that arrive before
+  their turn. Both give the same samples in the same order.
 * Resuming at step k of an epoch is exact: every part skips the batches of the steps
   before k (whole shards without opening them, the rest of a shard without decoding), and
   the run continues with the same batches, in the same order, as an uninterrupted run.

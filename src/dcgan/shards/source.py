@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -40,12 +41,14 @@ _BRACES = re.compile(r"\{[^{}]*(\.\.|,)[^{}]*\}")
 def looks_like_shards(spec: str | os.PathLike) -> bool:
     """True for a brace pattern, a `::` list, a `pipe:` command, a shard index (`*.json`) or a folder holding one."""
     s = str(spec)
-    if s.startswith("pipe:") or "::" in s or _BRACES.search(s):
+    if s.startswith("pipe:"):
         return True
     p = Path(s)
-    if s.lower().endswith(".json"):
-        return True
-    return p.is_dir() and (p / SHARD_INDEX).is_file()
+    if p.is_dir():  # a folder of images, even one with braces in its name, unless it holds a shard index
+        return (p / SHARD_INDEX).is_file()
+    if p.is_file():
+        return s.lower().endswith(".json")
+    return "::" in s or bool(_BRACES.search(s)) or s.lower().endswith(".json")
 
 
 def expand_shard_spec(spec: str) -> list[str]:
@@ -198,11 +201,136 @@ def _scan_key(url: str) -> str | None:
     return hashlib.sha256(f"{COUNT_CACHE_FORMAT}:{url}".encode()).hexdigest()[:32]
 
 
+_SKIP_META = re.compile(r"__[^/]*__($|/)")  # webdataset's tar_file_iterator passes over these names
+
+
+@dataclass(frozen=True)
+class MemberTable:
+    """Where each sample's image lies in a local, uncompressed shard, and its label: read from the tar headers
+    once, so samples are then read with one `pread` each, in any order, without parsing the tar again."""
+
+    offsets: np.ndarray  # (n,) int64: byte offset of the sample's image data in the file
+    sizes: np.ndarray  # (n,) int64: its length
+    labels: np.ndarray  # (n,) int64: the .cls value, -1 where the sample has none
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+
+def random_access(url: str) -> bool:
+    """A local file that is an uncompressed tar (a gzipped shard can only be streamed)."""
+    if not _is_local(url):
+        return False
+    try:
+        with open(_local_path(url), "rb") as f:
+            return f.read(2) != b"\x1f\x8b"
+    except OSError:
+        return False
+
+
+def _scan_members(url: str) -> MemberTable:
+    """Group a local tar's members into samples by webdataset's rules (`group_by_keys` on `tar_file_iterator`'s
+    output: regular files, meta names passed over, the key up to the first dot, consecutive members of one
+    key make a sample), seeking over the data; samples without an image member are passed over."""
+    import tarfile
+
+    from webdataset.tariterators import base_plus_ext
+
+    offsets, sizes, labels = [], [], []
+    current: dict | None = None
+    path = _local_path(url)
+
+    def flush(sample: dict | None, tar) -> None:
+        if not sample:
+            return
+        suffix = _image_suffix(sample)
+        if suffix is None:
+            return
+        info = sample[suffix]
+        offsets.append(info.offset_data)
+        sizes.append(info.size)
+        cls = sample.get("cls")
+        labels.append(-1 if cls is None else _label({"__key__": sample["__key__"], "cls": tar.extractfile(cls).read()}))
+
+    try:
+        with tarfile.open(path, "r:") as tar:
+            for info in tar:
+                name = info.name
+                if not info.isreg() or ("/" not in name and name.startswith("__") and name.endswith("__")) or _SKIP_META.match(name):
+                    continue
+                prefix, suffix = base_plus_ext(name)
+                if prefix is None:
+                    continue
+                suffix = suffix.lower()
+                if current is None or prefix != current["__key__"]:
+                    flush(current, tar)
+                    current = {"__key__": prefix}
+                if suffix in current:
+                    raise DataError(f"shard {url}: {name} repeats a member of sample {prefix!r}")
+                current[suffix] = info
+                tar.members = []  # keep memory flat over a large shard
+            flush(current, tar)
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"cannot read shard {url}: {first_line(exc)}") from None
+    as_array = lambda values: np.asarray(values, dtype=np.int64)  # noqa: E731
+    return MemberTable(as_array(offsets), as_array(sizes), as_array(labels))
+
+
+_TABLES: dict[str, MemberTable] = {}  # this process's member tables, by cache key
+
+
+def member_table(url: str, cache: bool = True) -> MemberTable:
+    """The member table of a local uncompressed shard: memoised in the process, cached on disk by path, size and time."""
+    key = _scan_key(url)
+    if key in _TABLES:
+        return _TABLES[key]
+    path = _count_cache_dir() / f"{key}.npz"
+    table = None
+    if cache and path.is_file():
+        try:
+            with np.load(path) as saved:
+                table = MemberTable(saved["offsets"], saved["sizes"], saved["labels"])
+        except (OSError, ValueError, KeyError):
+            table = None  # a damaged cache entry is rebuilt
+    if table is None:
+        table = _scan_members(url)
+        if cache:
+            from ..fileio import atomic_write_bytes
+
+            buf = io.BytesIO()
+            np.savez(buf, offsets=table.offsets, sizes=table.sizes, labels=table.labels)
+            try:
+                atomic_write_bytes(path, buf.getvalue())
+            except OSError:
+                pass  # a read-only cache only costs a rescan next time
+    _TABLES[key] = table
+    return table
+
+
+def read_members(url: str, table: MemberTable, stored: "list[int] | np.ndarray") -> Iterator[tuple[bytes, int | None]]:
+    """(image bytes, label) of the samples at `stored` indices of a local shard, in that order (one pread each)."""
+    fd = os.open(_local_path(url), os.O_RDONLY)
+    try:
+        for i in stored:
+            data = os.pread(fd, int(table.sizes[i]), int(table.offsets[i]))
+            label = int(table.labels[i])
+            yield data, (None if label < 0 else label)
+    finally:
+        os.close(fd)
+
+
 def scan_shard(url: str, cache: bool = True) -> ShardInfo:
-    """Count the samples (and classes) of one shard by reading it once; the result is cached."""
+    """Count the samples (and classes) of one shard; the result is cached. A local uncompressed shard is
+    read by its headers alone (its member table); any other is streamed once."""
+    nbytes = _local_path(url).stat().st_size if _is_local(url) else None
+    if random_access(url):
+        table = member_table(url, cache)
+        values, counts = np.unique(table.labels[table.labels >= 0], return_counts=True)
+        return ShardInfo(url, len(table), dict(zip(values.tolist(), counts.tolist())), nbytes)
     key = _scan_key(url)
     path = _count_cache_dir() / f"{key}.json"
-    nbytes = _local_path(url).stat().st_size if _is_local(url) else None
     if cache and path.is_file():
         try:
             saved = json.loads(path.read_text())
@@ -320,13 +448,17 @@ def read_samples(shards: ShardSet, indices: list[int] | torch.Tensor) -> torch.T
         want.setdefault(shard, {}).setdefault(i - int(starts[shard]), []).append(out)
     result = np.zeros((len(indices), shards.channels, shards.size, shards.size), dtype=np.uint8)
     for shard, offsets in sorted(want.items()):
-        for stored, (_, data, _) in enumerate(iter_samples(shards.shards[shard].url)):
-            if stored in offsets:
-                try:
-                    pixels = shards.decode(data)
-                except DecodeError:
-                    continue  # an undecodable sample stays black here; `dcgan data check` lists it
-                for out in offsets[stored]:
-                    result[out] = pixels
+        url = shards.shards[shard].url
+        if random_access(url):
+            stored = sorted(offsets)
+            samples = zip(stored, (data for data, _ in read_members(url, member_table(url), stored)))
+        else:
+            samples = ((i, data) for i, (_, data, _) in enumerate(iter_samples(url)) if i in offsets)
+        for i, data in samples:
+            try:
+                pixels = shards.decode(data)
+            except DecodeError:
+                continue  # an undecodable sample stays black here; `dcgan data check` lists it
+            for out in offsets[i]:
+                result[out] = pixels
     return torch.from_numpy(result)
-

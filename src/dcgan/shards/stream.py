@@ -10,7 +10,7 @@ import torch
 from ..errors import DataError
 from ..imagefiles import DecodeError
 from .plan import PARTS, EpochPlan
-from .source import ShardSet, iter_samples
+from .source import ShardSet, iter_samples, member_table, random_access, read_members
 
 
 # --------------------------------------------------------------------------- #
@@ -23,10 +23,18 @@ class _ShardError(Exception):
 def _shard_samples(shards: ShardSet, plan: EpochPlan, shard: int, lo: int, hi: int) -> Iterator[tuple[bytes, int | None]]:
     """Samples lo..hi-1 of `shard` in this epoch's shuffled order, holding at most about one buffer of them."""
     order = plan.shard_permutation(shard)
+    info = shards.shards[shard]
+    if random_access(info.url):  # a local tar: read the wanted samples directly, by the member table
+        table = member_table(info.url)
+        if len(table) != info.count:
+            raise _ShardError(f"shard {info.url} holds {len(table)} samples, but {info.count} were counted: it changed "
+                              f"since; check it with: dcgan data check {shards.spec!r}")
+        yield from read_members(info.url, table, order[lo:hi])
+        return
+    # Any other (pipe:, gzipped): stream it, holding the samples read ahead until their turn (about one buffer).
     wanted = {stored: position for position, stored in enumerate(order[lo:hi], start=lo)}
     held: dict[int, tuple[bytes, int | None]] = {}
     next_out, n_read = lo, 0
-    info = shards.shards[shard]
     for stored, (_, data, label) in enumerate(iter_samples(info.url)):
         n_read += 1
         if stored in wanted:
@@ -136,7 +144,7 @@ def stream_batches(shards: ShardSet, plan: EpochPlan, start: int, workers: int,
         items = iter(dataset)
     else:
         items = iter(torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers, pin_memory=pin_memory,
-                                                 prefetch_factor=2, persistent_workers=False))
+                                                 prefetch_factor=4, persistent_workers=False))
     failures = [0] * max(1, workers)
     expected = start
     for step, images, labels, failed, error in items:
