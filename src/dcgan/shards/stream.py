@@ -102,8 +102,8 @@ class ShardStream(torch.utils.data.IterableDataset):
     Items are (step, images uint8 (B, C, H, W), labels (B,) or None, failures, error message or "").
     """
 
-    def __init__(self, shards: ShardSet, plan: EpochPlan, start: int, workers: int):
-        self.shards, self.plan, self.start, self.workers = shards, plan, start, max(1, workers)
+    def __init__(self, shards: ShardSet, plan: EpochPlan, start: int):
+        self.shards, self.plan, self.start = shards, plan, start
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -139,7 +139,7 @@ def stream_batches(shards: ShardSet, plan: EpochPlan, start: int, workers: int,
     robin over workers is exactly the step order, since worker w gives steps start + w, + 2w, ...
     """
     workers = usable_workers(workers, plan.parts)
-    dataset = ShardStream(shards, plan, start, workers)
+    dataset = ShardStream(shards, plan, start)
     if workers == 0:
         items = iter(dataset)
     else:
