@@ -244,6 +244,28 @@ def test_data_shard_writes_shuffled_shards_with_an_index_and_keeps_file_bytes(cl
     assert shard_pattern(out, index).endswith("train-{000000..000002}.tar")
 
 
+def test_data_shard_takes_pixel_datasets_and_compressed_archives(class_folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("DCGAN_CACHE_DIR", str(tmp_path / "cache"))
+    digits = load_dataset("digits")
+    index = write_shards("digits", tmp_path / "digits", shard_size=500)
+    assert [s["nsamples"] for s in index["shardlist"]] == [500, 500, 437]
+    shards = open_shards(str(tmp_path / "digits"), 8, 1)
+    assert shards.classes == digits.classes
+    # Lossless: the digits come back with their exact pixels, each once (in the shuffled order).
+    everything = read_samples(shards, list(range(len(shards))))
+    assert sorted(t.numpy().tobytes() for t in everything) == sorted(t.numpy().tobytes() for t in digits.images)
+    assert not torch.equal(everything, digits.images)
+    archive = tmp_path / "folder.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(class_folder, arcname="folder")
+    for shuffle in (True, False):  # a .tar.gz reads front to back: in memory to shuffle, straight through if not
+        out = tmp_path / f"gz-{shuffle}"
+        index = write_shards(str(archive), out, shard_size=1000, shuffle=shuffle)
+        assert index["shardlist"][0]["nsamples"] == 120 and index["dcgan"]["skipped"] == 1
+        ids = _ids(read_samples(open_shards(str(out), 16, 1), list(range(120))))
+        assert sorted(ids) == list(range(120)) and (ids == sorted(ids)) != shuffle
+
+
 def test_data_shard_refuses_a_folder_in_use_and_leaves_it_alone(class_folder, tmp_path, capsys):
     out = tmp_path / "busy"
     out.mkdir()

@@ -44,6 +44,7 @@ __all__ = [
     "StreamDataset",
     "default_cache_dir",
     "dataset_stem",
+    "open_file_source",
 ]
 
 
@@ -453,6 +454,18 @@ def _write_cache(path: Path, data: ImageData) -> None:
         atomic_write_bytes(path, st_save(tensors, metadata=meta))
     except OSError:
         pass  # a read-only or full cache folder only costs a slower next start
+
+
+def open_file_source(path: str | os.PathLike, split: str = "train") -> ImageSource:
+    """The files of a folder or archive, or the entries of an LSUN lmdb, listed; DataError in one line when it cannot."""
+    try:
+        return open_lmdb(path) if looks_like_lmdb(path) else open_source(Path(path), split)
+    except DataError:
+        raise
+    except FileNotFoundError:
+        raise DataError(f"{path} does not exist") from None
+    except Exception as exc:
+        raise DataError(f"cannot read {path}: {first_line(exc)}") from None
 
 
 def load_image_files(

@@ -2,8 +2,9 @@
 
 `check_files` looks at every file of a folder or archive, or every entry of an LSUN
 lmdb (formats, modes, sizes, duplicates by content hash, files that cannot be
-decoded); `check_named` summarises a registered dataset. Both return a
-`CheckReport`, whose `text()` is what `dcgan data check` prints. Nothing here
+decoded); `check_shards` reads every sample of a set of WebDataset shards and
+says how they are laid out; `check_named` summarises a registered dataset. All
+return a `CheckReport`, whose `text()` is what `dcgan data check` prints. Nothing here
 writes files.
 """
 
@@ -19,14 +20,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .data import DATASETS, MAX_FAILED_FRACTION, load_dataset
-from .errors import DataError, first_line
-from .imagefiles import DecodeError, ImageSource, decode_image, open_source
-from .lsun import looks_like_lmdb, open_lmdb
-from .shards import iter_samples, looks_like_shards, open_shards
+from .data import DATASETS, MAX_FAILED_FRACTION, load_dataset, open_file_source
+from .imagefiles import DecodeError, ImageSource, decode_image
 from .models import ModelConfig, check_models
+from .shards import iter_samples, looks_like_shards, open_shards
 
-__all__ = ["CheckReport", "check_files", "check_named", "check_dataset"]
+__all__ = ["CheckReport", "check_files", "check_shards", "check_named", "check_dataset"]
 
 
 @dataclass
@@ -119,14 +118,7 @@ def _model_line(image_size: int, channels: int) -> str:
 
 def check_files(path, image_size: int = 64, channels: int = 3, split: str = "train", sample: int | None = None, seed: int = 0) -> CheckReport:
     """Open and decode every file of a folder or archive, or every entry of an LSUN lmdb (or a random `sample`)."""
-    try:
-        source: ImageSource = open_lmdb(path) if looks_like_lmdb(path) else open_source(path, split)
-    except DataError:
-        raise
-    except FileNotFoundError:
-        raise DataError(f"{path} does not exist") from None
-    except Exception as exc:
-        raise DataError(f"cannot read {path}: {first_line(exc)}") from None
+    source: ImageSource = open_file_source(path, split)
     report = CheckReport(str(path), image_size, channels, total=len(source), classes=source.classes, split_used=source.split_used,
                          kind=source.kind)
     report.model_ok = _model_line(image_size, channels)

@@ -16,15 +16,21 @@ import os
 import random
 import shutil
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
-from ..errors import DataError, first_line
+from ..errors import DataError
 from .source import INDEX_KIND, SHARD_INDEX, _wds
 
 TAR_MTIME = 1_700_000_000  # a fixed member time, so the same data and seed give byte-identical shards
 
 
-def _samples_from_registry(name: str, data_dir, split: str) -> tuple[int, Callable[[int], tuple[str, bytes]], list | None, list[str] | None]:
+# A source for the writer: (number of samples, labels or None, class names or None, and a function that gives the
+# samples (index, file suffix or "", bytes) in a given order of indices).
+Samples = Callable[[list[int]], Iterator[tuple[int, str, bytes]]]
+
+
+def _registry_samples(name: str, data_dir, split: str) -> tuple[int, list | None, list[str] | None, Samples]:
+    """A dataset held as pixels (MNIST, CIFAR-10): each image encoded as lossless PNG."""
     from PIL import Image
 
     from ..data import load_dataset
@@ -32,46 +38,45 @@ def _samples_from_registry(name: str, data_dir, split: str) -> tuple[int, Callab
     data = load_dataset(name, data_dir, split=split)
     images = data.images.numpy()  # (N, C, H, W) uint8
 
-    def read(i: int) -> tuple[str, bytes]:
-        pixels = images[i]
-        im = Image.fromarray(pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0))
-        buf = io.BytesIO()
-        im.save(buf, format="PNG", compress_level=1)
-        return "png", buf.getvalue()
+    def samples(order: list[int]) -> Iterator[tuple[int, str, bytes]]:
+        for i in order:
+            pixels = images[i]
+            buf = io.BytesIO()
+            Image.fromarray(pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0)).save(buf, format="PNG", compress_level=1)
+            yield i, "png", buf.getvalue()
 
-    labels = data.labels.tolist() if data.labels is not None else None
-    return len(data), read, labels, data.classes
+    return len(data), data.labels.tolist() if data.labels is not None else None, data.classes, samples
 
 
-def _samples_from_files(path: str, split: str) -> tuple[int, Callable[[int], tuple[str, bytes]], list | None, list[str] | None]:
-    from ..imagefiles import open_source
-    from ..lsun import looks_like_lmdb, open_lmdb
+def _file_samples(path: str, split: str, shuffle: bool) -> tuple[int, list | None, list[str] | None, Samples]:
+    """A folder, archive or lmdb: each file's own bytes, under its own suffix (an lmdb's under Pillow's format)."""
+    from ..data import default_memory_budget, open_file_source
 
-    try:
-        source = open_lmdb(path) if looks_like_lmdb(path) else open_source(Path(path), split)
-    except DataError:
-        raise
-    except FileNotFoundError:
-        raise DataError(f"{path} does not exist") from None
-    except Exception as exc:
-        raise DataError(f"cannot read {path}: {first_line(exc)}") from None
-    if not source.random_access:  # a .tar.gz: read once into memory (such archives are small), then shuffle
-        cached: dict[int, bytes] = {}
-        for i, data in source.iter_bytes():
-            cached[i] = data if not isinstance(data, Exception) else b""
-        fetch = cached.__getitem__
-    else:
-        def fetch(i: int) -> bytes:
-            try:
-                return source.read(source.names[i])
-            except OSError:
-                return b""
+    source = open_file_source(path, split)
+    suffix = (lambda i: "") if source.kind == "lmdb" else (lambda i: Path(source.names[i]).suffix.lower().lstrip("."))
 
-    def read(i: int) -> tuple[str, bytes]:
-        suffix = Path(source.names[i]).suffix.lower().lstrip(".") if source.kind != "lmdb" else "image"
-        return suffix, fetch(i)
+    def samples(order: list[int]) -> Iterator[tuple[int, str, bytes]]:
+        if source.random_access:
+            for i in order:
+                try:
+                    yield i, suffix(i), source.read(source.names[i])
+                except OSError:
+                    yield i, suffix(i), b""  # left out and counted, as a file that is not an image
+            return
+        # A .tar.gz reads front to back only: in its own order, or (to shuffle) held in memory first.
+        stored = ((i, b"" if isinstance(data, Exception) else data) for i, data in source.iter_bytes())
+        if order == sorted(order):
+            for i, data in stored:
+                yield i, suffix(i), data
+            return
+        held = dict(stored)
+        for i in order:
+            yield i, suffix(i), held.pop(i)
 
-    return len(source), read, source.labels, source.classes
+    if shuffle and not source.random_access and sum(source.sizes) > default_memory_budget():
+        raise DataError(f"{path} is a compressed tar of {sum(source.sizes) / 2**30:.1f} GB: shuffling it needs it all in memory; "
+                        "unpack it (or use an uncompressed .tar), or keep its order with --no-shuffle")
+    return len(source), source.labels, source.classes, samples
 
 
 def _image_kind(data: bytes) -> str | None:
@@ -100,9 +105,9 @@ def write_shards(src: str, out: str | os.PathLike, shard_size: int = 10_000, spl
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"{out} already exists and is not empty: pick a new folder for the shards")
     if src in DATASETS:
-        total, read, labels, classes = _samples_from_registry(src, data_dir, split)
+        total, labels, classes, samples = _registry_samples(src, data_dir, split)
     else:
-        total, read, labels, classes = _samples_from_files(src, split)
+        total, labels, classes, samples = _file_samples(src, split, shuffle)
     if total == 0:
         raise DataError(f"{src} holds no images")
     order = list(range(total))
@@ -123,8 +128,7 @@ def write_shards(src: str, out: str | os.PathLike, shard_size: int = 10_000, spl
             name = f"{prefix}-{len(shardlist):06d}.tar"
             shardlist.append({"url": name, "nsamples": written, "filesize": (staging / name).stat().st_size})
 
-        for n, i in enumerate(order):
-            suffix, data = read(i)
+        for i, suffix, data in samples(order):
             kind = _image_kind(data) if data else None
             if kind is None:
                 skipped.append(str(i))
@@ -133,7 +137,7 @@ def write_shards(src: str, out: str | os.PathLike, shard_size: int = 10_000, spl
                     writer = wds.TarWriter(str(staging / f"{prefix}-{len(shardlist):06d}.tar"), encoder=False, mtime=TAR_MTIME)
                     label_counts.append({})
                     written = 0
-                sample = {"__key__": f"{i:08d}", kind if suffix in ("image", "") else suffix: data}
+                sample = {"__key__": f"{i:08d}", suffix or kind: data}
                 if labels is not None:
                     sample["cls"] = str(int(labels[i])).encode()
                     label_counts[-1][str(int(labels[i]))] = label_counts[-1].get(str(int(labels[i])), 0) + 1
