@@ -35,6 +35,9 @@ from dcgan.shards import (
 
 from conftest import one_line_error, run_cli
 
+# Four DataLoader workers on a 2-core machine are the point of some tests here: PyTorch's advice is not.
+pytestmark = pytest.mark.filterwarnings("ignore:This DataLoader will create:UserWarning")
+
 SIZES = (70, 50, 90, 40, 50)  # uneven shards, as other tools write them: 300 samples
 TOTAL = sum(SIZES)
 

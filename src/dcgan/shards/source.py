@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import io
 import json
@@ -278,13 +279,17 @@ def _scan_members(url: str) -> MemberTable:
     return MemberTable(as_array(offsets), as_array(sizes), as_array(labels))
 
 
-_TABLES: dict[str, MemberTable] = {}  # this process's member tables, by cache key
+# This process's most recent member tables, by cache key: a part reads a shard in one or two segments, so a few
+# are enough, and memory stays flat however many shards there are (a table is 24 bytes a sample).
+_TABLES: "collections.OrderedDict[str, MemberTable]" = collections.OrderedDict()
+TABLES_HELD = 2 * 8
 
 
 def member_table(url: str, cache: bool = True) -> MemberTable:
-    """The member table of a local uncompressed shard: memoised in the process, cached on disk by path, size and time."""
+    """The member table of a local uncompressed shard: held while recently used, cached on disk by path, size and time."""
     key = _scan_key(url)
     if key in _TABLES:
+        _TABLES.move_to_end(key)
         return _TABLES[key]
     path = _count_cache_dir() / f"{key}.npz"
     table = None
@@ -306,6 +311,8 @@ def member_table(url: str, cache: bool = True) -> MemberTable:
             except OSError:
                 pass  # a read-only cache only costs a rescan next time
     _TABLES[key] = table
+    while len(_TABLES) > TABLES_HELD:
+        _TABLES.popitem(last=False)
     return table
 
 
