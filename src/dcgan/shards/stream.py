@@ -59,8 +59,8 @@ class _PartReader:
     def batches(self) -> Iterator[tuple[int, torch.Tensor, torch.Tensor | None, int]]:
         """(epoch step, images, labels, failures so far) for each of the part's remaining batches."""
         B, size, c = self.plan.batch_size, self.shards.size, self.shards.channels
-        images = np.empty((B, c, size, size), dtype=np.uint8)
-        labels = np.zeros(B, dtype=np.int64)
+        new_batch = lambda: (np.empty((B, c, size, size), dtype=np.uint8), np.zeros(B, dtype=np.int64))  # noqa: E731
+        images, labels = new_batch()  # filled in place, then handed over whole (no copy)
         j, filled, last_good, pending = self.skip, 0, None, []
         for shard, lo, hi in self.plan.segments(self.part, self.skip):
             for data, label in _shard_samples(self.shards, self.plan, shard, lo, hi):
@@ -81,8 +81,9 @@ class _PartReader:
                 if filled == B:
                     if pending:
                         raise _ShardError(f"{B} samples in a row failed to decode in shard {self.shards.shards[shard].url}")
-                    yield (self.plan.step_of(self.part, j), torch.from_numpy(images.copy()),
-                           torch.from_numpy(labels.copy()) if self.shards.classes else None, self.failed)
+                    yield (self.plan.step_of(self.part, j), torch.from_numpy(images),
+                           torch.from_numpy(labels) if self.shards.classes else None, self.failed)
+                    images, labels = new_batch()
                     j, filled, last_good = j + 1, 0, None
 
 
