@@ -313,7 +313,7 @@ def test_shards_of_mostly_undecodable_samples_stop_training_in_one_line(tmp_path
     assert "could not be decoded (more than 10%)" in one_line_error(capsys.readouterr().err)
 
 
-def _dcgan(tmp_path, *args):
+def _dcgan(*args):
     return [sys.executable, "-m", "dcgan", *map(str, args)]
 
 
@@ -323,7 +323,7 @@ def test_kill_9_mid_epoch_then_resume_equals_an_uninterrupted_run(pattern, tmp_p
     env = {**os.environ, "DCGAN_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     run = tmp_path / "killed"
     train = ["train", "--data", pattern, *TRAIN, "--conditional"]
-    proc = subprocess.Popen(_dcgan(tmp_path, *train, "--steps", "100000", "--out", run),
+    proc = subprocess.Popen(_dcgan(*train, "--steps", "100000", "--out", run),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     latest = run / "checkpoints" / "latest.safetensors"
     try:
@@ -341,9 +341,9 @@ def test_kill_9_mid_epoch_then_resume_equals_an_uninterrupted_run(pattern, tmp_p
             proc.communicate()
     k = load_checkpoint(run).step
     total = max(24, k + 4)
-    resumed = subprocess.run(_dcgan(tmp_path, "train", "--resume", run, "--steps", total, "--quiet"), capture_output=True, text=True, env=env)
+    resumed = subprocess.run(_dcgan("train", "--resume", run, "--steps", total, "--quiet"), capture_output=True, text=True, env=env)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    straight = subprocess.run(_dcgan(tmp_path, *train, "--steps", total, "--out", tmp_path / "straight"),
+    straight = subprocess.run(_dcgan(*train, "--steps", total, "--out", tmp_path / "straight"),
                               capture_output=True, text=True, env=env)
     assert straight.returncode == 0, straight.stderr[-2000:]
     assert "streaming 300 images from 5 shard(s)" in straight.stdout
@@ -359,7 +359,7 @@ def test_two_processes_over_shards_resume_exactly(pattern, tmp_path):
     common = ["train", "--data", pattern, *TRAIN, "--nproc", "2"]
 
     def dcgan(*args):
-        out = subprocess.run(_dcgan(tmp_path, *args), capture_output=True, text=True, env=env, timeout=300)
+        out = subprocess.run(_dcgan(*args), capture_output=True, text=True, env=env, timeout=300)
         assert out.returncode == 0, out.stderr[-2000:]
         return out
 

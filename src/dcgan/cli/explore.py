@@ -81,6 +81,11 @@ NEIGHBORS_EXAMPLES = """examples:
 """
 
 
+def _default_name(kind: str, seed: int, label: int | None) -> str:
+    """The file a latent tool writes when no --out is given: KIND-seedN.png, with -classK for a class."""
+    return f"{kind}-seed{seed}" + ("" if label is None else f"-class{label}") + ".png"
+
+
 def _add_sheet_source(p: argparse.ArgumentParser, class_help: str | None = None) -> None:
     p.add_argument("checkpoint", metavar="CKPT", help="a run directory (its latest checkpoint) or a checkpoint file")
     p.add_argument("--seed", type=_seed, default=0, help="seed of the numbered sheet the indices refer to (default 0)")
@@ -166,7 +171,7 @@ def _run_sheet(args: argparse.Namespace) -> int:
         title += f", sample i in class i mod {mc.num_classes}"
         print(balanced_note(mc))
     img = titled(numbered_sheet(generate(G, sheet, classes), nrow=nrow), title, size=12)
-    default = f"sheet-seed{args.seed}.png" if label is None else f"sheet-seed{args.seed}-class{label}.png"
+    default = _default_name("sheet", args.seed, label)
     out = save_image_atomic(img, _explore_path(ckpt, args, default))
     same = f" --class {args.class_}" if label is not None else ""
     print(f"wrote {out}: {args.num} samples numbered 0..{args.num - 1} (use the numbers with --seed {args.seed} -n {args.num}{same})")
@@ -291,7 +296,7 @@ def _run_arithmetic(args: argparse.Namespace) -> int:
     figure = arithmetic_figure(result, indices=[la, lb, lc])
     if label is not None:
         figure = titled(figure, f"all drawn in class {mc.class_name(label)}", size=12)
-    default = f"arithmetic-seed{args.seed}.png" if label is None else f"arithmetic-seed{args.seed}-class{label}.png"
+    default = _default_name("arithmetic", args.seed, label)
     out = save_image_atomic(figure, _explore_path(ckpt, args, default))
     in_class = "" if label is None else f", all in class {mc.class_name(label)}"
     print(f"wrote {out}: mean({','.join(la)}) - mean({','.join(lb)}) + mean({','.join(lc)}), with a 3x3 grid of noise {args.noise:g}{in_class}")
@@ -410,7 +415,7 @@ def _run_neighbors(args: argparse.Namespace) -> int:
     figure = stack_vertical(panels, gap=16)
     if label is not None:
         figure = titled(figure, f"samples of class {mc.class_name(label)}; every training image searched", size=12)
-    default = f"neighbors-seed{args.seed}.png" if label is None else f"neighbors-seed{args.seed}-class{label}.png"
+    default = _default_name("neighbors", args.seed, label)
     out = save_image_atomic(figure, _explore_path(ckpt, args, default))
     of_class = "" if label is None else f" of class {mc.class_name(label)}"
     print(f"wrote {out}: {args.num} samples{of_class} (sheet --seed {args.seed}) with their {args.k} nearest training images")

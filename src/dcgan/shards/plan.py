@@ -13,7 +13,7 @@ SHUFFLE_BUFFER = 512  # samples a part's shuffle buffer holds; reset at each sha
 # --------------------------------------------------------------------------- #
 # The plan of an epoch
 # --------------------------------------------------------------------------- #
-def _mix(*values: int) -> int:
+def _mix(*values: int | str) -> int:
     """One 63-bit seed from several integers (seed, epoch, shard), the same on every machine."""
     digest = hashlib.sha256(",".join(map(str, values)).encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
@@ -66,9 +66,13 @@ class EpochPlan:
         """The order of one shard's samples this epoch (the shuffle buffer's, from (seed, epoch, shard))."""
         return buffer_permutation(self.counts[shard], self.buffer, _mix(self.seed, self.epoch, shard))
 
+    def batches_before(self, part: int, step: int) -> int:
+        """Batches `part` gives before epoch step `step`: the steps t < step with t mod parts = part."""
+        return len(range(part, step, self.parts))
+
     def part_batches(self, part: int) -> tuple[int, int]:
-        """(first batch of this process's block, number of batches) that `part` holds: the steps t with t mod parts = part."""
-        sizes = [len(range(p, self.steps, self.parts)) for p in range(self.parts)]
+        """(first batch of this process's block, number of batches) that `part` holds."""
+        sizes = [self.batches_before(p, self.steps) for p in range(self.parts)]
         return sum(sizes[:part]), sizes[part]
 
     def step_of(self, part: int, j: int) -> int:

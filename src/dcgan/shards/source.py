@@ -433,12 +433,11 @@ def open_shards(spec: str, size: int, channels: int, progress: bool = False, cac
                 bar.close()
     if not shards or sum(sh.count for sh in shards) == 0:
         raise DataError(f"{s} holds no images ({', '.join(IMAGE_SUFFIXES[:5])}, ... members grouped by key)")
-    labelled = all(sum(sh.labels.values()) == sh.count for sh in shards) and any(sh.labels for sh in shards)
-    if labelled and classes is None:
-        classes = [str(i) for i in range(max(k for sh in shards for k in sh.labels) + 1)]
-    if not labelled:
-        classes = None
-    return ShardSet(s, shards, size, channels, classes, _fingerprint(shards, classes))
+    found = ShardSet(s, shards, size, channels)
+    if found.labelled:  # class names from the index, else the indices themselves
+        found.classes = classes or [str(i) for i in range(max(found.label_counts()) + 1)]
+    found.fingerprint = _fingerprint(shards, found.classes)
+    return found
 
 
 def read_samples(shards: ShardSet, indices: list[int] | torch.Tensor) -> torch.Tensor:

@@ -92,11 +92,6 @@ def _parts_of(worker: int, workers: int, start: int, parts: int) -> list[int]:
     return [p for p in range(parts) if ((p - start) % parts) % workers == worker]
 
 
-def _skip_of(part: int, start: int, parts: int) -> int:
-    """Batches `part` gave before epoch step `start` (the steps t < start with t mod parts = part)."""
-    return len(range(part, start, parts))
-
-
 class ShardStream(torch.utils.data.IterableDataset):
     """One process's batches of one epoch from `start` on, in step order; a DataLoader worker reads its own parts.
 
@@ -111,7 +106,7 @@ class ShardStream(torch.utils.data.IterableDataset):
         worker = info.id if info is not None else 0
         workers = info.num_workers if info is not None else 1
         parts = _parts_of(worker, workers, self.start, self.plan.parts)
-        readers = [_PartReader(self.shards, self.plan, p, _skip_of(p, self.start, self.plan.parts)) for p in parts]
+        readers = [_PartReader(self.shards, self.plan, p, self.plan.batches_before(p, self.start)) for p in parts]
         streams = {r.part: r.batches() for r in readers}
         # This worker's steps come in turn: start + worker, start + worker + workers, ... each from the part it maps to.
         try:
