@@ -3,12 +3,15 @@
 #   make test   creates .venv when missing, installs dcgan with its test tools, runs the suite
 # and one more for the explorer's browser tests, which are skipped without it:
 #   make browser  installs Debian's Chromium (Playwright drives it; nothing downloads a browser)
+# and one that CI also runs, so that a second CPU path stays tested whatever CPU runs it:
+#   make test-avx2  the kernel-sensitive tests (marker `kernels`) again on PyTorch's and oneDNN's AVX2
+#                   code paths, as an AVX2-only CPU runs them (fp32, no bf16 or AMX kernels)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test install browser clean
+.PHONY: demo test test-avx2 install browser clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +25,9 @@ demo: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q
+
+test-avx2: $(BIN)/.installed
+	ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 $(BIN)/python -m pytest -q -m kernels
 
 browser:
 	@command -v chromium >/dev/null 2>&1 && chromium --version 2>/dev/null || { \

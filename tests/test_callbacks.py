@@ -9,6 +9,10 @@ from dcgan.checkpoint import load_checkpoint
 from dcgan.models import ModelConfig
 from dcgan.training import Action, Callback, Schedule, TrainConfig, Trainer, TrainState
 
+# Bit-exact repeats and resumes, and tolerances between kernels: `make test-avx2` runs these again on the
+# AVX2 code paths, as an AVX2-only CPU would (tests/conftest.py, the `kernels` marker).
+pytestmark = pytest.mark.kernels
+
 
 class Counter(Callback):
     """Counts the steps its schedule fires at; its count is saved in checkpoints and restored on resume."""

@@ -17,6 +17,10 @@ from dcgan.models import ModelConfig, build_models
 from dcgan.sampling import generate, sample_z, standing_statistics
 from dcgan.training import TrainConfig, Trainer
 
+# Bit-exact repeats and resumes, and tolerances between kernels: `make test-avx2` runs these again on the
+# AVX2 code paths, as an AVX2-only CPU would (tests/conftest.py, the `kernels` marker).
+pytestmark = pytest.mark.kernels
+
 METHODS = tuple(CONDITIONING)
 NAMES = tuple(str(i) for i in range(10))
 

@@ -143,6 +143,7 @@ def test_sheet_is_drawn_in_the_class(conditional_run, tmp_path, capsys):
     assert sheet_labels(mc, 12).tolist() == [i % 10 for i in range(12)] and sheet_labels(mc, 3, 4).tolist() == [4, 4, 4]
 
 
+@pytest.mark.kernels  # bit-exact against another run: rerun on the AVX2 paths by make test-avx2
 def test_a_walk_across_classes_interpolates_the_class_input_exactly(conditional_run):
     ckpt, G = G_of(conditional_run)
     z = latent_sheet(ckpt.model_config, 0, 3)

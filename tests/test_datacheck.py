@@ -51,6 +51,7 @@ def test_check_report_counts_everything(small_folder):
         assert word in text
 
 
+@pytest.mark.kernels  # bit-exact against another run: rerun on the AVX2 paths by make test-avx2
 def test_stream_and_memory_training_are_identical(small_folder):
     memory = load_image_files(small_folder, 16, 1, cache=False)
     streamed = load_image_files(small_folder, 16, 1, stream=True)

@@ -19,6 +19,7 @@ def _dcgan(tmp_path, *args, timeout=240, env=None):
     return subprocess.run([sys.executable, "-m", "dcgan", *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout)
 
 
+@pytest.mark.kernels  # bit-exact against another run: rerun on the AVX2 paths by make test-avx2
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
 def test_two_processes_train_resume_exactly_and_only_rank0_writes(tmp_path):
     straight = _dcgan(tmp_path, "train", *ARGS, "--steps", "12", "--nproc", "2", "--out", tmp_path / "straight")

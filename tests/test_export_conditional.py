@@ -29,6 +29,10 @@ from dcgan.export import (
 )
 from dcgan.sampling import generate, sample_z
 
+# Bit-exact repeats and resumes, and tolerances between kernels: `make test-avx2` runs these again on the
+# AVX2 code paths, as an AVX2-only CPU would (tests/conftest.py, the `kernels` marker).
+pytestmark = pytest.mark.kernels
+
 ONNX_TOLERANCE = 1e-4
 TORCHSCRIPT_TOLERANCE = 1e-6
 NUM_CLASSES = 10  # digits: classes "0".."9"

@@ -166,6 +166,7 @@ def kill_resume_cycles(tmp_path: Path, cycles: int, seed: int, finish_every_cycl
     return soak
 
 
+@pytest.mark.kernels  # bit-exact against another run: rerun on the AVX2 paths by make test-avx2
 def test_kill_9_during_training_then_resume(tmp_path):
     """Three kills: of a fresh run, then twice of a resumed one; then a resume that finishes (4 processes)."""
     soak = kill_resume_cycles(tmp_path, cycles=3, seed=0, finish_every_cycle=False)

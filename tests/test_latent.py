@@ -23,6 +23,10 @@ from dcgan.latent import (
 from dcgan.sampling import generate
 from dcgan.training import Trainer
 
+# Bit-exact repeats and resumes, and tolerances between kernels: `make test-avx2` runs these again on the
+# AVX2 code paths, as an AVX2-only CPU would (tests/conftest.py, the `kernels` marker).
+pytestmark = pytest.mark.kernels
+
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):

@@ -9,6 +9,7 @@ BCE-with-logits; G uses the non-saturating loss -log D(G(z)).
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 import torch.nn.functional as F
@@ -29,17 +30,36 @@ Batch = tuple  # (images (B, C, H, W) float in [-1, 1], labels (B,) int64 or Non
 ADAM_KWARGS = {"fused": {"fused": True}, "foreach": {"foreach": True}, "loop": {"foreach": False}}
 
 
+_ISAS_WITHOUT_BF16 = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"}
+
+
 def cpu_has_bf16() -> bool:
-    """Whether this CPU has native bf16 arithmetic (x86 AVX512-BF16 or AMX; read from /proc/cpuinfo on Linux)."""
+    """Whether this CPU does bf16 arithmetic natively (x86 AVX512-BF16 or AMX) and oneDNN may use it.
+
+    Both must hold: the CPU's flags (from /proc/cpuinfo on Linux) and oneDNN's own view, which
+    `ONEDNN_MAX_CPU_ISA` can narrow (with `ONEDNN_MAX_CPU_ISA=AVX2` an AMX machine runs the kernels of
+    an AVX2-only CPU, so it must also choose fp32 as one would).
+    """
+    flags: set[str] = set()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("flags"):
                     flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+                    break
     except OSError:
         pass
-    return False
+    if not flags & {"avx512_bf16", "amx_bf16"}:
+        return False
+    # oneDNN's ISA caps below AVX512_CORE_BF16: it would emulate bf16 there (ONEDNN_MAX_CPU_ISA=AVX512_CORE
+    # still allows bf16 convolutions, through the slow emulation of a CPU without the instructions).
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").upper()
+    if cap in _ISAS_WITHOUT_BF16:
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())  # False when oneDNN is capped below bf16
+    except (AttributeError, RuntimeError):  # a torch built without oneDNN
+        return False
 
 
 class GANStep:
