@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from dcgan.checkpoint import load_checkpoint
-from dcgan.conditioning import class_grid
+from dcgan.models.conditioning import class_grid
 from dcgan.figures import class_rows_image
 from dcgan.imaging import save_image_atomic
 from dcgan.sampling import generate, sample_z

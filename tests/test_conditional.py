@@ -11,7 +11,7 @@ from PIL import Image
 from conftest import TINY
 from dcgan.checkpoint import load_checkpoint
 from dcgan.cli import main
-from dcgan.conditioning import CONDITIONING, DEFAULT_CONDITIONING, MAX_CLASSES, balanced_labels, class_grid, resolve_class
+from dcgan.models.conditioning import CONDITIONING, DEFAULT_CONDITIONING, MAX_CLASSES, balanced_labels, class_grid, resolve_class
 from dcgan.errors import ConfigError, DataError
 from dcgan.models import ModelConfig, build_models
 from dcgan.sampling import generate, sample_z, standing_statistics

@@ -14,7 +14,7 @@ from PIL import Image
 from conftest import TINY, run_cli
 from dcgan.checkpoint import load_checkpoint, save_checkpoint
 from dcgan.cli import main
-from dcgan.conditioning import ClassConditionalBatchNorm2d, class_grid
+from dcgan.models.conditioning import ClassConditionalBatchNorm2d, class_grid
 from dcgan.errors import ConfigError
 from dcgan.figures import class_rows_image
 from dcgan.imaging import tensor_to_pil

@@ -13,7 +13,7 @@ from safetensors import safe_open
 
 from dcgan.checkpoint import GENERATOR_FORMAT, load_checkpoint
 from dcgan.cli import main
-from dcgan.conditioning import ClassConditionalBatchNorm2d
+from dcgan.models.conditioning import ClassConditionalBatchNorm2d
 from dcgan.errors import ConfigError
 from dcgan.export import (
     CARD_JSON,

@@ -14,7 +14,7 @@ from .data import DATASETS, ImageData, load_dataset  # noqa: E402
 from .errors import CheckpointError, ConfigError, DataError, DCGANError  # noqa: E402
 from .models import Discriminator, Generator, ModelConfig, format_summary, model_summary  # noqa: E402
 from .sampling import generate, sample_labels, sample_z  # noqa: E402
-from .conditioning import CONDITIONING, class_grid, resolve_class  # noqa: E402
+from .models.conditioning import CONDITIONING, class_grid, resolve_class  # noqa: E402
 from .training import TrainConfig, Trainer  # noqa: E402
 from . import metrics  # noqa: E402
 from .metrics import build_extractor, evaluate, train_classifier  # noqa: E402

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .conditioning import LabelledSequential, TakesLabels, balanced_labels, check_labels
+from .models.conditioning import LabelledSequential, TakesLabels, balanced_labels, check_labels
 from .errors import ConfigError
 from .models import ModelConfig, eval_mode, evaluating
 from .sampling import generate, sample_z

@@ -19,7 +19,7 @@ from pathlib import Path
 from PIL import Image
 
 from .checkpoint import load_checkpoint
-from .conditioning import class_grid
+from .models.conditioning import class_grid
 from .errors import ConfigError
 from .figures import class_rows_image, stack_vertical, titled, walk_figure
 from .latent import interpolate, latent_sheet, sheet_labels

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import update_bn
 
-from .conditioning import balanced_labels, check_labels
+from .models.conditioning import balanced_labels, check_labels
 from .errors import ConfigError
 from .models import evaluating
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from ..checkpoint import load_checkpoint
-from ..conditioning import CONDITIONING, class_grid, resolve_class
+from ..models.conditioning import CONDITIONING, class_grid, resolve_class
 from ..errors import ConfigError
 from ..figures import class_rows_image
 from ..imaging import grid_image, save_image_atomic, tensor_to_pil

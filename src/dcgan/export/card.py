@@ -19,7 +19,7 @@ import torch
 
 from .. import __version__
 from ..checkpoint import Checkpoint
-from ..conditioning import CONDITIONING
+from ..models.conditioning import CONDITIONING
 from ..metrics.evaluate import EvalReport
 from ..metrics.scores import METRICS
 from ..models import ModelConfig, build_generator, model_summary

@@ -26,7 +26,7 @@ import torch
 
 from .. import __version__
 from ..checkpoint import GENERATOR_FORMAT, checkpoint_bytes, checkpoint_from_bytes
-from ..conditioning import balanced_labels
+from ..models.conditioning import balanced_labels
 from ..errors import ConfigError
 from ..models import Generator
 from ..sampling import generate, sample_z

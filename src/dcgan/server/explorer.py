@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from ..checkpoint import Checkpoint
-from ..conditioning import resolve_class
+from ..models.conditioning import resolve_class
 from ..errors import ConfigError
 from ..figures import arithmetic_figure, inversion_figure, labelled_grid, numbered_sheet, walk_figure, walk_frames
 from ..imagefiles import DecodeError, decode_image

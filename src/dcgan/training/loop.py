@@ -29,7 +29,7 @@ from .. import __version__, distributed
 from ..checkpoint import EMA_PREFIX, Checkpoint, TrainingRecord, load_checkpoint, save_checkpoint
 from ..data import DATASETS, DEFAULT_FILES_CHANNELS, DEFAULT_FILES_SIZE, ImageData, load_dataset
 from ..errors import CheckpointError, ConfigError, DataError, first_line
-from ..conditioning import MAX_CLASSES, class_grid
+from ..models.conditioning import MAX_CLASSES, class_grid
 from ..models import ModelConfig, check_models, format_summary, model_summary
 from ..options import resumable_fields
 from ..rundir import RunDir

@@ -66,7 +66,7 @@ class GANStep:
     """G and D with their optimizers, the training noise stream and the precision; one `step` per real batch.
 
     Optimisation stays here, out of the modules: G and D are the plain models of
-    `models.py`, built by its factory.
+    `models/networks.py`, built by its factory.
     """
 
     def __init__(self, model_config: ModelConfig, config: TrainConfig, device: torch.device, dist: distributed.DistInfo):

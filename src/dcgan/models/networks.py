@@ -25,11 +25,12 @@ from torch import nn
 
 from .conditioning import (CONDITIONING, DEFAULT_CONDITIONING, MAX_CLASSES, ClassConditionalBatchNorm2d, LabelledSequential,
                            ProjectionTerm, conditioning_parts)
-from .errors import ConfigError
-from .options import Check, option
+from ..errors import ConfigError
+from ..options import Check, option
 
 __all__ = [
     "ModelConfig",
+    "SUPPORTED_SIZES",
     "Generator",
     "Discriminator",
     "init_weights",
@@ -128,7 +129,7 @@ class ModelConfig:
     num_classes: int = option(0, "classes of a conditional model", group="model", cli=False)
     # the class names, indexed by label (folder names, "0".."9" for MNIST); empty for an unconditional pair
     class_names: tuple = option((), "class names by label", group="model", cli=False)
-    # how a conditional pair takes its class (dcgan.conditioning.CONDITIONING); unused when num_classes is 0
+    # how a conditional pair takes its class (dcgan.models.conditioning.CONDITIONING); unused when num_classes is 0
     conditioning: str = option(DEFAULT_CONDITIONING, "how G and D take the class with --conditional", group="model",
                                choices=tuple(CONDITIONING),
                                default_text=f"default {DEFAULT_CONDITIONING}: {CONDITIONING[DEFAULT_CONDITIONING].description}")
