@@ -31,7 +31,7 @@ import torch
 
 from dcgan.checkpoint import Checkpoint, load_checkpoint
 from dcgan.imaging import tensor_to_pil
-from dcgan.latent import interpolate, invert, latent_sheet, move_along, vector_arithmetic
+from dcgan.explore.latent import interpolate, invert, latent_sheet, move_along, vector_arithmetic
 from dcgan.models import Generator, ModelConfig
 from dcgan.sampling import generate
 from dcgan.server import Explorer, bind_socket, create_app, running

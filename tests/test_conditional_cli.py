@@ -18,7 +18,7 @@ from dcgan.models.conditioning import ClassConditionalBatchNorm2d, class_grid
 from dcgan.errors import ConfigError
 from dcgan.figures import class_rows_image
 from dcgan.imaging import tensor_to_pil
-from dcgan.latent import class_walk, generate_between_classes, interpolate, invert, latent_sheet, sheet_labels, vector_arithmetic
+from dcgan.explore.latent import class_walk, generate_between_classes, interpolate, invert, latent_sheet, sheet_labels, vector_arithmetic
 from dcgan.models import ModelConfig, build_models
 from dcgan.report import build_report
 from dcgan.sampling import generate, sample_z

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from dcgan.errors import ConfigError
-from dcgan.filters import (
+from dcgan.explore.filters import (
     LABEL_WIDTH,
     activation_overlay,
     discriminator_filters,

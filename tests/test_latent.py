@@ -9,7 +9,7 @@ from PIL import Image
 from conftest import TINY
 from dcgan.cli import main
 from dcgan.errors import ConfigError
-from dcgan.latent import (
+from dcgan.explore.latent import (
     interpolate,
     interpolation_path,
     invert,
@@ -182,7 +182,7 @@ def test_probe_filters_and_report_commands(tiny_run, tmp_path, capsys):
 # Principal directions (the explorer's sliders)
 # --------------------------------------------------------------------------- #
 def test_principal_directions_are_unit_ordered_repeatable_and_move_the_first_layer(tiny_run):
-    from dcgan.latent import move_along, principal_directions
+    from dcgan.explore.latent import move_along, principal_directions
 
     G = tiny_run[0].G.eval()
     found = principal_directions(G, components=4, samples=512, seed=0)
@@ -209,7 +209,7 @@ def test_principal_directions_are_unit_ordered_repeatable_and_move_the_first_lay
 
 
 def test_move_along_stays_in_a_uniform_prior_box():
-    from dcgan.latent import move_along
+    from dcgan.explore.latent import move_along
 
     z = torch.full((4,), 0.9)
     moved = move_along(z, torch.eye(4)[:2], [3.0, -3.0], prior="uniform")

@@ -123,18 +123,3 @@ def test_summary_macs_match_flop_counter(g_block, d_block):
         text = format_summary("model", rows)
         assert "total" in text and f"{sum(p.numel() for p in model.parameters()):,}" in text
 
-
-def test_the_old_conditioning_path_still_works_with_a_warning():
-    """`dcgan.conditioning` moved to `dcgan.models.conditioning`; the old path serves the same objects for one
-    version, and says where they went."""
-    import dcgan.models.conditioning as moved
-
-    with pytest.warns(DeprecationWarning, match=r"dcgan\.models\.conditioning\.class_grid"):
-        from dcgan.conditioning import class_grid
-    assert class_grid is moved.class_grid
-    with pytest.warns(DeprecationWarning):
-        import dcgan.conditioning as old
-
-        assert old.CONDITIONING is moved.CONDITIONING
-    with pytest.raises(AttributeError):
-        old.no_such_name

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from dcgan.errors import ConfigError, DataError
 from dcgan.models import Discriminator, ModelConfig
-from dcgan.probe import (
+from dcgan.explore.probe import (
     discriminator_features,
     feature_dim,
     fit_linear_svm,

@@ -20,7 +20,7 @@ from dcgan.checkpoint import load_checkpoint  # noqa: E402
 from dcgan.data import load_dataset  # noqa: E402
 from dcgan.errors import ConfigError  # noqa: E402
 from dcgan.imaging import to_uint8  # noqa: E402
-from dcgan.latent import latent_sheet, vector_arithmetic  # noqa: E402
+from dcgan.explore.latent import latent_sheet, vector_arithmetic  # noqa: E402
 from dcgan.sampling import generate  # noqa: E402
 from dcgan.server import Busy, Explorer, ModelGate, ServeLimits, bind_socket, create_app, running  # noqa: E402
 from dcgan.training import Trainer  # noqa: E402

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from dcgan.checkpoint import load_checkpoint  # noqa: E402
 from dcgan.imaging import to_uint8  # noqa: E402
-from dcgan.latent import latent_sheet, move_along  # noqa: E402
+from dcgan.explore.latent import latent_sheet, move_along  # noqa: E402
 from dcgan.sampling import generate  # noqa: E402
 from dcgan.server import Explorer, ServeLimits, create_app  # noqa: E402
 from test_server import LOCAL, decode, pixels, png_bytes  # noqa: E402

@@ -18,7 +18,7 @@ from .models.conditioning import CONDITIONING, class_grid, resolve_class  # noqa
 from .training import TrainConfig, Trainer  # noqa: E402
 from . import metrics  # noqa: E402
 from .metrics import build_extractor, evaluate, train_classifier  # noqa: E402
-from .latent import (  # noqa: E402
+from .explore.latent import (  # noqa: E402
     PrincipalDirections,
     interpolate,
     invert,
@@ -31,7 +31,7 @@ from .latent import (  # noqa: E402
 )
 from .export import EXPORT_FORMATS, export_files, model_card  # noqa: E402
 from .server import Explorer, ServeLimits  # noqa: E402  (FastAPI is imported only by create_app)
-from .probe import run_probe  # noqa: E402
+from .explore.probe import run_probe  # noqa: E402
 
 __all__ = [
     "__version__",

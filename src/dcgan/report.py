@@ -22,7 +22,7 @@ from .checkpoint import load_checkpoint
 from .models.conditioning import class_grid
 from .errors import ConfigError
 from .figures import class_rows_image, stack_vertical, titled, walk_figure
-from .latent import interpolate, latent_sheet, sheet_labels
+from .explore.latent import interpolate, latent_sheet, sheet_labels
 from .rundir import RunDir
 from .sampling import generate
 from .training.monitors import describe_best
@@ -112,7 +112,7 @@ def build_report(run_dir: str | Path, walks: int = 4, steps: int = 8, seed: int 
     in_classes = "" if walk_labels is None else ", in classes " + ", ".join(mc.class_name(int(k)) for k in walk_labels) + ", a row each"
     report.panels.append((f"spherical walks between random z (seed {seed}{in_classes})", walk_figure(walk_images)))
     try:
-        from .filters import discriminator_filters, generator_filters
+        from .explore.filters import discriminator_filters, generator_filters
 
         parts = [titled(discriminator_filters(ckpt.build_discriminator()), "D, first layer", size=11)]
         parts.append(titled(generator_filters(G), "G, output layer", size=11))

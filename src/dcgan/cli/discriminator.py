@@ -16,9 +16,9 @@ from ..checkpoint import load_checkpoint
 from ..errors import ConfigError
 from ..fileio import atomic_write_bytes
 from ..figures import stack_vertical, titled
-from ..filters import discriminator_filters, generator_filters, top_activation_figure
+from ..explore.filters import discriminator_filters, generator_filters, top_activation_figure
 from ..imaging import save_image_atomic
-from ..probe import run_probe
+from ..explore.probe import run_probe
 from ..sampling import with_real_statistics
 from .common import (
     Command,

@@ -25,7 +25,7 @@ from ..fileio import atomic_write_bytes
 from ..figures import arithmetic_figure, inversion_figure, neighbors_figure, numbered_sheet, stack_vertical, titled, walk_figure, walk_frames
 from ..imagefiles import DecodeError, decode_image
 from ..imaging import save_gif, save_image_atomic
-from ..latent import INTERPOLATIONS, class_walk, interpolate, invert, latent_sheet, nearest_neighbors, pick, sheet_labels, vector_arithmetic
+from ..explore.latent import INTERPOLATIONS, class_walk, interpolate, invert, latent_sheet, nearest_neighbors, pick, sheet_labels, vector_arithmetic
 from ..metrics.classifier import default_evaluator_path
 from ..metrics.extractors import build_extractor
 from ..sampling import generate

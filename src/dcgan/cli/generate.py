@@ -14,7 +14,7 @@ from ..models.conditioning import CONDITIONING, class_grid, resolve_class
 from ..errors import ConfigError
 from ..figures import class_rows_image
 from ..imaging import grid_image, save_image_atomic, tensor_to_pil
-from ..latent import sheet_labels
+from ..explore.latent import sheet_labels
 from ..models import ModelConfig, format_summary, model_summary
 from ..sampling import generate, sample_z
 from ..training.monitors import describe_best

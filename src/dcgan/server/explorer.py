@@ -25,7 +25,7 @@ from ..errors import ConfigError
 from ..figures import arithmetic_figure, inversion_figure, labelled_grid, numbered_sheet, walk_figure, walk_frames
 from ..imagefiles import DecodeError, decode_image
 from ..imaging import grid_image, tensor_to_pil
-from ..latent import (
+from ..explore.latent import (
     INTERPOLATIONS,
     PrincipalDirections,
     class_walk,

@@ -1,0 +1,9 @@
+"""The paper's uses of a trained pair, as pure functions over tensors (section 6 of the paper and after):
+
+* `latent`: sample sheets, walks (linear and spherical), vector arithmetic, inversion, nearest neighbours,
+  principal directions;
+* `probe`: D's features with a linear SVM (section 5.1);
+* `filters`: what D's and G's filters respond to (section 6.3).
+
+The commands that save their pictures are in `dcgan.cli.explore` and `dcgan.cli.discriminator`.
+"""

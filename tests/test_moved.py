@@ -1,0 +1,25 @@
+"""Import paths that 0.3 moved still serve the same objects for one version, each use saying where it went."""
+
+import importlib
+
+import pytest
+
+MOVED = [  # (old module, new module, a name it holds)
+    ("dcgan.conditioning", "dcgan.models.conditioning", "class_grid"),
+    ("dcgan.latent", "dcgan.explore.latent", "interpolate"),
+    ("dcgan.probe", "dcgan.explore.probe", "run_probe"),
+    ("dcgan.filters", "dcgan.explore.filters", "discriminator_filters"),
+]
+
+
+@pytest.mark.parametrize("old, new, name", MOVED, ids=[m[0] for m in MOVED])
+def test_an_old_path_serves_the_new_objects_with_a_warning(old, new, name):
+    old_module, new_module = importlib.import_module(old), importlib.import_module(new)
+    with pytest.warns(DeprecationWarning, match=rf"{old}\.{name} moved to {new}\.{name}"):
+        value = getattr(old_module, name)
+    assert value is getattr(new_module, name)
+    with pytest.warns(DeprecationWarning):  # the from-import form users wrote
+        exec(f"from {old} import {name} as imported", namespace := {})
+    assert namespace["imported"] is value
+    with pytest.raises(AttributeError):  # an unknown name is still unknown
+        getattr(old_module, "no_such_name")
