@@ -23,3 +23,4 @@ def test_an_old_path_serves_the_new_objects_with_a_warning(old, new, name):
     assert namespace["imported"] is value
     with pytest.raises(AttributeError):  # an unknown name is still unknown
         getattr(old_module, "no_such_name")
+

@@ -7,18 +7,17 @@ Three lines to train on the digits bundled with scikit-learn:
 >>> trainer.train()
 """
 
-__version__ = "0.3.0"
-
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
-from .data import DATASETS, ImageData, load_dataset  # noqa: E402
-from .errors import CheckpointError, ConfigError, DataError, DCGANError  # noqa: E402
-from .models import Discriminator, Generator, ModelConfig, format_summary, model_summary  # noqa: E402
-from .sampling import generate, sample_labels, sample_z  # noqa: E402
-from .models.conditioning import CONDITIONING, class_grid, resolve_class  # noqa: E402
-from .training import TrainConfig, Trainer  # noqa: E402
-from . import metrics  # noqa: E402
-from .metrics import build_extractor, evaluate, train_classifier  # noqa: E402
-from .explore.latent import (  # noqa: E402
+from ._version import __version__
+from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .data import DATASETS, ImageData, load_dataset
+from .errors import CheckpointError, ConfigError, DataError, DCGANError
+from .models import Discriminator, Generator, ModelConfig, format_summary, model_summary
+from .sampling import generate, sample_labels, sample_z
+from .models.conditioning import CONDITIONING, class_grid, resolve_class
+from .training import TrainConfig, Trainer
+from . import metrics
+from .metrics import build_extractor, evaluate, train_classifier
+from .explore.latent import (
     PrincipalDirections,
     interpolate,
     invert,
@@ -29,9 +28,9 @@ from .explore.latent import (  # noqa: E402
     slerp,
     vector_arithmetic,
 )
-from .export import EXPORT_FORMATS, export_files, model_card  # noqa: E402
-from .server import Explorer, ServeLimits  # noqa: E402  (FastAPI is imported only by create_app)
-from .explore.probe import run_probe  # noqa: E402
+from .export import EXPORT_FORMATS, export_files, model_card
+from .server import Explorer, ServeLimits  # FastAPI is imported only by create_app
+from .explore.probe import run_probe
 
 __all__ = [
     "__version__",

@@ -30,7 +30,7 @@ from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
 from torch import nn
 
-from . import __version__
+from ._version import __version__
 from .errors import CheckpointError, DCGANError, first_line
 from .fileio import atomic_write_bytes
 from .models import Discriminator, Generator, ModelConfig, build_discriminator, build_generator

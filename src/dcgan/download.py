@@ -33,7 +33,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from tqdm import tqdm
 
-from . import __version__
+from ._version import __version__
 from .errors import DataError
 
 __all__ = [

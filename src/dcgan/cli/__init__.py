@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import __version__
+from .._version import __version__
 from ..distributed import cleanup
 from ..errors import DCGANError
 from . import data, discriminator, evaluate, explore, export, generate, report, serve, train

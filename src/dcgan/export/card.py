@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .. import __version__
+from .._version import __version__
 from ..checkpoint import Checkpoint
 from ..models.conditioning import CONDITIONING
 from ..metrics.evaluate import EvalReport

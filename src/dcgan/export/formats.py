@@ -24,7 +24,7 @@ from typing import Callable, Iterator
 
 import torch
 
-from .. import __version__
+from .._version import __version__
 from ..checkpoint import GENERATOR_FORMAT, checkpoint_bytes, checkpoint_from_bytes
 from ..models.conditioning import balanced_labels
 from ..errors import ConfigError

@@ -35,7 +35,7 @@ from safetensors import safe_open
 from safetensors.torch import save as safetensors_save
 from torch import nn
 
-from .. import __version__
+from .._version import __version__
 from ..data import ImageData, dataset_stem
 from ..errors import CheckpointError, ConfigError, DataError
 from ..fileio import atomic_write_bytes
