@@ -11,9 +11,7 @@ from dcgan.checkpoint import atomic_write_bytes, checkpoint_from_bytes, load_che
 from dcgan.errors import CheckpointError
 from dcgan.models import Discriminator, Generator, ModelConfig
 
-# Bit-exact repeats and resumes, and tolerances between kernels: `make test-avx2` runs these again on the
-# AVX2 code paths, as an AVX2-only CPU would (tests/conftest.py, the `kernels` marker).
-pytestmark = pytest.mark.kernels
+pytestmark = pytest.mark.kernels  # depends on the CPU's kernels: make test-avx2 reruns it (pyproject's markers)
 
 
 @pytest.fixture

@@ -20,9 +20,7 @@ from dcgan.training import Trainer
 from dcgan.training.callbacks import MetricsLog
 from dcgan.training.monitors import Health
 
-# Bit-exact repeats and resumes, and tolerances between kernels: `make test-avx2` runs these again on the
-# AVX2 code paths, as an AVX2-only CPU would (tests/conftest.py, the `kernels` marker).
-pytestmark = pytest.mark.kernels
+pytestmark = pytest.mark.kernels  # depends on the CPU's kernels: make test-avx2 reruns it (pyproject's markers)
 
 RECIPE = json.loads((Path(__file__).parent / "data" / "checkpoint_v0.1.0.json").read_text())
 DTYPES = {"F32": torch.float32, "I64": torch.int64, "U8": torch.uint8}

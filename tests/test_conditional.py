@@ -17,9 +17,7 @@ from dcgan.models import ModelConfig, build_models
 from dcgan.sampling import generate, sample_z, standing_statistics
 from dcgan.training import TrainConfig, Trainer
 
-# Bit-exact repeats and resumes, and tolerances between kernels: `make test-avx2` runs these again on the
-# AVX2 code paths, as an AVX2-only CPU would (tests/conftest.py, the `kernels` marker).
-pytestmark = pytest.mark.kernels
+pytestmark = pytest.mark.kernels  # depends on the CPU's kernels: make test-avx2 reruns it (pyproject's markers)
 
 METHODS = tuple(CONDITIONING)
 NAMES = tuple(str(i) for i in range(10))

@@ -14,9 +14,7 @@ from dcgan.cli.train import _layered_options
 from dcgan.configfile import read_config_file
 from dcgan.errors import ConfigError
 
-# Bit-exact repeats and resumes, and tolerances between kernels: `make test-avx2` runs these again on the
-# AVX2 code paths, as an AVX2-only CPU would (tests/conftest.py, the `kernels` marker).
-pytestmark = pytest.mark.kernels
+pytestmark = pytest.mark.kernels  # depends on the CPU's kernels: make test-avx2 reruns it (pyproject's markers)
 
 TINY_ARGS = ["--image-size", "16", "--z-dim", "8", "--width", "8", "--batch-size", "64", "--quiet", "--device", "cpu"]
 

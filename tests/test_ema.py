@@ -12,9 +12,7 @@ from dcgan.sampling import generate, sample_z, standing_statistics
 from dcgan.training import TrainConfig, Trainer
 from dcgan.training.ema import GeneratorEMA, ema_decay
 
-# Bit-exact repeats and resumes, and tolerances between kernels: `make test-avx2` runs these again on the
-# AVX2 code paths, as an AVX2-only CPU would (tests/conftest.py, the `kernels` marker).
-pytestmark = pytest.mark.kernels
+pytestmark = pytest.mark.kernels  # depends on the CPU's kernels: make test-avx2 reruns it (pyproject's markers)
 
 
 def test_decay_follows_the_half_life_and_ramps_up():

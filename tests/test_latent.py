@@ -23,9 +23,7 @@ from dcgan.explore.latent import (
 from dcgan.sampling import generate
 from dcgan.training import Trainer
 
-# Bit-exact repeats and resumes, and tolerances between kernels: `make test-avx2` runs these again on the
-# AVX2 code paths, as an AVX2-only CPU would (tests/conftest.py, the `kernels` marker).
-pytestmark = pytest.mark.kernels
+pytestmark = pytest.mark.kernels  # depends on the CPU's kernels: make test-avx2 reruns it (pyproject's markers)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Import paths that 0.3 moved still serve the same objects for one version, each use saying where it went."""
+"""Import paths moved after 0.3.0 still serve the same objects for one version, each use saying where it went."""
 
 import importlib
 

@@ -9,9 +9,7 @@ from dcgan.errors import ConfigError
 from dcgan.models import ModelConfig
 from dcgan.training import Callback, TrainConfig, Trainer, cpu_has_bf16
 
-# Bit-exact repeats and resumes, and tolerances between kernels: `make test-avx2` runs these again on the
-# AVX2 code paths, as an AVX2-only CPU would (tests/conftest.py, the `kernels` marker).
-pytestmark = pytest.mark.kernels
+pytestmark = pytest.mark.kernels  # depends on the CPU's kernels: make test-avx2 reruns it (pyproject's markers)
 
 
 class StopAt(Callback):

@@ -1,4 +1,4 @@
-"""Deprecated import path: moved to `dcgan.explore.filters` in 0.3; every name resolves, with a warning."""
+"""Deprecated import path: moved to `dcgan.explore.filters` after 0.3.0; every name resolves, with a warning."""
 
 from ._moved import forwarder
 

@@ -1,4 +1,4 @@
-"""Deprecated import path: moved to `dcgan.explore.latent` in 0.3; every name resolves, with a warning."""
+"""Deprecated import path: moved to `dcgan.explore.latent` after 0.3.0; every name resolves, with a warning."""
 
 from ._moved import forwarder
 
