@@ -41,7 +41,8 @@ from streaming_memory import make_folder, tree_rss_mb  # noqa: E402
 
 from dcgan.data import ImageData, load_dataset  # noqa: E402
 from dcgan.distributed import DistInfo  # noqa: E402
-from dcgan.shards import usable_workers, write_shards  # noqa: E402
+from dcgan.data.shard_writer import write_shards  # noqa: E402
+from dcgan.data.shards import usable_workers  # noqa: E402
 from dcgan.training.feed import DataFeed  # noqa: E402
 
 FRACTIONS = (0.1, 0.5, 1.0)  # points of the epoch at which the resident memory is reported

@@ -1,6 +1,6 @@
 """A checkpoint written before the training-core redesign (dcgan 0.1.0) still loads, resumes and generates.
 
-The file is rebuilt from a recorded recipe (tests/data/checkpoint_v0.1.0.json: the
+The file is rebuilt from a recorded recipe (tests/fixtures/checkpoint_v0.1.0.json: the
 old file's header verbatim and each tensor's name, shape and dtype) with seeded
 values, so no weight file is kept in the repository.
 """
@@ -22,7 +22,7 @@ from dcgan.training.monitors import Health
 
 pytestmark = pytest.mark.kernels  # depends on the CPU's kernels: make test-avx2 reruns it (pyproject's markers)
 
-RECIPE = json.loads((Path(__file__).parent / "data" / "checkpoint_v0.1.0.json").read_text())
+RECIPE = json.loads((Path(__file__).parent / "fixtures" / "checkpoint_v0.1.0.json").read_text())
 DTYPES = {"F32": torch.float32, "I64": torch.int64, "U8": torch.uint8}
 
 

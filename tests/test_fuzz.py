@@ -40,9 +40,9 @@ from conftest import TINY
 from dcgan.checkpoint import load_checkpoint
 from dcgan.cli import main
 from dcgan.data import load_image_files
-from dcgan.datacheck import check_files
+from dcgan.data.check import check_files
 from dcgan.errors import CheckpointError, DataError
-from dcgan.imagefiles import MAX_PIXELS, DecodeError, decode_image, open_source
+from dcgan.data.imagefiles import MAX_PIXELS, DecodeError, decode_image, open_source
 from dcgan.models import SUPPORTED_SIZES
 
 pytestmark = pytest.mark.filterwarnings("ignore")  # Pillow and zipfile warn about the broken files we feed them
@@ -365,9 +365,9 @@ _counter = itertools.count()
 @pytest.fixture
 def no_model_check(monkeypatch):
     """`data check` also builds G and D (0.2 s): irrelevant to archive parsing, so skipped while fuzzing archives."""
-    import dcgan.datacheck
+    import dcgan.data.check
 
-    monkeypatch.setattr(dcgan.datacheck, "_model_line", lambda size, channels: "(not checked)")
+    monkeypatch.setattr(dcgan.data.check, "_model_line", lambda size, channels: "(not checked)")
 
 
 @fuzz(120)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from ..datacheck import check_dataset
-from ..download import DOWNLOADS, download_dataset
+from ..data.check import check_dataset
+from ..data.download import DOWNLOADS, download_dataset
 from ..errors import ConfigError
 from ..models import SUPPORTED_SIZES
-from ..shards import shard_pattern, write_shards
+from ..data.shard_writer import shard_pattern, write_shards
 from .common import EXIT_USER_ERROR, Command, _help_formatter, _Parser, _positive_int
 
 DATA_EXAMPLES = """examples:

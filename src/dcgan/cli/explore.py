@@ -23,7 +23,7 @@ from ..checkpoint import load_checkpoint
 from ..errors import ConfigError
 from ..fileio import atomic_write_bytes
 from ..figures import arithmetic_figure, inversion_figure, neighbors_figure, numbered_sheet, stack_vertical, titled, walk_figure, walk_frames
-from ..imagefiles import DecodeError, decode_image
+from ..data.imagefiles import DecodeError, decode_image
 from ..imaging import save_gif, save_image_atomic
 from ..explore.latent import INTERPOLATIONS, class_walk, interpolate, invert, latent_sheet, nearest_neighbors, pick, sheet_labels, vector_arithmetic
 from ..metrics.classifier import default_evaluator_path

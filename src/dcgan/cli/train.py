@@ -20,7 +20,7 @@ from ..models import ModelConfig
 from ..options import POSITIVE_FLOAT, POSITIVE_INT, add_options, flag_of, resumable_fields
 from ..recipes import RECIPES, get_recipe
 from ..rundir import RunDir
-from ..shards import PARTS, usable_workers
+from ..data.shards import PARTS, usable_workers
 from ..training import TrainConfig, Trainer
 from ..training.monitors import Evaluate, describe_best
 from .common import EXIT_INTERRUPTED, EXIT_TRAINING_FAILED, Command

@@ -33,7 +33,7 @@ from ..data import ImageData
 from ..errors import ConfigError
 from ..fileio import atomic_write_bytes
 from ..sampling import balanced_labels, generate, sample_z
-from ..shards import read_samples
+from ..data.shards import read_samples
 from .classifier import TrainedClassifier
 from .conditional import (  # class_reference_features and per_class_count: re-exported, imported from here
     _conditional_setup,

@@ -23,7 +23,7 @@ from ..checkpoint import Checkpoint
 from ..models.conditioning import resolve_class
 from ..errors import ConfigError
 from ..figures import arithmetic_figure, inversion_figure, labelled_grid, numbered_sheet, walk_figure, walk_frames
-from ..imagefiles import DecodeError, decode_image
+from ..data.imagefiles import DecodeError, decode_image
 from ..imaging import grid_image, tensor_to_pil
 from ..explore.latent import (
     INTERPOLATIONS,

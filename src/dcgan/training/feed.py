@@ -11,7 +11,7 @@ import torch
 from ..data import MAX_FAILED_FRACTION, ImageData, to_unit_range
 from ..distributed import DistInfo
 from ..errors import DataError
-from ..shards import EpochPlan, stream_batches
+from ..data.shards import EpochPlan, stream_batches
 
 __all__ = ["DataFeed"]
 

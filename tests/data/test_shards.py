@@ -22,16 +22,15 @@ from PIL import Image
 from dcgan.checkpoint import load_checkpoint
 from dcgan.data import load_dataset
 from dcgan.errors import DataError
-from dcgan.shards import (
+from dcgan.data.shards import (
     EpochPlan,
     buffer_permutation,
     looks_like_shards,
     open_shards,
     read_samples,
-    shard_pattern,
     stream_batches,
-    write_shards,
 )
+from dcgan.data.shard_writer import shard_pattern, write_shards
 
 from conftest import one_line_error, run_cli
 

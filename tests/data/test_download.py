@@ -23,11 +23,12 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from dcgan import download
-from dcgan.download import DOWNLOADS, download_dataset, extract_tar, file_checksum, missing_files_message, verify_files
+from dcgan.data import download
+from dcgan.data import DATASETS
+from dcgan.data.download import DOWNLOADS, download_dataset, extract_tar, file_checksum, missing_files_message, verify_files
 from dcgan.errors import DataError
 
-SHARED_DATA = Path(os.environ.get("DCGAN_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+SHARED_DATA = Path(os.environ.get("DCGAN_SHARED_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
 MNIST_FILES = [file.name for file in DOWNLOADS["mnist"].files]
 
 
@@ -236,7 +237,7 @@ def test_mirrors_are_tried_in_order(mnist_server, shared_mnist, tmp_path, monkey
     files = tuple(
         dataclasses.replace(f, urls=(f"{mnist_server.url}/gone/{f.name}", f"{mnist_server.url}/{f.name}")) for f in spec.files
     )
-    monkeypatch.setitem(DOWNLOADS, "mnist", dataclasses.replace(spec, files=files))
+    monkeypatch.setitem(DATASETS, "mnist", dataclasses.replace(DATASETS["mnist"], download=dataclasses.replace(spec, files=files)))
     download_dataset("mnist", tmp_path / "out", progress=False)  # no base_url: the spec's mirrors
     assert [name for name, _ in mnist_server.requests][:2] == ["gone/train-images-idx3-ubyte.gz", "train-images-idx3-ubyte.gz"]
     assert verify_files("mnist", tmp_path / "out") == []
@@ -369,7 +370,7 @@ def test_fake_cifar_download_extracts(server, tmp_path, monkeypatch):
         checksum=("md5", md5(archive.read_bytes())),
         extracts=tuple(dataclasses.replace(e, checksum=("md5", md5(contents[e.path.split("/")[-1]]))) for e in real.extracts),
     )
-    monkeypatch.setitem(DOWNLOADS, "cifar10", dataclasses.replace(spec, files=(fake,)))
+    monkeypatch.setitem(DATASETS, "cifar10", dataclasses.replace(DATASETS["cifar10"], download=dataclasses.replace(spec, files=(fake,))))
 
     out = tmp_path / "cifar"
     assert verify_files("cifar10", out)[0] == "cifar-10-python.tar.gz"

@@ -37,10 +37,9 @@ from __future__ import annotations
 from .plan import PARTS, SHUFFLE_BUFFER, EpochPlan, buffer_permutation
 from .source import SHARD_INDEX, ShardInfo, ShardSet, expand_shard_spec, iter_samples, looks_like_shards, open_shards, read_samples
 from .stream import ShardStream, stream_batches, usable_workers
-from .writer import shard_pattern, write_shards
 
 __all__ = [
     "SHARD_INDEX", "PARTS", "SHUFFLE_BUFFER", "ShardInfo", "ShardSet", "looks_like_shards", "expand_shard_spec",
     "open_shards", "iter_samples", "read_samples", "buffer_permutation", "EpochPlan", "ShardStream", "stream_batches",
-    "usable_workers", "write_shards", "shard_pattern",
+    "usable_workers",
 ]

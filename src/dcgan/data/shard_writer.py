@@ -19,7 +19,10 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ..errors import DataError
-from .source import INDEX_KIND, SHARD_INDEX, _wds
+from .dataset import default_memory_budget
+from .folders import open_file_source
+from .registry import DATASETS, load_dataset
+from .shards.source import INDEX_KIND, SHARD_INDEX, _wds
 
 TAR_MTIME = 1_700_000_000  # a fixed member time, so the same data and seed give byte-identical shards
 
@@ -32,8 +35,6 @@ Samples = Callable[[list[int]], Iterator[tuple[int, str, bytes]]]
 def _registry_samples(name: str, data_dir, split: str) -> tuple[int, list | None, list[str] | None, Samples]:
     """A dataset held as pixels (MNIST, CIFAR-10): each image encoded as lossless PNG."""
     from PIL import Image
-
-    from ..data import load_dataset
 
     data = load_dataset(name, data_dir, split=split)
     images = data.images.numpy()  # (N, C, H, W) uint8
@@ -50,8 +51,6 @@ def _registry_samples(name: str, data_dir, split: str) -> tuple[int, list | None
 
 def _file_samples(path: str, split: str, shuffle: bool) -> tuple[int, list | None, list[str] | None, Samples]:
     """A folder, archive or lmdb: each file's own bytes, under its own suffix (an lmdb's under Pillow's format)."""
-    from ..data import default_memory_budget, open_file_source
-
     source = open_file_source(path, split)
     suffix = (lambda i: "") if source.kind == "lmdb" else (lambda i: Path(source.names[i]).suffix.lower().lstrip("."))
 
@@ -96,8 +95,6 @@ def write_shards(src: str, out: str | os.PathLike, shard_size: int = 10_000, spl
                  progress: Callable[[int], None] | None = None) -> dict:
     """Write `src` (a registered name, folder, archive or LSUN lmdb) as shards `OUT/PREFIX-000000.tar`, ... and
     `OUT/shards.json`. Returns the index. Samples that are not images are left out and counted."""
-    from ..data import DATASETS
-
     wds = _wds()
     out = Path(out)
     if shard_size < 1:

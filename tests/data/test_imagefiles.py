@@ -13,7 +13,7 @@ from PIL import Image
 
 from dcgan.data import load_dataset, load_image_files
 from dcgan.errors import DataError
-from dcgan.imagefiles import DecodeError, decode_image, open_source
+from dcgan.data.imagefiles import DecodeError, decode_image, open_source
 
 
 def _img(mode, size=(20, 12), color=None):
@@ -181,7 +181,7 @@ def test_train_test_split_folders(tmp_path):
 
 
 def test_cache_is_reused_and_invalidated(folder, monkeypatch):
-    import dcgan.data as data_module
+    import dcgan.data.folders as data_module
 
     first = load_image_files(folder, 16, 3)
     assert not first.from_cache

@@ -15,7 +15,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from ..errors import DataError, first_line
+from ...errors import DataError, first_line
+from ..dataset import default_cache_dir
 from ..imagefiles import IMAGE_EXTENSIONS, DecodeError, decode_image
 
 SHARD_INDEX = "shards.json"  # the index `dcgan data shard` writes beside its shards
@@ -188,8 +189,6 @@ class ShardSet:
 
 
 def _count_cache_dir() -> Path:
-    from ..data import default_cache_dir
-
     return default_cache_dir() / "shard-counts"
 
 
@@ -302,7 +301,7 @@ def member_table(url: str, cache: bool = True) -> MemberTable:
     if table is None:
         table = _scan_members(url)
         if cache:
-            from ..fileio import atomic_write_bytes
+            from ...fileio import atomic_write_bytes
 
             buf = io.BytesIO()
             np.savez(buf, offsets=table.offsets, sizes=table.sizes, labels=table.labels)
@@ -350,7 +349,7 @@ def scan_shard(url: str, cache: bool = True) -> ShardInfo:
         if label is not None:
             labels[label] = labels.get(label, 0) + 1
     if cache:
-        from ..fileio import atomic_write_bytes
+        from ...fileio import atomic_write_bytes
 
         try:
             atomic_write_bytes(path, json.dumps({"count": count, "labels": labels}).encode())

@@ -7,7 +7,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from ..errors import DataError
+from ...errors import DataError
 from ..imagefiles import DecodeError
 from .plan import PARTS, EpochPlan
 from .source import ShardSet, iter_samples, member_table, random_access, read_members

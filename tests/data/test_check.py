@@ -12,7 +12,7 @@ from PIL import Image
 from conftest import TINY
 from dcgan.cli import main
 from dcgan.data import load_dataset, load_image_files
-from dcgan.datacheck import check_files
+from dcgan.data.check import check_files
 from dcgan.models import ModelConfig
 from dcgan.training import TrainConfig, Trainer
 

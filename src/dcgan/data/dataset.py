@@ -1,0 +1,123 @@
+"""The in-memory dataset type and the small facts every data module shares: where data and caches live,
+channel conversion, and uint8 -> [-1, 1] (`to_unit_range`, the one place that conversion is written)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+import torch
+
+from ..errors import DataError
+
+if TYPE_CHECKING:
+    from .folders import StreamDataset
+    from .shards import ShardSet
+
+__all__ = ["ImageData", "default_data_root", "default_cache_dir", "default_memory_budget", "dataset_stem",
+           "convert_channels", "to_unit_range", "unit_batches"]
+
+
+@dataclass
+class ImageData:
+    """A dataset in memory."""
+
+    images: torch.Tensor | None  # (N, C, H, W) uint8, 0..255; None when the data streams from disk
+    labels: torch.Tensor | None = None  # (N,) int64 class indices, or None when the format has none
+    name: str = ""  # registry name or path it came from
+    classes: list[str] | None = None  # class names indexed by label
+    source: str = ""  # where the files were read from, for `dcgan info`
+    stream: "StreamDataset | None" = None  # set instead of `images` for folders too large for memory
+    shards: ShardSet | None = None  # set instead of `images` for WebDataset shards (always streamed)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason) of files that failed to decode
+    from_cache: bool = False  # decoded images came from the on-disk cache
+    _fingerprint: str | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self._streamed) if self.images is None else self.images.shape[0]
+
+    @property
+    def _streamed(self) -> "StreamDataset | ShardSet":
+        return self.shards if self.shards is not None else self.stream
+
+    @property
+    def image_size(self) -> int:
+        return self._streamed.size if self.images is None else self.images.shape[-1]
+
+    @property
+    def channels(self) -> int:
+        return self._streamed.channels if self.images is None else self.images.shape[1]
+
+    def fingerprint(self) -> str:
+        """sha256 of the decoded pixels (and shape): identifies the exact training data.
+
+        For streamed folders, a hash of the file names, sizes and modification times; for shards, of
+        each shard's name, size and sample count.
+        """
+        if self._fingerprint is None and self.images is None:
+            source = self.shards.fingerprint if self.shards is not None else self.stream.source.fingerprint
+            self._fingerprint = hashlib.sha256(f"{source}:{self.image_size}:{self.channels}".encode()).hexdigest()
+        if self._fingerprint is None:
+            h = hashlib.sha256(str(tuple(self.images.shape)).encode())
+            h.update(self.images.contiguous().numpy().tobytes())
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
+
+
+
+
+def default_data_root() -> Path:
+    """Where datasets live when --data-dir is not given: $DCGAN_DATA_DIR or ~/.cache/dcgan/data."""
+    return Path(os.environ.get("DCGAN_DATA_DIR", Path.home() / ".cache" / "dcgan" / "data"))
+
+
+def dataset_stem(name: str) -> str:
+    """A file-name-safe stem for a dataset name or path: "mnist", "photos", "CIFAR-10-images-jpg"."""
+    stem = Path(name.rstrip("/\\")).name
+    for suffix in (".tar.gz", ".tgz", ".tar", ".zip"):
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) or "data"
+
+
+def convert_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
+    """Grey (N, 1, H, W) <-> RGB (N, 3, H, W), uint8. RGB to grey uses ITU-R 601 luma, as Pillow's "L"."""
+    c = images.shape[1]
+    if c == channels:
+        return images
+    if c == 1 and channels == 3:
+        return images.expand(-1, 3, -1, -1).contiguous()
+    if c == 3 and channels == 1:
+        weights = torch.tensor([299, 587, 114], dtype=torch.int32).view(1, 3, 1, 1)
+        return ((images.to(torch.int32) * weights).sum(1, keepdim=True) + 500).div(1000, rounding_mode="floor").to(torch.uint8)
+    raise DataError(f"cannot convert images with {c} channels to {channels}")
+
+
+def default_memory_budget() -> int:
+    """Decoded datasets up to a quarter of physical memory are held in memory; larger ones stream.
+    $DCGAN_MEMORY_BUDGET (bytes) sets another limit: 0 streams every folder, zip and plain tar."""
+    if os.environ.get("DCGAN_MEMORY_BUDGET", "").strip().isdigit():
+        return int(os.environ["DCGAN_MEMORY_BUDGET"])
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+def default_cache_dir() -> Path:
+    """Where decoded datasets are cached: $DCGAN_CACHE_DIR or ~/.cache/dcgan/decoded."""
+    return Path(os.environ.get("DCGAN_CACHE_DIR", Path.home() / ".cache" / "dcgan" / "decoded"))
+
+
+def to_unit_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images 0..255 as float in [-1, 1], the range of G's tanh (a new tensor)."""
+    return images.float().div_(127.5).sub_(1.0)
+
+
+def unit_batches(images_uint8: torch.Tensor, batch_size: int, device: torch.device) -> Iterator[torch.Tensor]:
+    """uint8 images (N, C, H, W) as float batches in [-1, 1] on `device`, `batch_size` at a time."""
+    for chunk in images_uint8.split(batch_size):
+        yield to_unit_range(chunk.to(device))
