@@ -6,12 +6,14 @@
 # and one that CI also runs, so that a second CPU path stays tested whatever CPU runs it:
 #   make test-avx2  the kernel-sensitive tests (marker `kernels`) again on PyTorch's and oneDNN's AVX2
 #                   code paths, as an AVX2-only CPU runs them (fp32, no bf16 or AMX kernels)
+# and the documentation site, which CI builds too:
+#   make docs   installs the docs extra (MkDocs) when missing and builds site/ strictly: a broken link fails
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test test-avx2 install browser clean
+.PHONY: demo test test-avx2 docs install browser clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,10 +31,17 @@ test: $(BIN)/.installed
 test-avx2: $(BIN)/.installed
 	ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 $(BIN)/python -m pytest -q -m kernels
 
+$(BIN)/.docs-installed: pyproject.toml constraints.txt $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[docs]"
+	touch $@
+
+docs: $(BIN)/.docs-installed
+	$(BIN)/mkdocs build --strict --site-dir site
+
 browser:
 	@command -v chromium >/dev/null 2>&1 && chromium --version 2>/dev/null || { \
 	  $(SUDO) apt-get install -y --no-install-recommends chromium || \
 	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium; }; }
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build site src/*.egg-info .pytest_cache
