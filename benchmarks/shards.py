@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from streaming_memory import make_folder, tree_rss_mb  # noqa: E402
 
 from dcgan.data import ImageData, load_dataset  # noqa: E402
-from dcgan.distributed import DistInfo  # noqa: E402
+from dcgan.training.distributed import DistInfo  # noqa: E402
 from dcgan.data.shard_writer import write_shards  # noqa: E402
 from dcgan.data.shards import usable_workers  # noqa: E402
 from dcgan.training.feed import DataFeed  # noqa: E402

@@ -43,7 +43,7 @@ from dcgan.imaging import grid_image  # noqa: E402
 from dcgan.metrics import build_extractor, reference_features, resolve_features  # noqa: E402
 from dcgan.metrics.evaluate import LADDER_SIGMAS, evaluate, reference_mean_image  # noqa: E402
 from dcgan.metrics.scores import fid_from_features, grid_pattern  # noqa: E402
-from dcgan.recipes import get_recipe  # noqa: E402
+from dcgan.training.recipes import get_recipe  # noqa: E402
 from dcgan.sampling import generate, sample_z  # noqa: E402
 from dcgan.training import Trainer  # noqa: E402
 

@@ -15,7 +15,20 @@ MOVED = [  # (old module, new module, a name it holds)
     ("dcgan.download", "dcgan.data.download", "download_dataset"),
     ("dcgan.shards", "dcgan.data.shards", "open_shards"),
     ("dcgan.shards", "dcgan.data.shard_writer", "write_shards"),  # a module that was split: each name from its new home
+    ("dcgan.health", "dcgan.training.health", "HealthMonitor"),
+    ("dcgan.distributed", "dcgan.training.distributed", "DistInfo"),
+    ("dcgan.recipes", "dcgan.training.recipes", "RECIPES"),
+    ("dcgan.configfile", "dcgan.training.configfile", "read_config_file"),
 ]
+
+
+def test_the_latent_figures_moved_out_of_the_general_pictures():
+    import dcgan.explore.figures
+    import dcgan.figures
+
+    assert dcgan.figures.labelled_grid  # the general pictures stay, with no warning
+    with pytest.warns(DeprecationWarning, match=r"dcgan\.figures\.walk_figure moved to dcgan\.explore\.figures\.walk_figure"):
+        assert dcgan.figures.walk_figure is dcgan.explore.figures.walk_figure
 
 
 @pytest.mark.parametrize("old, new, name", MOVED, ids=[f"{m[0]}.{m[2]}" for m in MOVED])

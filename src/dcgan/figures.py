@@ -1,4 +1,5 @@
-"""Pictures for the latent-space tools: numbered sheets, walks, arithmetic, inversion, neighbours.
+"""Labelled pictures of samples, shared by training, the tools and the explorer: grids with labels, class rows,
+numbered sheets, titles, rows and columns of pictures. The latent tools' own figures are `explore/figures.py`.
 
 Every function returns a Pillow image (or a list of frames); none writes a
 file. Small images are enlarged with nearest-neighbour to a readable cell size
@@ -13,6 +14,7 @@ from typing import Sequence
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from ._moved import forwarder
 from .imaging import tensor_to_pil
 
 __all__ = [
@@ -20,13 +22,14 @@ __all__ = [
     "labelled_grid",
     "class_rows_image",
     "numbered_sheet",
-    "walk_figure",
-    "walk_frames",
-    "arithmetic_figure",
-    "inversion_figure",
-    "neighbors_figure",
     "titled",
     "stack_vertical",
+    "side_by_side",
+    "default_cell",
+    "label_font",
+    "BACKGROUND",
+    "INK",
+    "ACCENT",
 ]
 
 BACKGROUND = (255, 255, 255)
@@ -34,7 +37,7 @@ INK = (20, 20, 20)
 ACCENT = (200, 30, 30)
 
 
-def _font(size: int = 12) -> ImageFont.ImageFont:
+def label_font(size: int = 12) -> ImageFont.ImageFont:
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1 has one bitmap size
@@ -49,7 +52,7 @@ def cell_image(image: torch.Tensor, cell: int) -> Image.Image:
     return img
 
 
-def _default_cell(images: torch.Tensor) -> int:
+def default_cell(images: torch.Tensor) -> int:
     size = images.shape[-1]
     return size * max(1, math.ceil(64 / size))  # at least 64 px, an integer zoom
 
@@ -66,13 +69,13 @@ def labelled_grid(
     """A grid of images (N, C, H, W), `nrow` per row, each with its label underneath; cells listed in
     `highlight` get a red frame."""
     n = images.shape[0]
-    cell = cell or _default_cell(images)
+    cell = cell or default_cell(images)
     nrow = nrow or math.ceil(math.sqrt(n))
     rows = math.ceil(n / nrow)
     lh = label_height if labels else 0
     canvas = Image.new("RGB", (padding + nrow * (cell + padding), padding + rows * (cell + lh + padding)), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
-    font = _font(max(10, min(14, label_height - 3)))
+    font = label_font(max(10, min(14, label_height - 3)))
     for i in range(n):
         r, c = divmod(i, nrow)
         x, y = padding + c * (cell + padding), padding + r * (cell + lh + padding)
@@ -91,8 +94,8 @@ def class_rows_image(images: torch.Tensor, class_names: Sequence[str], cell: int
     `class_names` one per row. With the same z down each column, a column is one style across the classes."""
     rows = len(class_names)
     cols = images.shape[0] // rows
-    cell = cell or _default_cell(images)
-    font = _font(12)
+    cell = cell or default_cell(images)
+    font = label_font(12)
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     margin = int(max(probe.textlength(str(n), font=font) for n in class_names)) + 10
     canvas = Image.new("RGB", (margin + padding + cols * (cell + padding), padding + rows * (cell + padding)), BACKGROUND)
@@ -112,7 +115,7 @@ def numbered_sheet(images: torch.Tensor, start: int = 0, nrow: int | None = None
 
 def titled(image: Image.Image, title: str, size: int = 14) -> Image.Image:
     """`image` with a line of text above it."""
-    font = _font(size)
+    font = label_font(size)
     h = size + 10
     probe = ImageDraw.Draw(image)
     width = max(image.width, int(probe.textlength(title, font=font)) + 12)
@@ -133,35 +136,8 @@ def stack_vertical(images: Sequence[Image.Image], gap: int = 8) -> Image.Image:
     return canvas
 
 
-def walk_figure(walks: torch.Tensor, labels: Sequence[str] | None = None, cell: int | None = None) -> Image.Image:
-    """Walks (P, S, C, H, W) as P rows of S steps; the endpoints are framed. `labels` names each row."""
-    p, s = walks.shape[:2]
-    grid = labelled_grid(walks.flatten(0, 1), nrow=s, cell=cell, highlight=[r * s for r in range(p)] + [r * s + s - 1 for r in range(p)])
-    if labels:
-        return titled(grid, "   ".join(labels), size=12)
-    return grid
-
-
-def walk_frames(walks: torch.Tensor, cell: int | None = None, ping_pong: bool = True) -> list[Image.Image]:
-    """GIF frames: frame t shows every walk's image at step t side by side; forth and back so it loops."""
-    p, s = walks.shape[:2]
-    nrow = math.ceil(math.sqrt(p))
-    frames = [labelled_grid(walks[:, t], nrow=nrow, cell=cell) for t in range(s)]
-    if ping_pong and s > 2:
-        frames = frames + frames[-2:0:-1]
-    return frames
-
-
-def _symbol_cell(symbol: str, cell: int) -> Image.Image:
-    img = Image.new("RGB", (max(24, cell // 3), cell), BACKGROUND)
-    draw = ImageDraw.Draw(img)
-    font = _font(max(14, cell // 3))
-    w = draw.textlength(symbol, font=font)
-    draw.text(((img.width - w) / 2, cell / 2 - cell // 6), symbol, fill=INK, font=font)
-    return img
-
-
-def _row(parts: Sequence[Image.Image], gap: int = 4) -> Image.Image:
+def side_by_side(parts: Sequence[Image.Image], gap: int = 4) -> Image.Image:
+    """Pictures in one row, centred vertically, `gap` pixels apart."""
     height = max(p.height for p in parts)
     canvas = Image.new("RGB", (sum(p.width for p in parts) + gap * (len(parts) - 1), height), BACKGROUND)
     x = 0
@@ -171,53 +147,5 @@ def _row(parts: Sequence[Image.Image], gap: int = 4) -> Image.Image:
     return canvas
 
 
-def arithmetic_figure(result, names: Sequence[str] = ("A", "B", "C"), indices: Sequence[Sequence[int]] | None = None, cell: int | None = None) -> Image.Image:
-    """The paper's figure-7 layout for an ArithmeticResult: each group's exemplars and their mean,
-    the equation mean(A) - mean(B) + mean(C) = result, and the result's noise grid."""
-    cell = cell or _default_cell(result.grid)
-    rows = []
-    for g, (name, images) in enumerate(zip(names, result.exemplars)):
-        labels = [f"#{i}" for i in indices[g]] if indices else None
-        exemplars = labelled_grid(images, labels, nrow=images.shape[0], cell=cell)
-        mean = labelled_grid(result.means[g : g + 1], [f"mean {name}"], cell=cell)
-        rows.append(titled(_row([exemplars, _symbol_cell("->", cell), mean]), f"group {name}", size=12))
-    eq = _row([
-        labelled_grid(result.means[0:1], [f"mean {names[0]}"], cell=cell), _symbol_cell("-", cell),
-        labelled_grid(result.means[1:2], [f"mean {names[1]}"], cell=cell), _symbol_cell("+", cell),
-        labelled_grid(result.means[2:3], [f"mean {names[2]}"], cell=cell), _symbol_cell("=", cell),
-        labelled_grid(result.result.unsqueeze(0), ["result"], cell=cell),
-    ])
-    left = stack_vertical(rows + [titled(eq, "arithmetic on the mean z of each group", size=12)])
-    centre = (result.grid_size * result.grid_size) // 2
-    grid = labelled_grid(result.grid, nrow=result.grid_size, cell=cell, highlight=[centre])
-    right = titled(grid, f"result (centre) and result + N(0, {result.noise_scale:g}^2) noise", size=12)
-    return _row([left, _symbol_cell(" ", cell), right], gap=8)
-
-
-def inversion_figure(target: torch.Tensor, result, cell: int | None = None) -> Image.Image:
-    """Target | G(z) | absolute difference, with the reconstruction error."""
-    diff = (result.image - target.float()).abs().mean(0, keepdim=True) - 1  # mean |error| per pixel, shown as grey in [-1, 1]
-    images = torch.stack([target.float(), result.image, diff.expand_as(target)])
-    grid = labelled_grid(images, ["target", "G(z)", "|difference|"], nrow=3, cell=cell)
-    return titled(grid, f"MSE {result.mse:.4f}, PSNR {result.psnr:.1f} dB (best of {len(result.restart_mse)} restarts)", size=12)
-
-
-def neighbors_figure(samples: torch.Tensor, neighbors: torch.Tensor, distances: torch.Tensor, title: str, cell: int | None = None) -> Image.Image:
-    """Each generated sample (first column, framed) followed by its nearest training images with their distances."""
-    q, k = neighbors.shape[:2]
-    images = torch.cat([samples.unsqueeze(1).to(neighbors.dtype) if samples.dtype == neighbors.dtype else _like(samples, neighbors).unsqueeze(1), neighbors], 1)
-    labels = []
-    for r in range(q):
-        labels.append("sample")
-        labels.extend(f"{float(d):.2f}" for d in distances[r])
-    grid = labelled_grid(images.flatten(0, 1), labels, nrow=k + 1, cell=cell, highlight=[r * (k + 1) for r in range(q)])
-    return titled(grid, title, size=12)
-
-
-def _like(images: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """Float images in [-1, 1] as uint8 when the reference is uint8 (for one grid)."""
-    if reference.dtype == torch.uint8:
-        from .imaging import to_uint8
-
-        return to_uint8(images)
-    return images.float()
+# The latent tools' figures were here in 0.3.0: they resolve for one version, with a DeprecationWarning.
+__getattr__ = forwarder("dcgan.figures", "dcgan.explore.figures")

@@ -20,6 +20,7 @@ from .fileio import atomic_write_bytes
 
 __all__ = [
     "to_uint8",
+    "to_unit_range",
     "make_grid",
     "grid_image",
     "tensor_to_pil",
@@ -32,6 +33,12 @@ __all__ = [
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """Map images in [-1, 1] (any float dtype) to uint8 in [0, 255], same shape."""
     return ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def to_unit_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images 0..255 as float in [-1, 1], the range of G's tanh (a new tensor): the inverse of `to_uint8`, and
+    the one place that conversion is written."""
+    return images.float().div_(127.5).sub_(1.0)
 
 
 def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2, pad_value: int = 0) -> np.ndarray:

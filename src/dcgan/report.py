@@ -21,7 +21,8 @@ from PIL import Image
 from .checkpoint import load_checkpoint
 from .models.conditioning import class_grid
 from .errors import ConfigError
-from .figures import class_rows_image, stack_vertical, titled, walk_figure
+from .explore.figures import walk_figure
+from .figures import class_rows_image, stack_vertical, titled
 from .explore.latent import interpolate, latent_sheet, sheet_labels
 from .rundir import RunDir
 from .sampling import generate

@@ -10,6 +10,7 @@ from torch.optim.swa_utils import update_bn
 
 from .models.conditioning import balanced_labels, check_labels
 from .errors import ConfigError
+from .imaging import to_unit_range
 from .models import evaluating
 
 __all__ = ["sample_z", "sample_labels", "balanced_labels", "generate", "standing_statistics", "with_real_statistics", "MAX_SEED"]
@@ -123,6 +124,6 @@ def with_real_statistics(D: nn.Module, images_uint8: torch.Tensor, max_images: i
     n = images_uint8.shape[0]
     pick = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: min(n, max_images)]
     usable = len(pick) - len(pick) % batch_size or len(pick)  # whole batches: BN sees its usual batch size
-    batches = [chunk.float().div(127.5).sub(1.0) for chunk in images_uint8[pick[:usable]].split(batch_size)]
+    batches = [to_unit_range(chunk) for chunk in images_uint8[pick[:usable]].split(batch_size)]
     update_bn(batches, D, device=device)
     return D.eval()

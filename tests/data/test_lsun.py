@@ -17,7 +17,7 @@ from PIL import Image
 from conftest import run_cli
 from dcgan.data import load_dataset
 from dcgan.data.check import check_dataset
-from dcgan.distributed import DistInfo
+from dcgan.training.distributed import DistInfo
 from dcgan.errors import DataError
 from dcgan.data.lsun import close_environments, looks_like_lmdb, open_lmdb
 from dcgan.training.feed import DataFeed

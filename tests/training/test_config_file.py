@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from conftest import run_cli
 from dcgan.cli.train import _layered_options
-from dcgan.configfile import read_config_file
+from dcgan.training.configfile import read_config_file
 from dcgan.errors import ConfigError
 
 pytestmark = pytest.mark.kernels  # depends on the CPU's kernels: make test-avx2 reruns it (pyproject's markers)

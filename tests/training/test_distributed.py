@@ -52,7 +52,7 @@ def test_sync_bn_on_cpu_is_refused_in_one_line(tmp_path):
 
 def test_each_process_takes_a_disjoint_share_of_every_epoch(digits16):
     """Per-rank batches of the (seed, epoch) order: no image twice in an epoch across the processes."""
-    from dcgan.distributed import DistInfo
+    from dcgan.training.distributed import DistInfo
     from dcgan.training.feed import DataFeed
 
     feeds = [DataFeed(digits16, 32, seed=3, device=torch.device("cpu"), dist=DistInfo(rank=r, world_size=2)) for r in range(2)]

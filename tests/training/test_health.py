@@ -9,7 +9,7 @@ from conftest import TINY
 from dcgan.checkpoint import load_checkpoint
 from dcgan.cli import main
 from dcgan.errors import ConfigError
-from dcgan.health import HealthConfig, HealthMonitor, all_finite, sample_diversity
+from dcgan.training.health import HealthConfig, HealthMonitor, all_finite, sample_diversity
 from dcgan.training import Callback, Trainer
 from dcgan.training.monitors import Health
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from dcgan.cli import main
 from dcgan.models import ModelConfig
-from dcgan.recipes import RECIPES
+from dcgan.training.recipes import RECIPES
 from dcgan.training import TrainConfig
 
 MODEL_FIELDS = {f.name for f in fields(ModelConfig)}

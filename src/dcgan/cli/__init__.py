@@ -14,7 +14,7 @@ import argparse
 import sys
 
 from .._version import __version__
-from ..distributed import cleanup
+from ..training.distributed import cleanup
 from ..errors import DCGANError
 from . import data, discriminator, evaluate, explore, export, generate, report, serve, train
 from .common import (

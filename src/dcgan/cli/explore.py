@@ -22,9 +22,10 @@ import torch
 from ..checkpoint import load_checkpoint
 from ..errors import ConfigError
 from ..fileio import atomic_write_bytes
-from ..figures import arithmetic_figure, inversion_figure, neighbors_figure, numbered_sheet, stack_vertical, titled, walk_figure, walk_frames
+from ..explore.figures import arithmetic_figure, inversion_figure, neighbors_figure, walk_figure, walk_frames
+from ..figures import numbered_sheet, stack_vertical, titled
 from ..data.imagefiles import DecodeError, decode_image
-from ..imaging import save_gif, save_image_atomic
+from ..imaging import save_gif, save_image_atomic, to_unit_range
 from ..explore.latent import INTERPOLATIONS, class_walk, interpolate, invert, latent_sheet, nearest_neighbors, pick, sheet_labels, vector_arithmetic
 from ..metrics.classifier import default_evaluator_path
 from ..metrics.extractors import build_extractor
@@ -334,7 +335,7 @@ def _run_invert(args: argparse.Namespace) -> int:
         pixels = decode_image(source.read_bytes(), mc.image_size, mc.channels)
     except DecodeError as exc:
         raise ConfigError(f"{source} could not be read as an image ({exc})") from None
-    target = torch.from_numpy(pixels.copy()).float().div(127.5).sub(1)  # (C, H, W) in [-1, 1]
+    target = to_unit_range(torch.from_numpy(pixels.copy()))  # (C, H, W) in [-1, 1]
     label = class_option(mc, args.class_)
     if args.candidates is not None and (not mc.conditional or label is not None):
         raise ConfigError("--candidates is for inferring the class of a conditional model's image (no --class)")
@@ -400,7 +401,7 @@ def _run_neighbors(args: argparse.Namespace) -> int:
     if mc.conditional and label is None:
         print(balanced_note(mc))
     samples = generate(ckpt.build_generator(device, raw=args.raw_g), latent_sheet(mc, args.seed, args.num), sheet_labels(mc, args.num, label))
-    real = data.images.float().div(127.5).sub(1)
+    real = to_unit_range(data.images)
     panels = []
     d, i = nearest_neighbors(samples.flatten(1), real.flatten(1), args.k)
     panels.append(neighbors_figure(samples, data.images[i], d, f"nearest in pixels (L2, [-1, 1] units) among {len(data)} training images"))

@@ -13,12 +13,12 @@ from dataclasses import fields
 from pathlib import Path
 
 from ..checkpoint import load_checkpoint
-from ..configfile import ConfigFile, read_config_file
+from ..training.configfile import ConfigFile, read_config_file
 from ..data import DATASETS, dataset_stem, default_cache_dir
 from ..errors import ConfigError, DCGANError
 from ..models import ModelConfig
 from ..options import POSITIVE_FLOAT, POSITIVE_INT, add_options, flag_of, resumable_fields
-from ..recipes import RECIPES, get_recipe
+from ..training.recipes import RECIPES, get_recipe
 from ..rundir import RunDir
 from ..data.shards import PARTS, usable_workers
 from ..training import TrainConfig, Trainer

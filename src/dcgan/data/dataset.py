@@ -1,5 +1,5 @@
 """The in-memory dataset type and the small facts every data module shares: where data and caches live,
-channel conversion, and uint8 -> [-1, 1] (`to_unit_range`, the one place that conversion is written)."""
+channel conversion, and and batches in [-1, 1] (`unit_batches`)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Iterator
 import torch
 
 from ..errors import DataError
+from ..imaging import to_unit_range
 
 if TYPE_CHECKING:
     from .folders import StreamDataset
@@ -110,11 +111,6 @@ def default_memory_budget() -> int:
 def default_cache_dir() -> Path:
     """Where decoded datasets are cached: $DCGAN_CACHE_DIR or ~/.cache/dcgan/decoded."""
     return Path(os.environ.get("DCGAN_CACHE_DIR", Path.home() / ".cache" / "dcgan" / "decoded"))
-
-
-def to_unit_range(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images 0..255 as float in [-1, 1], the range of G's tanh (a new tensor)."""
-    return images.float().div_(127.5).sub_(1.0)
 
 
 def unit_batches(images_uint8: torch.Tensor, batch_size: int, device: torch.device) -> Iterator[torch.Tensor]:

@@ -36,10 +36,10 @@ from safetensors.torch import save as safetensors_save
 from torch import nn
 
 from .._version import __version__
-from ..data import ImageData, dataset_stem
+from ..data import ImageData, dataset_stem, unit_batches
 from ..errors import CheckpointError, ConfigError, DataError
 from ..fileio import atomic_write_bytes
-from ..data import unit_batches
+from ..imaging import to_unit_range
 from ..models import evaluating
 
 __all__ = [
@@ -354,7 +354,7 @@ def train_classifier(
         loss_sum = torch.zeros((), device=device)
         for i in range(steps_per_epoch):
             idx = order[i * batch_size : (i + 1) * batch_size]
-            x = _augment(images[idx].float().div(127.5).sub(1), g, hflip, noise=noise)
+            x = _augment(to_unit_range(images[idx]), g, hflip, noise=noise)
             loss = F.cross_entropy(model(x), labels[idx], label_smoothing=0.05)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -19,6 +19,7 @@ from ..data import ImageData
 from ..errors import ConfigError
 from .classifier import TrainedClassifier
 from .extractors import Extractor
+from .reference import reference_features
 from .scores import METRICS
 
 __all__ = ["class_reference_features", "per_class_count", "check_classes"]
@@ -35,7 +36,6 @@ def class_reference_features(
 ) -> list[torch.Tensor]:
     """Features of up to `num_per_class` real images of each class 0..num_classes-1: a list of
     (n_c, F), what intra-FID compares each class's samples with (cached as `reference_features`)."""
-    from .evaluate import reference_features  # evaluate imports this module: a top-level import would be a cycle
 
     if data.labels is None:
         raise ConfigError(f"intra-FID compares each class with its real images, and the data {data.name!r} has no class labels")
@@ -47,7 +47,8 @@ def per_class_count(num: int, num_classes: int) -> int:
     return max(2, math.ceil(num / num_classes))
 
 
-def _names(names: tuple[str, ...] | list[str] | None, num_classes: int) -> list[str]:
+def class_names_or_numbers(names: tuple[str, ...] | list[str] | None, num_classes: int) -> list[str]:
+    """The class names when there is one for each of `num_classes`, else the class numbers as names."""
     return [str(n) for n in names] if names and len(names) == num_classes else [str(i) for i in range(num_classes)]
 
 
@@ -67,10 +68,10 @@ def check_classes(
     when class c is the same class for the classifier and the generator; intra-FID needs the same of
     the real data's labels. Names are compared when both sides have them, counts always.
     """
-    mine = _names(class_names, num_classes)
+    mine = class_names_or_numbers(class_names, num_classes)
     if classifier is not None:
         theirs_count = classifier.config.num_classes
-        theirs = _names(classifier.config.classes, theirs_count)
+        theirs = class_names_or_numbers(classifier.config.classes, theirs_count)
         if theirs_count != num_classes or (classifier.config.classes and class_names and theirs != mine):
             raise ConfigError(
                 f"the evaluation classifier's {theirs_count} classes ({_shown(theirs)}) are not the model's {num_classes} "
@@ -112,7 +113,7 @@ class _Conditional:
         return out
 
 
-def _conditional_setup(G, real: ImageData, extractor: Extractor, metrics: list[str], num_real: int,
+def conditional_setup(G, real: ImageData, extractor: Extractor, metrics: list[str], num_real: int,
                        classifier: TrainedClassifier | None, cache_dir, batch_size: int) -> _Conditional | None:
     """The classes the conditional metrics score, checked against the classifier and the real data; None without them."""
     cond = [m for m in metrics if METRICS[m].conditional]
@@ -136,4 +137,4 @@ def _conditional_setup(G, real: ImageData, extractor: Extractor, metrics: list[s
         check_classes(names, num_classes, real=real)
         by_class = class_reference_features(real, extractor, num_classes, per_class_count(num_real, num_classes),
                                             seed=0, cache_dir=cache_dir, batch_size=batch_size)
-    return _Conditional(num_classes, _names(names, num_classes), cond, by_class)
+    return _Conditional(num_classes, class_names_or_numbers(names, num_classes), cond, by_class)

@@ -18,31 +18,27 @@ No function here writes anything but the reference cache (and only when a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file as safetensors_load
-from safetensors.torch import save as safetensors_save
 from torch import nn
 
-from ..data import ImageData
+from ..data import ImageData, to_unit_range
 from ..errors import ConfigError
-from ..fileio import atomic_write_bytes
 from ..sampling import balanced_labels, generate, sample_z
-from ..data.shards import read_samples
 from .classifier import TrainedClassifier
 from .conditional import (  # class_reference_features and per_class_count: re-exported, imported from here
-    _conditional_setup,
-    _names,
     check_classes,
+    class_names_or_numbers,
     class_reference_features,
+    conditional_setup,
     per_class_count,
 )
 from .extractors import Extractor
+from .reference import real_images, reference_features, reference_mean_image, subset
 from .scores import METRICS
 
 __all__ = ["EvalReport", "evaluate", "reference_features", "class_reference_features", "check_classes", "score", "TrackedMetric",
@@ -51,86 +47,7 @@ __all__ = ["EvalReport", "evaluate", "reference_features", "class_reference_feat
 LADDER_SIGMAS = (0.1, 0.2, 0.5)  # Gaussian noise, in [-1, 1] image units, added to real test images
 
 
-def _subset(n_total: int, n: int, seed: int) -> torch.Tensor:
-    """The first `n` of a seeded permutation, in index order (all indices when n >= n_total)."""
-    if n >= n_total:
-        return torch.arange(n_total)
-    return torch.randperm(n_total, generator=torch.Generator().manual_seed(seed))[:n].sort().values
-
-
-def _indices(data: ImageData, num: int, seed: int, label: int | None = None) -> torch.Tensor:
-    """The images `reference_features` uses: `num` of all of `data`, or of those labelled `label`."""
-    if label is None:
-        return _subset(len(data), num, seed)
-    if data.labels is None:
-        raise ConfigError(f"per-class scores need class labels, and the data {data.name!r} has none")
-    pool = (data.labels == label).nonzero().squeeze(1)  # (N_c,) indices of the class, ascending
-    return pool[_subset(len(pool), num, seed)]
-
-
-def real_images(data: ImageData, indices: torch.Tensor) -> torch.Tensor:
-    """uint8 images (n, C, H, W) of `data` at `indices`, from memory or decoded from disk."""
-    if data.images is not None:
-        return data.images[indices]
-    if data.shards is not None:
-        return read_samples(data.shards, indices)
-    return torch.stack([data.stream[int(i)] for i in indices])
-
-
-def _unit(images: torch.Tensor) -> torch.Tensor:
-    return images.float().div(127.5).sub(1)
-
-
-def reference_features(
-    data: ImageData,
-    extractor: Extractor,
-    num: int,
-    seed: int = 0,
-    cache_dir: str | Path | None = None,
-    batch_size: int = 500,
-    label: int | None = None,
-) -> torch.Tensor:
-    """Features (n, F) of `num` real images chosen by `seed` (all of them when fewer).
-
-    With `label`, the images are chosen among those of that class only. With
-    `cache_dir`, they are stored there as safetensors under a key made of the
-    data's fingerprint, the extractor's id, `num`, `seed` (and the class): a
-    second call with the same data is a file read, and changed data gets a new key.
-    """
-    indices = _indices(data, num, seed, label)
-    path = None
-    if cache_dir is not None:
-        which = "" if label is None else f"|class {label}"  # the whole data keeps the keys it always had
-        key = hashlib.sha256(f"{data.fingerprint()}|{extractor.id}|{len(indices)}|{seed}{which}".encode()).hexdigest()[:24]
-        path = Path(cache_dir) / f"{extractor.name}-{key}.safetensors"
-        if path.is_file():
-            try:
-                return safetensors_load(str(path))["features"]
-            except Exception:
-                pass  # a damaged cache entry is recomputed and replaced
-    feats = []
-    for chunk in indices.split(batch_size):
-        feats.append(extractor.features(_unit(real_images(data, chunk)), batch_size))
-    features = torch.cat(feats)
-    if path is not None:
-        mu = features.double().mean(0)
-        meta = {"extractor": extractor.description, "data": data.name, "fingerprint": data.fingerprint(), "num": str(len(indices)),
-                "seed": str(seed), "class": "" if label is None else str(label)}
-        atomic_write_bytes(path, safetensors_save({"features": features.contiguous(), "mean": mu.float()}, metadata=meta))
-    return features
-
-
-def reference_mean_image(data: ImageData, num: int, seed: int = 0, batch_size: int = 500) -> torch.Tensor:
-    """The mean image (C, H, W) in [-1, 1] of the same `num` real images `reference_features` uses."""
-    total = None
-    indices = _subset(len(data), num, seed)
-    for chunk in indices.split(batch_size):
-        part = _unit(real_images(data, chunk)).double().sum(0)
-        total = part if total is None else total + part
-    return (total / len(indices)).float()
-
-
-def _real_reference(
+def real_reference(
     real: ImageData, extractor: Extractor, metrics: list[str], num_real: int, classifier: TrainedClassifier | None,
     cache_dir: str | Path | None, batch_size: int,
 ) -> tuple[bool, torch.Tensor, torch.Tensor | None]:
@@ -172,7 +89,7 @@ def score(
             if labels is None:
                 continue  # a subject whose classes are unknown (a degradation of mixed images)
             k = len(class_names) if class_names else len(real_by_class) if real_by_class is not None else fake_probs.shape[1]
-            names = _names(class_names, k)
+            names = class_names_or_numbers(class_names, k)
             out["class_counts"] = {n: int((labels == c).sum()) for c, n in enumerate(names)}
             if metric.needs == "features":
                 if real_by_class is None:
@@ -255,7 +172,7 @@ def build_protocol(extractor: Extractor, real: ImageData, real_split: str, num_r
     }
 
 
-class _Collector:
+class FeatureCollector:
     """Features (and class probabilities) of image batches as they are produced."""
 
     def __init__(self, extractor: Extractor, classifier: TrainedClassifier | None, want_probs: bool):
@@ -320,16 +237,16 @@ def evaluate(
     ones alone for the per-class floor.
     """
     num_real = num_real or num_samples
-    cond = _conditional_setup(G, real, extractor, metrics, num_real, classifier, cache_dir, batch_size)
+    cond = conditional_setup(G, real, extractor, metrics, num_real, classifier, cache_dir, batch_size)
     plain = [m for m in metrics if not METRICS[m].conditional]
-    want_probs, real_feats, real_mean = _real_reference(real, extractor, plain, num_real, classifier, cache_dir, batch_size)
+    want_probs, real_feats, real_mean = real_reference(real, extractor, plain, num_real, classifier, cache_dir, batch_size)
     want_probs = want_probs or (cond is not None and cond.wants_probs)
     classes = list(classifier.config.classes) if classifier is not None else None
     report = EvalReport(build_protocol(extractor, real, real_split, int(real_feats.shape[0]), num_samples, seed, metrics))
     if cond is not None:
         report.protocol.update(cond.protocol())
 
-    def row(subject: str, collect: _Collector, labels: torch.Tensor | None, names: list[str]) -> dict:
+    def row(subject: str, collect: FeatureCollector, labels: torch.Tensor | None, names: list[str]) -> dict:
         feats, probs = collect.result()
         extra = cond.score_args(labels) if cond is not None else {}
         return {"subject": subject, "n": int(feats.shape[0]),
@@ -339,21 +256,21 @@ def evaluate(
         config = G.config
         z = sample_z(num_samples, config.z_dim, config.prior, torch.Generator().manual_seed(seed))
         labels = balanced_labels(num_samples, config.num_classes)  # a conditional G: every class equally often
-        collect = _Collector(extractor, classifier, want_probs)
+        collect = FeatureCollector(extractor, classifier, want_probs)
         for chunk, chunk_labels in _chunks(z, labels, batch_size):
             collect.add(generate(G, chunk, chunk_labels, batch_size=batch_size))
         report.rows.append(row("generator", collect, labels, metrics))
     if test is not None:
-        idx = _subset(len(test), num_samples, seed=1)
+        idx = subset(len(test), num_samples, seed=1)
         test_labels = test.labels[idx] if test.labels is not None else None  # (n,) the classes the floor is scored by
         if cond is not None and test_labels is not None:
             check_classes(cond.class_names, cond.num_classes, real=test)
         report.protocol["num_test"] = int(len(idx))
         for sigma in (0.0, *ladder):
-            collect = _Collector(extractor, classifier, want_probs)
+            collect = FeatureCollector(extractor, classifier, want_probs)
             noise_gen = torch.Generator().manual_seed(seed + 7)
             for chunk in idx.split(batch_size):
-                x = _unit(real_images(test, chunk))
+                x = to_unit_range(real_images(test, chunk))
                 if sigma > 0:
                     x = (x + sigma * torch.randn(x.shape, generator=noise_gen)).clamp_(-1, 1)
                 collect.add(x)
@@ -429,11 +346,11 @@ class TrackedMetric:
             return {"fid": METRICS["fid"].compute(self.real_features, feats)["fid"]}
         if labels is None:
             raise ConfigError(f"{self.name} scores a class-conditional generator, and this one is unconditional")
-        collect = _Collector(self.extractor, self.classifier, self.classifier is not None)
+        collect = FeatureCollector(self.extractor, self.classifier, self.classifier is not None)
         for chunk, chunk_labels in _chunks(self.z, labels, 500):
             collect.add(generate(G, chunk, chunk_labels))
         feats, probs = collect.result()
-        names = _names(self.class_names, c.num_classes)
+        names = class_names_or_numbers(self.class_names, c.num_classes)
         out = score(["fid", self.name], self.real_features, feats, probs, labels=labels,
                     real_by_class=self.real_by_class, class_names=names)
         out.pop("class_counts", None)  # balanced: stated by the protocol

@@ -28,19 +28,11 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..data import ImageData
+from ..data import ImageData, to_unit_range
 from ..errors import ConfigError
 from .classifier import TrainedClassifier
-from .evaluate import (
-    EvalReport,
-    _Collector,
-    _subset,
-    _real_reference,
-    _unit,
-    build_protocol,
-    real_images,
-    score,
-)
+from .evaluate import EvalReport, FeatureCollector, build_protocol, real_reference, score
+from .reference import real_images, subset
 from .extractors import Extractor
 from .scores import METRICS
 
@@ -77,7 +69,7 @@ class SanityInputs:
 
     def floor(self) -> torch.Tensor:
         """The floor's images, float in [-1, 1]."""
-        return _unit(real_images(self.test, self.floor_indices))
+        return to_unit_range(real_images(self.test, self.floor_indices))
 
     def generator(self, offset: int) -> torch.Generator:
         return torch.Generator().manual_seed(self.seed * 1000 + offset)
@@ -162,7 +154,7 @@ def _class_mix(inputs: SanityInputs, weights: dict[int, float], offset: int) -> 
     g = inputs.generator(offset)
     chosen = [_choose((labels == c).nonzero().squeeze(1), int(k), g) for c, k in zip(present, counts) if k > 0]
     indices = torch.cat(chosen).sort().values
-    return _unit(real_images(inputs.test, indices))
+    return to_unit_range(real_images(inputs.test, indices))
 
 
 def _classes(inputs: SanityInputs) -> list[int]:
@@ -212,8 +204,8 @@ def _duplicate_class(inputs: SanityInputs) -> torch.Tensor:
                       "memorised: reference copies")
 def _memorised(inputs: SanityInputs) -> torch.Tensor:
     ref = inputs.reference_indices
-    chosen = ref[_subset(len(ref), inputs.n, inputs.seed + 12)]
-    return _unit(real_images(inputs.reference, chosen))
+    chosen = ref[subset(len(ref), inputs.n, inputs.seed + 12)]
+    return to_unit_range(real_images(inputs.reference, chosen))
 
 
 # --------------------------------------------------------------------------- #
@@ -258,8 +250,8 @@ def sanity(
     if missing:
         raise ConfigError(f"unknown degradation(s) {', '.join(missing)}: use {', '.join(DEGRADATIONS)}")
     num_real = num_real or num
-    want_probs, real_feats, real_mean = _real_reference(real, extractor, metrics, num_real, classifier, cache_dir, batch_size)
-    inputs = SanityInputs(test, _subset(len(test), num, seed=1), real, _subset(len(real), num_real, seed=0), seed)
+    want_probs, real_feats, real_mean = real_reference(real, extractor, metrics, num_real, classifier, cache_dir, batch_size)
+    inputs = SanityInputs(test, subset(len(test), num, seed=1), real, subset(len(real), num_real, seed=0), seed)
     skipped = {}
     if test.labels is None:
         skipped = {n: "needs labels" for n in names if DEGRADATIONS[n].needs_labels}
@@ -273,7 +265,7 @@ def sanity(
     subjects = [(FLOOR_SUBJECT, inputs.floor)] + [(DEGRADATIONS[n].subject(inputs), lambda n=n: DEGRADATIONS[n].make(inputs)) for n in names]
     for subject, make in subjects:
         images = make()
-        collect = _Collector(extractor, classifier, want_probs)
+        collect = FeatureCollector(extractor, classifier, want_probs)
         for chunk in images.split(batch_size):
             collect.add(chunk)
         feats, probs = collect.result()

@@ -22,9 +22,10 @@ from PIL import Image
 from ..checkpoint import Checkpoint
 from ..models.conditioning import resolve_class
 from ..errors import ConfigError
-from ..figures import arithmetic_figure, inversion_figure, labelled_grid, numbered_sheet, walk_figure, walk_frames
+from ..explore.figures import arithmetic_figure, inversion_figure, walk_figure, walk_frames
+from ..figures import labelled_grid, numbered_sheet
 from ..data.imagefiles import DecodeError, decode_image
-from ..imaging import grid_image, tensor_to_pil
+from ..imaging import grid_image, tensor_to_pil, to_unit_range
 from ..explore.latent import (
     INTERPOLATIONS,
     PrincipalDirections,
@@ -310,7 +311,7 @@ class Explorer:
             pixels = decode_image(data, c.image_size, c.channels, max_pixels=self.limits.max_upload_pixels)
         except DecodeError as exc:
             raise ConfigError(f"the upload could not be read as an image ({exc})") from None
-        target = torch.from_numpy(pixels.copy()).float().div(127.5).sub(1)  # (C, H, W) in [-1, 1]
+        target = to_unit_range(torch.from_numpy(pixels.copy()))  # (C, H, W) in [-1, 1]
         result = invert(self.G, target, restarts=restarts, steps=steps, seed=seed, label=label)
         answer = {
             "target": _png(target),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 from ..errors import ConfigError
-from ..health import ON_FAILURE
+from .health import ON_FAILURE
 from ..options import FRACTION, NONNEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, UNIT_FLOAT, Check, option, validate_options
 from ..metrics.evaluate import TRACKED_METRICS
 from ..metrics.extractors import FEATURE_EXTRACTORS

@@ -9,7 +9,7 @@ from typing import Iterator
 import torch
 
 from ..data import MAX_FAILED_FRACTION, ImageData, to_unit_range
-from ..distributed import DistInfo
+from .distributed import DistInfo
 from ..errors import DataError
 from ..data.shards import EpochPlan, stream_batches
 

@@ -25,7 +25,7 @@ from typing import Iterator
 
 import torch
 
-from .. import distributed
+from . import distributed
 from .._version import __version__
 from ..checkpoint import EMA_PREFIX, Checkpoint, TrainingRecord, load_checkpoint, save_checkpoint
 from ..data import DATASETS, DEFAULT_FILES_CHANNELS, DEFAULT_FILES_SIZE, ImageData, load_dataset

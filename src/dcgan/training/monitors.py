@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-from .. import distributed
+from . import distributed
 from ..data import default_cache_dir
 from ..errors import ConfigError
-from ..health import HealthIssue, HealthMonitor
+from .health import HealthIssue, HealthMonitor
 from ..metrics.evaluate import TrackedMetric, check_classes, class_reference_features, per_class_count, reference_features
 from ..metrics.extractors import build_extractor, load_dataset_classifier, resolve_features
 from ..metrics.scores import METRICS

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from .. import distributed
+from . import distributed
 from ..errors import ConfigError
 from ..models import ModelConfig, build_models
 from ..sampling import sample_z

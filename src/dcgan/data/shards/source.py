@@ -127,7 +127,7 @@ def iter_samples(url: str) -> Iterator[tuple[str, bytes, int | None]]:
         finished = True
     except DataError:
         raise
-    except Exception as exc:  # tarfile.ReadError, OSError, a failed pipe: command, ...
+    except Exception:  # tarfile.ReadError, OSError, a failed pipe: command, ...
         if url.startswith("pipe:"):
             try:
                 stream.close()  # the command's exit status says more than the empty stream it left

@@ -1,0 +1,137 @@
+"""Training health: notice the ways DCGAN training fails, say so in words, and decide what to do.
+
+The monitor looks at figures the trainer already reads every `--log-every`
+iterations (window averages of the losses and D outputs), so it adds no extra
+host synchronisation per step; once per log it also checks that every weight is
+finite (one reduction on the device) and measures the diversity of the
+fixed-noise samples.
+
+Conditions (each with a plain-words message and a hint):
+- `nonfinite`: a loss or a weight is NaN or infinite.
+- `d_saturated`: D(x) near 1 and D(G(z)) near 0 for a sustained window: D wins
+  outright and G's gradients vanish.
+- `collapse`: the mean pairwise distance between the fixed-noise samples falls
+  below a fraction of the best it reached earlier: the samples are becoming
+  the same image (mode collapse).
+- `g_blowup`: G's loss stays above a level where D(G(z)) is practically 0.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+__all__ = ["HealthConfig", "HealthIssue", "HealthMonitor", "ON_FAILURE", "sample_diversity"]
+
+ON_FAILURE = ("warn", "stop", "rollback")  # --on-failure choices
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    """Thresholds of the monitor. The defaults stay quiet on healthy MNIST, CIFAR and digits runs."""
+
+    warmup_steps: int = 100  # no saturation, collapse or blow-up verdicts before this many iterations
+    saturation_eps: float = 0.01  # D(x) > 1 - eps and D(G(z)) < eps counts as saturated
+    saturation_logs: int = 10  # ... for this many consecutive log windows
+    collapse_fraction: float = 0.3  # diversity below this fraction of its best earlier value is collapse
+    blowup_loss: float = 20.0  # G loss above this (D(G(z)) < 2e-9) ...
+    blowup_logs: int = 3  # ... for this many consecutive log windows
+
+
+@dataclass(frozen=True)
+class HealthIssue:
+    """One condition the monitor found."""
+
+    condition: str  # nonfinite | d_saturated | collapse | g_blowup
+    message: str  # what happened, in words
+    hint: str  # what the user can do about it
+
+    def text(self) -> str:
+        return f"{self.message} ({self.hint})"
+
+
+HINTS = {
+    "nonfinite": "lower the learning rate (--lr), or resume from the last checkpoint, which holds finite weights",
+    "d_saturated": "D has won: try --label-smoothing 0.1, a lower --lr-d, or --g-steps 2",
+    "collapse": "mode collapse: the best samples so far are in checkpoints/best.safetensors with --eval-every; "
+    "try a lower --lr or --on-failure rollback",
+    "g_blowup": "G gets no useful gradient: lower --lr-d, add --label-smoothing 0.1, or roll back",
+}
+
+
+@torch.no_grad()
+def sample_diversity(images: torch.Tensor) -> float:
+    """Mean pairwise Euclidean distance between images (N, C, H, W), per pixel (divided by sqrt(C*H*W))."""
+    flat = images.float().flatten(1)
+    n = flat.shape[0]
+    if n < 2:
+        return 0.0
+    d = torch.cdist(flat, flat)  # (N, N), zero diagonal
+    return float(d.sum() / (n * (n - 1)) / math.sqrt(flat.shape[1]))
+
+
+@dataclass
+class HealthMonitor:
+    """Keeps the little history the checks need; `check` returns the conditions present now."""
+
+    config: HealthConfig = field(default_factory=HealthConfig)
+    saturated_logs: int = 0
+    blowup_logs: int = 0
+    best_diversity: float = 0.0
+    last_diversity: float = float("nan")
+
+    def check(self, record: dict, models: list[nn.Module], samples: torch.Tensor | None, step: int) -> list[HealthIssue]:
+        """Conditions present at this log: `record` has the window's loss_d, loss_g, d_real, d_fake;
+        `samples` are the fixed-noise images (or None to skip the diversity check)."""
+        cfg = self.config
+        issues: list[HealthIssue] = []
+        losses = [record.get(k) for k in ("loss_d", "loss_g", "d_real", "d_fake")]
+        bad_loss = any(v is None or not math.isfinite(v) for v in losses)
+        bad_weights = not all_finite(models)
+        if bad_loss or bad_weights:
+            what = " and ".join(w for w, bad in (("losses", bad_loss), ("weights", bad_weights)) if bad)
+            issues.append(HealthIssue("nonfinite", f"{what} became NaN or infinite at step {step}", HINTS["nonfinite"]))
+            return issues  # the other figures mean nothing now
+        loss_d, loss_g, d_real, d_fake = losses
+        warm = step >= cfg.warmup_steps
+        self.saturated_logs = self.saturated_logs + 1 if (d_real > 1 - cfg.saturation_eps and d_fake < cfg.saturation_eps) else 0
+        if warm and self.saturated_logs >= cfg.saturation_logs:
+            issues.append(HealthIssue(
+                "d_saturated",
+                f"D saturated: D(x) {d_real:.3f}, D(G(z)) {d_fake:.4f} for {self.saturated_logs} log windows",
+                HINTS["d_saturated"],
+            ))
+        self.blowup_logs = self.blowup_logs + 1 if loss_g > cfg.blowup_loss else 0
+        if warm and self.blowup_logs >= cfg.blowup_logs:
+            issues.append(HealthIssue("g_blowup", f"G loss blew up: {loss_g:.1f} for {self.blowup_logs} log windows", HINTS["g_blowup"]))
+        if samples is not None:
+            diversity = sample_diversity(samples)
+            self.last_diversity = diversity
+            if warm and self.best_diversity > 0 and diversity < cfg.collapse_fraction * self.best_diversity:
+                issues.append(HealthIssue(
+                    "collapse",
+                    f"sample diversity fell to {diversity:.3f}, {100 * diversity / self.best_diversity:.0f}% of its best "
+                    f"({self.best_diversity:.3f})",
+                    HINTS["collapse"],
+                ))
+            elif warm:
+                self.best_diversity = max(self.best_diversity, diversity)
+        return issues
+
+    def state_dict(self) -> dict:
+        return {"saturated_logs": self.saturated_logs, "blowup_logs": self.blowup_logs, "best_diversity": self.best_diversity}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.saturated_logs = int(state.get("saturated_logs", 0))
+        self.blowup_logs = int(state.get("blowup_logs", 0))
+        self.best_diversity = float(state.get("best_diversity", 0.0))
+
+
+@torch.no_grad()
+def all_finite(models: list[nn.Module]) -> bool:
+    """True when every parameter and buffer of the models is finite (one device reduction, one sync)."""
+    sums = [t.float().sum() for m in models for t in (*m.parameters(), *m.buffers()) if t.is_floating_point()]
+    return bool(torch.isfinite(torch.stack(sums)).all()) if sums else True

@@ -1,0 +1,58 @@
+"""Named, tested training configurations: `dcgan train --recipe NAME`.
+
+A recipe is a set of option values for ModelConfig and TrainConfig, chosen and
+measured for one kind of data (README: "Recipes"); options given on the command
+line override it. Recipes are looked up by name in RECIPES.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import ConfigError
+
+__all__ = ["Recipe", "RECIPES", "register_recipe", "get_recipe"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One named configuration."""
+
+    name: str  # what --recipe takes
+    description: str  # one line for --help and the README
+    options: dict = field(default_factory=dict)  # ModelConfig and TrainConfig fields -> values
+    needs_data: bool = False  # True when the user must say which files with --data (a folder or archive)
+
+
+RECIPES: dict[str, Recipe] = {}
+
+
+def register_recipe(recipe: Recipe) -> Recipe:
+    RECIPES[recipe.name] = recipe
+    return recipe
+
+
+def get_recipe(name: str) -> Recipe:
+    """The recipe called `name`; ConfigError names the choices when there is none."""
+    recipe = RECIPES.get(name)
+    if recipe is None:
+        raise ConfigError(f"unknown recipe {name!r}: use one of {', '.join(RECIPES)}")
+    return recipe
+
+
+register_recipe(Recipe(
+    "mnist",
+    "MNIST digits at 32x32: the paper's settings at batch 64 with the averaged G, 5 epochs, FID tracked every 500 iterations",
+    dict(data="mnist", image_size=32, channels=1, batch_size=64, epochs=5, eval_every=500, ema="on"),
+))
+register_recipe(Recipe(
+    "cifar10",
+    "CIFAR-10 at 32x32 RGB: the paper's settings with the averaged G, 30 epochs, FID tracked every 1000 iterations",
+    dict(data="cifar10", image_size=32, channels=3, epochs=30, eval_every=1000, ema="on"),
+))
+register_recipe(Recipe(
+    "photos64",
+    "a folder or archive of photos at 64x64 RGB (e.g. the clothing set): batch 64, 150 epochs, FID tracked every 500 iterations",
+    dict(image_size=64, channels=3, batch_size=64, epochs=150, eval_every=500, ema="on"),
+    needs_data=True,
+))
