@@ -43,3 +43,14 @@ def test_an_old_path_serves_the_new_objects_with_a_warning(old, new, name):
     with pytest.raises(AttributeError):  # an unknown name is still unknown
         getattr(old_module, "no_such_name")
 
+
+
+def test_the_explorer_classes_left_the_top_of_the_api():
+    import dcgan
+    import dcgan.server
+
+    assert "Explorer" not in dcgan.__all__ and "ServeLimits" not in dcgan.__all__
+    with pytest.warns(DeprecationWarning, match=r"dcgan\.Explorer moved to dcgan\.server\.Explorer"):
+        assert dcgan.Explorer is dcgan.server.Explorer
+    with pytest.raises(AttributeError):
+        dcgan.create_app  # only the two names that stood there forward

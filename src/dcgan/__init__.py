@@ -7,6 +7,7 @@ Three lines to train on the digits bundled with scikit-learn:
 >>> trainer.train()
 """
 
+from ._moved import forwarder
 from ._version import __version__
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .data import DATASETS, ImageData, load_dataset
@@ -29,51 +30,36 @@ from .explore.latent import (
     vector_arithmetic,
 )
 from .export import EXPORT_FORMATS, export_files, model_card
-from .server import Explorer, ServeLimits  # FastAPI is imported only by create_app
 from .explore.probe import run_probe
 
 __all__ = [
     "__version__",
-    "CONDITIONING",
-    "class_grid",
-    "resolve_class",
-    "sample_labels",
-    "Checkpoint",
-    "CheckpointError",
-    "ConfigError",
-    "DATASETS",
-    "DCGANError",
-    "DataError",
-    "Discriminator",
-    "EXPORT_FORMATS",
-    "Explorer",
-    "Generator",
-    "ImageData",
-    "ModelConfig",
-    "PrincipalDirections",
-    "ServeLimits",
-    "TrainConfig",
-    "Trainer",
-    "build_extractor",
-    "export_files",
-    "interpolate",
-    "invert",
-    "latent_sheet",
-    "model_card",
-    "move_along",
-    "nearest_neighbors",
-    "principal_directions",
-    "run_probe",
-    "slerp",
-    "vector_arithmetic",
-    "evaluate",
-    "metrics",
-    "train_classifier",
-    "format_summary",
-    "generate",
-    "load_checkpoint",
-    "load_dataset",
-    "model_summary",
-    "sample_z",
-    "save_checkpoint",
+    # errors: every user mistake is one of these, with a one-line message
+    "DCGANError", "ConfigError", "DataError", "CheckpointError",
+    # data
+    "DATASETS", "ImageData", "load_dataset",
+    # models
+    "ModelConfig", "Generator", "Discriminator", "model_summary", "format_summary",
+    "CONDITIONING", "class_grid", "resolve_class",
+    # training and checkpoints
+    "TrainConfig", "Trainer", "Checkpoint", "load_checkpoint", "save_checkpoint",
+    # sampling
+    "generate", "sample_z", "sample_labels",
+    # evaluation
+    "metrics", "evaluate", "build_extractor", "train_classifier",
+    # the paper's uses of a trained pair
+    "latent_sheet", "interpolate", "slerp", "vector_arithmetic", "invert", "nearest_neighbors",
+    "principal_directions", "PrincipalDirections", "move_along", "run_probe",
+    # export
+    "EXPORT_FORMATS", "export_files", "model_card",
 ]
+
+# The explorer's classes stood here in 0.3.0; they belong to the server (`dcgan.server.Explorer`, `ServeLimits`)
+# and resolve from the top for one version, with a DeprecationWarning.
+_FROM_SERVER = forwarder("dcgan", "dcgan.server")
+
+
+def __getattr__(name: str):
+    if name in ("Explorer", "ServeLimits"):
+        return _FROM_SERVER(name)
+    raise AttributeError(f"module 'dcgan' has no attribute {name!r}")
