@@ -135,24 +135,34 @@ def load_image_files(
     if stream is None:
         stream = decoded_bytes > budget and source.random_access
     if stream:
-        if not source.random_access:
-            raise DataError(f"{path}: a compressed tar archive cannot stream (gzip has no random access); "
-                            "unpack it, or use an uncompressed .tar or a .zip")
-        # Quick pre-flight on a sample, since streamed files are only decoded during training.
-        sample = random.Random(0).sample(range(len(source)), min(200, len(source)))
-        failures = []
-        for i in sample:
-            try:
-                decode_image(source.read(source.names[i]), image_size, channels)
-            except (DecodeError, OSError) as exc:
-                failures.append((source.names[i], str(exc)))
-        if len(failures) > max_failed_fraction * len(sample):
-            raise DataError(_failure_summary(failures, len(sample), path) + " (a sample); training stops")
-        data = ImageData(images=None, labels=torch.tensor(source.labels) if source.labels else None, classes=source.classes,
-                         source=str(path), stream=StreamDataset(source, image_size, channels), skipped=failures)
-        data.name = str(path)
-        return data
+        return _streamed(source, path, image_size, channels, max_failed_fraction)
+    return _decoded(source, path, image_size, channels, cache, max_failed_fraction, progress)
 
+
+def _streamed(source: ImageSource, path: Path, image_size: int, channels: int, max_failed_fraction: float) -> ImageData:
+    """The files decoded on access in DataLoader workers, after a quick check of a sample of them."""
+    if not source.random_access:
+        raise DataError(f"{path}: a compressed tar archive cannot stream (gzip has no random access); "
+                        "unpack it, or use an uncompressed .tar or a .zip")
+    # Quick pre-flight on a sample, since streamed files are only decoded during training.
+    sample = random.Random(0).sample(range(len(source)), min(200, len(source)))
+    failures = []
+    for i in sample:
+        try:
+            decode_image(source.read(source.names[i]), image_size, channels)
+        except (DecodeError, OSError) as exc:
+            failures.append((source.names[i], str(exc)))
+    if len(failures) > max_failed_fraction * len(sample):
+        raise DataError(_failure_summary(failures, len(sample), path) + " (a sample); training stops")
+    data = ImageData(images=None, labels=torch.tensor(source.labels) if source.labels else None, classes=source.classes,
+                     source=str(path), stream=StreamDataset(source, image_size, channels), skipped=failures)
+    data.name = str(path)
+    return data
+
+
+def _decoded(source: ImageSource, path: Path, image_size: int, channels: int, cache: bool, max_failed_fraction: float,
+             progress: bool) -> ImageData:
+    """Every file decoded into one uint8 tensor, from the on-disk cache when it holds them."""
     cache_file = default_cache_dir() / f"{_cache_key(source, image_size, channels)}.safetensors"
     data = _read_cache(cache_file) if cache else None
     if data is None:
@@ -182,4 +192,3 @@ def load_image_files(
     data.source = str(path)
     data.name = str(path)
     return data
-

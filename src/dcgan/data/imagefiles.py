@@ -213,104 +213,116 @@ def _safe_member(name: str) -> bool:
     return not p.is_absolute() and ".." not in p.parts and not name.startswith("\\")
 
 
+def _open_folder(path: Path, split: str) -> ImageSource:
+    entries = []
+    h = hashlib.sha256(b"folder-v1")
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for fname in sorted(files):
+            full = Path(root) / fname
+            if not _has_image_extension(fname):
+                continue
+            rel = full.relative_to(path).as_posix()
+            try:
+                st = full.stat()
+                size, mtime = st.st_size, st.st_mtime_ns
+            except OSError:
+                size, mtime = -1, 0
+            entries.append((rel, size))
+            h.update(f"{rel}\0{size}\0{mtime}\n".encode())
+    names = [e[0] for e in entries]
+    sizes = dict(entries)
+    names, split_used, labels, classes = _split_and_labels(names, split)
+
+    def read(name: str) -> bytes:
+        with open(path / name, "rb") as f:
+            return f.read()
+
+    return ImageSource(path, "folder", names, [sizes[n] for n in names], labels, classes, split_used, h.hexdigest(), read)
+
+
+def _open_zip(path: Path, split: str) -> ImageSource:
+    with zipfile.ZipFile(path) as zf:
+        # (an empty name is skipped before ZipInfo.is_dir, which fails on it)
+        infos = {i.filename: i.file_size for i in zf.infolist()
+                 if i.filename and _safe_member(i.filename) and not i.is_dir() and _has_image_extension(i.filename)}
+    names, split_used, labels, classes = _split_and_labels(sorted(infos), split)
+    handle: dict = {}
+
+    def read_zip(name: str) -> bytes:
+        # One ZipFile per process (DataLoader workers fork): opened lazily.
+        key = os.getpid()
+        if key not in handle:
+            handle[key] = zipfile.ZipFile(path)
+        return handle[key].read(name)
+
+    return ImageSource(path, "zip", names, [infos[n] for n in names], labels, classes, split_used, _hash_file(path), read_zip)
+
+
+def _open_tar(path: Path, split: str) -> ImageSource:
+    # An uncompressed tar stores each member's bytes at a fixed offset: read them directly, like a zip.
+    # Mode "r:" opens uncompressed archives only; a compressed one is read through its decompressor.
+    try:
+        tar, plain = tarfile.open(path, "r:"), True
+    except tarfile.ReadError:
+        tar, plain = tarfile.open(path), False
+    with tar:
+        infos, members, offsets = {}, {}, {}
+        for m in tar.getmembers():
+            name = _norm_member(m.name)
+            if not (_safe_member(name) and _has_image_extension(name)):
+                continue
+            if m.isfile() and not m.issparse():
+                infos[name], members[name], offsets[name] = m.size, m.name, m.offset_data
+            else:  # a later link or folder of the same name shadows the file: it is not an image file
+                infos.pop(name, None)
+                members.pop(name, None)
+                offsets.pop(name, None)
+    names, split_used, labels, classes = _split_and_labels(sorted(infos), split)
+    handle: dict = {}
+
+    def read_plain_tar(name: str) -> bytes:
+        # One file handle per process (DataLoader workers fork): opened lazily, then a seek and a read.
+        key = os.getpid()
+        if key not in handle:
+            handle[key] = open(path, "rb")
+        f = handle[key]
+        f.seek(offsets[name])
+        data = f.read(infos[name])
+        if len(data) != infos[name]:
+            raise OSError(f"{name} is cut short in the archive")
+        return data
+
+    def read_tar(name: str) -> bytes:
+        # Look the member up by its name as stored ("./a.png"), not the normalised one, and never follow links.
+        with tarfile.open(path) as tar:
+            member = tar.getmember(members[name])
+            if not member.isfile():
+                raise OSError(f"{name} is not a regular file")
+            f = tar.extractfile(member)
+            return f.read() if f is not None else b""
+
+    return ImageSource(path, "tar", names, [infos[n] for n in names], labels, classes, split_used, _hash_file(path),
+                       read_plain_tar if plain else read_tar, random_access=plain)
+
+
+# Archive readers by file-name ending (a folder is told by being one).
+ARCHIVES: dict[tuple[str, ...], Callable[[Path, str], ImageSource]] = {
+    (".zip",): _open_zip,
+    (".tar", ".tar.gz", ".tgz"): _open_tar,
+}
+
+
 def open_source(path: str | os.PathLike, split: str = "train") -> ImageSource:
     """List the image files of a folder or archive. Raises FileNotFoundError / ValueError for the caller to word."""
     path = Path(path)
     if path.is_dir():
-        entries = []
-        h = hashlib.sha256(b"folder-v1")
-        for root, dirs, files in os.walk(path):
-            dirs.sort()
-            for fname in sorted(files):
-                full = Path(root) / fname
-                if not _has_image_extension(fname):
-                    continue
-                rel = full.relative_to(path).as_posix()
-                try:
-                    st = full.stat()
-                    size, mtime = st.st_size, st.st_mtime_ns
-                except OSError:
-                    size, mtime = -1, 0
-                entries.append((rel, size))
-                h.update(f"{rel}\0{size}\0{mtime}\n".encode())
-        names = [e[0] for e in entries]
-        sizes = dict(entries)
-        names, split_used, labels, classes = _split_and_labels(names, split)
-
-        def read(name: str) -> bytes:
-            with open(path / name, "rb") as f:
-                return f.read()
-
-        return ImageSource(path, "folder", names, [sizes[n] for n in names], labels, classes, split_used, h.hexdigest(), read)
-
+        return _open_folder(path, split)
     if not path.exists():
         raise FileNotFoundError(path)
-    lower = path.name.lower()
-    if lower.endswith(".zip"):
-        with zipfile.ZipFile(path) as zf:
-            # (an empty name is skipped before ZipInfo.is_dir, which fails on it)
-            infos = {i.filename: i.file_size for i in zf.infolist()
-                     if i.filename and _safe_member(i.filename) and not i.is_dir() and _has_image_extension(i.filename)}
-        names, split_used, labels, classes = _split_and_labels(sorted(infos), split)
-        handle: dict = {}
-
-        def read_zip(name: str) -> bytes:
-            # One ZipFile per process (DataLoader workers fork): opened lazily.
-            key = os.getpid()
-            if key not in handle:
-                handle[key] = zipfile.ZipFile(path)
-            return handle[key].read(name)
-
-        return ImageSource(path, "zip", names, [infos[n] for n in names], labels, classes, split_used, _hash_file(path), read_zip)
-    if lower.endswith((".tar", ".tar.gz", ".tgz")):
-        # An uncompressed tar stores each member's bytes at a fixed offset: read them directly, like a zip.
-        # Mode "r:" opens uncompressed archives only; a compressed one is read through its decompressor.
-        try:
-            tar, plain = tarfile.open(path, "r:"), True
-        except tarfile.ReadError:
-            tar, plain = tarfile.open(path), False
-        with tar:
-            infos, members, offsets = {}, {}, {}
-            for m in tar.getmembers():
-                name = _norm_member(m.name)
-                if not (_safe_member(name) and _has_image_extension(name)):
-                    continue
-                if m.isfile() and not m.issparse():
-                    infos[name], members[name], offsets[name] = m.size, m.name, m.offset_data
-                else:  # a later link or folder of the same name shadows the file: it is not an image file
-                    infos.pop(name, None)
-                    members.pop(name, None)
-                    offsets.pop(name, None)
-        names, split_used, labels, classes = _split_and_labels(sorted(infos), split)
-
-        def read_plain_tar(name: str) -> bytes:
-            # One file handle per process (DataLoader workers fork): opened lazily, then a seek and a read.
-            key = os.getpid()
-            if key not in handle:
-                handle[key] = open(path, "rb")
-            f = handle[key]
-            f.seek(offsets[name])
-            data = f.read(infos[name])
-            if len(data) != infos[name]:
-                raise OSError(f"{name} is cut short in the archive")
-            return data
-
-        handle: dict = {}
-        if plain:
-            return ImageSource(path, "tar", names, [infos[n] for n in names], labels, classes, split_used, _hash_file(path),
-                               read_plain_tar)
-
-        def read_tar(name: str) -> bytes:
-            # Look the member up by its name as stored ("./a.png"), not the normalised one, and never follow links.
-            with tarfile.open(path) as tar:
-                member = tar.getmember(members[name])
-                if not member.isfile():
-                    raise OSError(f"{name} is not a regular file")
-                f = tar.extractfile(member)
-                return f.read() if f is not None else b""
-
-        return ImageSource(path, "tar", names, [infos[n] for n in names], labels, classes, split_used, _hash_file(path), read_tar,
-                           random_access=False)
+    for endings, opener in ARCHIVES.items():
+        if path.name.lower().endswith(endings):
+            return opener(path, split)
     raise ValueError(f"{path} is neither a folder nor a .zip/.tar/.tar.gz archive")
 
 

@@ -90,12 +90,53 @@ def _image_kind(data: bytes) -> str | None:
     return {"jpeg": "jpg", "tiff": "tif", "mpo": "jpg"}.get(fmt, fmt) or None
 
 
+def _write_tars(samples: Iterator[tuple[int, str, bytes]], labels: list | None, staging: Path, prefix: str, shard_size: int,
+                progress: Callable[[int], None] | None) -> tuple[list[dict], list[dict[str, int]], list[str]]:
+    """Write the samples into tars of `shard_size` images in `staging`: (the shard list, each shard's label counts,
+    the indices left out because they are no image)."""
+    wds = _wds()
+    shardlist: list[dict] = []
+    label_counts: list[dict[str, int]] = []
+    skipped: list[str] = []
+    writer, written = None, 0
+
+    def finish_shard() -> None:
+        name = f"{prefix}-{len(shardlist):06d}.tar"
+        shardlist.append({"url": name, "nsamples": written, "filesize": (staging / name).stat().st_size})
+
+    for i, suffix, data in samples:
+        kind = _image_kind(data) if data else None
+        if kind is None:
+            skipped.append(str(i))
+        else:
+            if writer is None:
+                writer = wds.TarWriter(str(staging / f"{prefix}-{len(shardlist):06d}.tar"), encoder=False, mtime=TAR_MTIME)
+                label_counts.append({})
+                written = 0
+            sample = {"__key__": f"{i:08d}", suffix or kind: data}
+            if labels is not None:
+                sample["cls"] = str(int(labels[i])).encode()
+                label_counts[-1][str(int(labels[i]))] = label_counts[-1].get(str(int(labels[i])), 0) + 1
+            writer.write(sample)
+            written += 1
+            if written == shard_size:
+                writer.close()
+                finish_shard()
+                writer = None
+        if progress is not None:
+            progress(1)
+    if writer is not None:
+        writer.close()
+        finish_shard()
+    return shardlist, label_counts, skipped
+
+
 def write_shards(src: str, out: str | os.PathLike, shard_size: int = 10_000, split: str = "train", data_dir=None,
                  seed: int = 0, shuffle: bool = True, prefix: str | None = None,
                  progress: Callable[[int], None] | None = None) -> dict:
     """Write `src` (a registered name, folder, archive or LSUN lmdb) as shards `OUT/PREFIX-000000.tar`, ... and
     `OUT/shards.json`. Returns the index. Samples that are not images are left out and counted."""
-    wds = _wds()
+    _wds()  # a missing webdataset says so before anything is read
     out = Path(out)
     if shard_size < 1:
         raise DataError("--shard-size must be at least 1")
@@ -115,40 +156,8 @@ def write_shards(src: str, out: str | os.PathLike, shard_size: int = 10_000, spl
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
-    shardlist: list[dict] = []
-    label_counts: list[dict[str, int]] = []
-    skipped: list[str] = []
     try:
-        writer, written = None, 0
-
-        def finish_shard():
-            name = f"{prefix}-{len(shardlist):06d}.tar"
-            shardlist.append({"url": name, "nsamples": written, "filesize": (staging / name).stat().st_size})
-
-        for i, suffix, data in samples(order):
-            kind = _image_kind(data) if data else None
-            if kind is None:
-                skipped.append(str(i))
-            else:
-                if writer is None:
-                    writer = wds.TarWriter(str(staging / f"{prefix}-{len(shardlist):06d}.tar"), encoder=False, mtime=TAR_MTIME)
-                    label_counts.append({})
-                    written = 0
-                sample = {"__key__": f"{i:08d}", suffix or kind: data}
-                if labels is not None:
-                    sample["cls"] = str(int(labels[i])).encode()
-                    label_counts[-1][str(int(labels[i]))] = label_counts[-1].get(str(int(labels[i])), 0) + 1
-                writer.write(sample)
-                written += 1
-                if written == shard_size:
-                    writer.close()
-                    finish_shard()
-                    writer = None
-            if progress is not None:
-                progress(1)
-        if writer is not None:
-            writer.close()
-            finish_shard()
+        shardlist, label_counts, skipped = _write_tars(samples(order), labels, staging, prefix, shard_size, progress)
         if not shardlist:
             raise DataError(f"none of the {total} samples of {src} is an image Pillow can open")
         index = {
