@@ -9,6 +9,7 @@ at a time, and every failure answered as `{"error": "one line"}` with a 4xx (or
 # No `from __future__ import annotations`: FastAPI reads the request models defined inside
 # create_app from the endpoint annotations, which must therefore be real classes, not strings.
 from importlib import resources
+from types import SimpleNamespace
 from typing import Annotated, Literal
 
 from ..errors import DCGANError
@@ -32,21 +33,37 @@ def create_app(explorer: Explorer, allowed_hosts: tuple[str, ...] | None = LOOPB
     interface, only local names are accepted, so a web page elsewhere cannot reach
     the server through a DNS name that points at 127.0.0.1 (DNS rebinding).
     """
-    from fastapi import FastAPI, Query, Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import FileResponse, JSONResponse
+    from fastapi import FastAPI
     from fastapi.staticfiles import StaticFiles
-    from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
-    from starlette.concurrency import run_in_threadpool
-    from starlette.exceptions import HTTPException
+    from fastapi.responses import FileResponse
     from starlette.middleware.trustedhost import TrustedHostMiddleware
 
     limits = explorer.limits
-    gate = ModelGate(limits.max_waiting, limits.wait_timeout_s)
     web = resources.files("dcgan") / "web"
+    app = FastAPI(title="dcgan explorer", docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json")
+    _add_error_handlers(app)
 
-    # Request bodies. Types are strict (a seed of 1.5 or "3" is refused, not rounded or parsed);
-    # the bounds that `dcgan serve` lets the user set are checked by the Explorer.
+    @app.get("/", include_in_schema=False)
+    def page():
+        return FileResponse(str(web / "index.html"), media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=str(web)), name="static")
+    _add_api(app, explorer, ModelGate(limits.max_waiting, limits.wait_timeout_s), _request_models())
+
+    # Middleware, plain ASGI (the last added runs first)
+    app.add_middleware(SecurityHeaders)
+    upload_limit = limits.max_upload_bytes
+    app.add_middleware(BodyLimit, limit_for=lambda path: upload_limit if path == "/api/invert" else JSON_BODY_LIMIT)
+    if allowed_hosts is not None:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+    return app
+
+
+def _request_models() -> SimpleNamespace:
+    """The request bodies. Types are strict (a seed of 1.5 or "3" is refused, not rounded or parsed); the bounds
+    that `dcgan serve` lets the user set are checked by the Explorer."""
+    from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
+
     Seed = Annotated[StrictInt, Field(ge=0, le=MAX_SEED)]
     Number = Annotated[StrictFloat, Field(allow_inf_nan=False)]
     # "class" is a Python keyword: the field is class_, spelled "class" in JSON. Its range is the Explorer's to check.
@@ -100,12 +117,17 @@ def create_app(explorer: Explorer, allowed_hosts: tuple[str, ...] | None = LOOPB
     class ClassesRequest(Body):
         base: LatentRef
 
-    def ref(r: LatentRef) -> dict:  # {"seed", "n", "index", "z", "class"}
-        return r.model_dump(by_alias=True)
+    return SimpleNamespace(LatentRef=LatentRef, SheetRequest=SheetRequest, WalkRequest=WalkRequest,
+                           ArithmeticRequest=ArithmeticRequest, SlideRequest=SlideRequest, ClassesRequest=ClassesRequest)
 
-    app = FastAPI(title="dcgan explorer", docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json")
 
-    # Errors: one line each, as {"error": ...} -------------------------------------------
+def _add_error_handlers(app) -> None:
+    """Every failure answered as {"error": "one line"}: 400/422 for a bad request, 503 when busy, 500 for a bug."""
+    from fastapi import Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException
+
     def _error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)
 
@@ -134,36 +156,38 @@ def create_app(explorer: Explorer, allowed_hosts: tuple[str, ...] | None = LOOPB
     async def _bug(request: Request, exc: Exception):  # a bug: logged with its traceback by the server, one line here
         return _error(500, f"internal error ({type(exc).__name__}); the server keeps running")
 
+
+def _add_api(app, explorer: Explorer, gate: ModelGate, m: SimpleNamespace) -> None:
+    """The JSON API under /api: each call on the model waits for the gate (one request on the model at a time)."""
+    from fastapi import Query, Request
+    from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException
+
     def on_model(fn, *args, **kwargs):
         with gate():
             return fn(*args, **kwargs)
 
-    # The page ---------------------------------------------------------------------------
-    @app.get("/", include_in_schema=False)
-    def page():
-        return FileResponse(str(web / "index.html"), media_type="text/html")
+    def ref(r) -> dict:  # a LatentRef as {"seed", "n", "index", "z", "class"}
+        return r.model_dump(by_alias=True)
 
-    app.mount("/static", StaticFiles(directory=str(web)), name="static")
-
-    # The API ----------------------------------------------------------------------------
     @app.get("/api/info")
     def info() -> dict:
         return explorer.info()
 
     @app.post("/api/sheet")
-    def sheet(req: SheetRequest) -> dict:
+    def sheet(req: m.SheetRequest) -> dict:
         return on_model(explorer.sheet, req.seed, req.n, req.class_)
 
     @app.post("/api/walk")
-    def walk(req: WalkRequest) -> dict:
+    def walk(req: m.WalkRequest) -> dict:
         return on_model(explorer.walk, ref(req.a), ref(req.b), req.steps, req.method, req.class_, req.end_class)
 
     @app.post("/api/classes")
-    def classes(req: ClassesRequest) -> dict:
+    def classes(req: m.ClassesRequest) -> dict:
         return on_model(explorer.classes, ref(req.base))
 
     @app.post("/api/arithmetic")
-    def arithmetic(req: ArithmeticRequest) -> dict:
+    def arithmetic(req: m.ArithmeticRequest) -> dict:
         groups = [[ref(r) for r in g] for g in (req.a, req.b, req.c)]
         return on_model(explorer.arithmetic, *groups, noise=req.noise, noise_seed=req.noise_seed, label=req.class_)
 
@@ -175,7 +199,7 @@ def create_app(explorer: Explorer, allowed_hosts: tuple[str, ...] | None = LOOPB
         seed: Annotated[int, Query(ge=0, le=MAX_SEED)] = 0,
         class_: Annotated[int | None, Query(alias="class")] = None,  # none on a conditional model: inferred
     ) -> dict:
-        data = await request.body()  # bounded by the body-size middleware below
+        data = await request.body()  # bounded by the body-size middleware
         if not data:
             raise HTTPException(400, "send the image file as the request body")
         return await run_in_threadpool(on_model, explorer.invert, data, restarts, steps, seed, class_)
@@ -185,16 +209,8 @@ def create_app(explorer: Explorer, allowed_hosts: tuple[str, ...] | None = LOOPB
         return on_model(explorer.direction_info, class_)
 
     @app.post("/api/slide")
-    def slide(req: SlideRequest) -> dict:
+    def slide(req: m.SlideRequest) -> dict:
         return on_model(explorer.slide, ref(req.base), req.amounts, req.class_)
-
-    # Middleware, plain ASGI (the last added runs first) ----------------------------------
-    app.add_middleware(SecurityHeaders)
-    upload_limit = limits.max_upload_bytes
-    app.add_middleware(BodyLimit, limit_for=lambda path: upload_limit if path == "/api/invert" else JSON_BODY_LIMIT)
-    if allowed_hosts is not None:
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
-    return app
 
 
 class SecurityHeaders:
