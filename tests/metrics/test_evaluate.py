@@ -11,6 +11,8 @@ from dcgan.cli import main
 from dcgan.data import default_cache_dir, load_dataset
 from dcgan.errors import CheckpointError, ConfigError
 from dcgan.metrics import (
+    METRICS,
+    TrackedMetric,
     TrainedClassifier,
     build_extractor,
     evaluate,
@@ -21,7 +23,7 @@ from dcgan.metrics import (
 )
 from dcgan.metrics.classifier import accuracy, adapt_images
 from dcgan.training import Trainer
-from dcgan.training.monitors import Evaluate
+from dcgan.training.monitors import Evaluate, describe_best
 
 
 def test_classifier_learns_digits_and_round_trips(digits_classifier, tmp_path):
@@ -119,6 +121,36 @@ def test_evaluate_a_generator(digits_classifier):
     again = evaluate(trainer.G, train, ex, ["fid"], num_samples=300)
     assert again.rows[0]["fid"] == pytest.approx(row["fid"])  # the same seed gives the same samples
     assert "generator" in report.table() and "fid" in report.table()
+
+
+@pytest.fixture
+def half_fid():
+    """A tracked metric registered for one test (half the FID, higher is better: only its direction differs)."""
+    from dcgan.metrics import fid_from_features, register_metric
+
+    @register_metric("half_fid", "features", {"half_fid": False}, "half the FID", tracked=True, label="half-FID")
+    def _half_fid(real, fake):
+        return {"half_fid": fid_from_features(real, fake) / 2}
+
+    yield METRICS["half_fid"]
+    del METRICS["half_fid"]
+
+
+def test_a_tracked_metric_is_one_registry_entry(half_fid):
+    from dcgan.models import ModelConfig, build_generator
+
+    G = build_generator(ModelConfig(**TINY))
+    ex = build_extractor("pixels")
+    real = ex.features(torch.rand(64, 1, 16, 16) * 2 - 1)
+    tracked = TrackedMetric(ex, real, 64, metric="half_fid")
+    figures = tracked.figures(G)
+    assert set(figures) == {"fid", "half_fid"} and figures["half_fid"] == pytest.approx(figures["fid"] / 2)
+    assert not tracked.lower_is_better and tracked(G) == figures["half_fid"]
+    best = {"metric": "half_fid", "half_fid": 1.25, "fid": 2.5, "step": 4}
+    assert describe_best(best) == "half-FID 1.250 (FID 2.500) at step 4"
+    assert describe_best({"metric": "gone", "gone": 1.0, "fid": 3.0}) == "FID 3.000"  # a metric no longer registered
+    with pytest.raises(ConfigError, match="unknown tracked metric 'kid': use fid, conditional_accuracy, intra_fid, half_fid"):
+        TrackedMetric(ex, real, 64, metric="kid")
 
 
 def test_eval_every_does_not_change_training(digits_classifier):

@@ -1,6 +1,7 @@
 """The score functions against direct computations on small feature sets."""
 
 import itertools
+import json
 import math
 
 import numpy as np
@@ -10,6 +11,9 @@ import torch
 from dcgan.errors import ConfigError
 from dcgan.metrics import (
     METRICS,
+    TRACKED_METRICS,
+    Metric,
+    Needs,
     class_coverage,
     density_coverage,
     fid_from_features,
@@ -146,6 +150,35 @@ def test_metric_registry_and_parsing():
         parse_metrics("fid,bogus")
     for metric in METRICS.values():
         assert metric.needs in ("features", "probs", "mean_image") and metric.lower_is_better
+        assert isinstance(metric.needs, Needs)
+
+
+def test_needs_is_an_enum_that_reads_as_its_plain_name():
+    assert {m.name: m.needs for m in METRICS.values() if m.name in ("fid", "grid", "is")} == {
+        "fid": Needs.FEATURES, "grid": Needs.MEAN_IMAGE, "is": Needs.PROBS}
+    assert Needs.PROBS == "probs" and str(Needs.MEAN_IMAGE) == "mean_image" and f"{Needs.FEATURES}" == "features"
+    assert json.dumps({"needs": Needs.FEATURES}) == '{"needs": "features"}'  # reports keep the plain names
+    plain = Metric("x", "probs", lambda probs, classes: {"x": 0.0}, {"x": True}, "a plain name")
+    assert plain.needs is Needs.PROBS and plain.label == "x"
+    with pytest.raises(ConfigError, match=r"metric 'x' needs 'pixels': use features, probs, mean_image"):
+        Metric("x", "pixels", lambda r, f: {}, {"x": True}, "")
+
+
+def test_tracked_metrics_and_what_they_take_come_from_the_registry():
+    assert TRACKED_METRICS == tuple(name for name, m in METRICS.items() if m.tracked)
+    assert set(TRACKED_METRICS) == {"fid", "intra_fid", "conditional_accuracy"}
+    fid, intra, accuracy = METRICS["fid"], METRICS["intra_fid"], METRICS["conditional_accuracy"]
+    assert not fid.higher_is_better and not intra.higher_is_better and accuracy.higher_is_better
+    assert [m.needs_classifier for m in (fid, intra, accuracy)] == [False, False, True]
+    assert [m.needs_class_references for m in (fid, intra, accuracy)] == [False, True, False]
+    assert [m.conditional for m in (fid, intra, accuracy)] == [False, True, True]
+    assert (fid.show(12.3456), intra.show(5.5), accuracy.show(0.931)) == ("FID 12.346", "intra-FID 5.500",
+                                                                           "conditional accuracy 93.1%")
+    # a tracked metric reports a figure under its own name; an unconditional one compares features
+    with pytest.raises(ConfigError, match="under its own name"):
+        Metric("pr2", Needs.FEATURES, lambda r, f: {}, {"precision": False}, "", tracked=True)
+    with pytest.raises(ConfigError, match="compares features"):
+        Metric("sharp", Needs.MEAN_IMAGE, lambda r, f: {}, {"sharp": True}, "", tracked=True)
 
 
 # --------------------------------------------------------------------------- #

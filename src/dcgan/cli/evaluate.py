@@ -67,7 +67,7 @@ def _classifier_for_probs(metrics: list[str], explicit: bool, extractor, data_na
     """(metrics, classifier): the classifier the probability metrics need. With --metrics all they are
     skipped, with a note, when there is none; asked for by name, its absence is an error."""
     classifier = extractor.classifier
-    probs = [m for m in metrics if METRICS[m].needs == "probs"]
+    probs = [m for m in metrics if METRICS[m].needs_classifier]
     if classifier is not None or not probs:
         return metrics, classifier
     if explicit:

@@ -32,6 +32,8 @@ from .extractors import (
 from .sanity import DEGRADATIONS, register_degradation, sanity
 from .scores import (
     METRICS,
+    Metric,
+    Needs,
     class_coverage,
     conditional_accuracy,
     density_coverage,
@@ -58,6 +60,8 @@ __all__ = [
     "FEATURE_EXTRACTORS",
     "LADDER_SIGMAS",
     "METRICS",
+    "Metric",
+    "Needs",
     "TRACKED_METRICS",
     "TrackedMetric",
     "TrainedClassifier",

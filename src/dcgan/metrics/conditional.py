@@ -98,7 +98,7 @@ class _Conditional:
 
     @property
     def wants_probs(self) -> bool:
-        return any(METRICS[m].needs == "probs" for m in self.metrics)
+        return any(METRICS[m].needs_classifier for m in self.metrics)
 
     def score_args(self, labels: torch.Tensor | None) -> dict:
         return {"labels": labels, "real_by_class": self.real_by_class, "class_names": self.class_names}
@@ -128,12 +128,12 @@ def conditional_setup(G, real: ImageData, extractor: Extractor, metrics: list[st
             raise ConfigError(f"{', '.join(cond)} need class labels, and the data {real.name!r} has none")
         names = tuple(real.classes or ())
         num_classes = len(names) or int(real.labels.max()) + 1
-    if any(METRICS[m].needs == "probs" for m in cond):
+    if any(METRICS[m].needs_classifier for m in cond):
         if classifier is None:
-            raise ConfigError(f"{', '.join(m for m in cond if METRICS[m].needs == 'probs')} needs an evaluation classifier")
+            raise ConfigError(f"{', '.join(m for m in cond if METRICS[m].needs_classifier)} needs an evaluation classifier")
         check_classes(names, num_classes, classifier=classifier)
     by_class = None
-    if any(METRICS[m].needs == "features" for m in cond):
+    if any(METRICS[m].needs_class_references for m in cond):
         check_classes(names, num_classes, real=real)
         by_class = class_reference_features(real, extractor, num_classes, per_class_count(num_real, num_classes),
                                             seed=0, cache_dir=cache_dir, batch_size=batch_size)

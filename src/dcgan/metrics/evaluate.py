@@ -39,7 +39,7 @@ from .conditional import (  # class_reference_features and per_class_count: re-e
 )
 from .extractors import Extractor
 from .reference import real_images, reference_features, reference_mean_image, subset
-from .scores import METRICS
+from .scores import METRICS, TRACKED_METRICS, Needs, tracked_metrics
 
 __all__ = ["EvalReport", "evaluate", "reference_features", "class_reference_features", "check_classes", "score", "TrackedMetric",
            "TRACKED_METRICS", "LADDER_SIGMAS", "real_images", "build_protocol", "per_class_count"]
@@ -53,12 +53,12 @@ def real_reference(
 ) -> tuple[bool, torch.Tensor, torch.Tensor | None]:
     """What `evaluate` and `sanity` compare against: (whether class probabilities are wanted, the real
     features, the real mean image when a metric needs it). Probability metrics need `classifier`."""
-    want_probs = any(METRICS[m].needs == "probs" for m in metrics)
+    want_probs = any(METRICS[m].needs_classifier for m in metrics)
     if want_probs and classifier is None:
-        names = ", ".join(m for m in metrics if METRICS[m].needs == "probs")
+        names = ", ".join(m for m in metrics if METRICS[m].needs_classifier)
         raise ConfigError(f"metrics {names} need an evaluation classifier")
     features = reference_features(real, extractor, num_real, seed=0, cache_dir=cache_dir, batch_size=batch_size)
-    wants_mean = any(METRICS[m].needs == "mean_image" for m in metrics)
+    wants_mean = any(METRICS[m].needs is Needs.MEAN_IMAGE for m in metrics)
     mean = reference_mean_image(real, num_real, seed=0, batch_size=batch_size) if wants_mean else None
     return want_probs, features, mean
 
@@ -91,7 +91,7 @@ def score(
             k = len(class_names) if class_names else len(real_by_class) if real_by_class is not None else fake_probs.shape[1]
             names = class_names_or_numbers(class_names, k)
             out["class_counts"] = {n: int((labels == c).sum()) for c, n in enumerate(names)}
-            if metric.needs == "features":
+            if metric.needs is Needs.FEATURES:
                 if real_by_class is None:
                     raise ConfigError(f"metric {name!r} needs the real features of every class")
                 out.update(metric.compute(real_by_class, fake_features, labels, names))
@@ -99,9 +99,9 @@ def score(
                 if fake_probs is None:
                     raise ConfigError(f"metric {name!r} needs the evaluation classifier's probabilities")
                 out.update(metric.compute(fake_probs, labels, names))
-        elif metric.needs == "features":
+        elif metric.needs is Needs.FEATURES:
             out.update(metric.compute(real_features, fake_features))
-        elif metric.needs == "mean_image":
+        elif metric.needs is Needs.MEAN_IMAGE:
             if real_mean is None or fake_mean is None:
                 raise ConfigError(f"metric {name!r} needs the mean images of both sets")
             out.update(metric.compute(real_mean, fake_mean))
@@ -284,31 +284,32 @@ def _chunks(z: torch.Tensor, labels: torch.Tensor | None, size: int):
     return zip(z.split(size), labels.split(size) if labels is not None else [None] * math.ceil(len(z) / size))
 
 
-TRACKED_METRICS = ("fid", "intra_fid", "conditional_accuracy")  # what --eval-every may track (--eval-metric)
-
-
 class TrackedMetric:
     """The metric logged during training: `metric` (FID by default) of `num_samples` samples from fixed
     noise against cached real features. Deterministic, and it draws nothing from the training RNG
     streams, so runs with and without it train identically.
 
-    For a class-conditional G the samples come in balanced classes. `intra_fid` needs `real_by_class`
-    (see `class_reference_features`), `conditional_accuracy` a `classifier` whose classes are G's;
-    both also report the overall FID, so every evaluation record has one.
+    `metric` is a tracked one of METRICS (TRACKED_METRICS), and what it takes comes from its entry. For a class-conditional
+    G the samples come in balanced classes. A metric that needs the real features of every class (`intra_fid`)
+    takes `real_by_class` (see `class_reference_features`), one that needs the evaluation classifier
+    (`conditional_accuracy`) a `classifier` whose classes are G's; the conditional ones also report the
+    overall FID, so every evaluation record has one.
     """
 
     def __init__(self, extractor: Extractor, real_features: torch.Tensor, num_samples: int, seed: int = 0,
                  metric: str = "fid", classifier: TrainedClassifier | None = None,
                  real_by_class: list[torch.Tensor] | None = None, class_names: list[str] | tuple[str, ...] = ()):
-        if metric not in TRACKED_METRICS:
-            raise ConfigError(f"unknown tracked metric {metric!r}: use {', '.join(TRACKED_METRICS)}")
-        if metric == "conditional_accuracy" and classifier is None:
-            raise ConfigError("tracking conditional_accuracy needs the evaluation classifier")
-        if metric == "intra_fid" and real_by_class is None:
-            raise ConfigError("tracking intra_fid needs the real features of every class")
-        if metric == "intra_fid" and num_samples < 2 * len(real_by_class):
-            raise ConfigError(f"intra-FID needs at least 2 samples per class: {num_samples} samples for "
+        if metric not in tracked_metrics():
+            raise ConfigError(f"unknown tracked metric {metric!r}: use {', '.join(tracked_metrics())}")
+        spec = METRICS[metric]
+        if spec.needs_classifier and classifier is None:
+            raise ConfigError(f"tracking {metric} needs the evaluation classifier")
+        if spec.needs_class_references and real_by_class is None:
+            raise ConfigError(f"tracking {metric} needs the real features of every class")
+        if spec.needs_class_references and num_samples < 2 * len(real_by_class):
+            raise ConfigError(f"{spec.label} needs at least 2 samples per class: {num_samples} samples for "
                               f"{len(real_by_class)} classes (--eval-samples {2 * len(real_by_class)} or more)")
+        self.spec = spec  # the METRICS entry
         self.extractor = extractor
         self.real_features = real_features
         self.num_samples = num_samples
@@ -321,7 +322,7 @@ class TrackedMetric:
 
     @property
     def lower_is_better(self) -> bool:
-        return METRICS[self.name].lower_is_better[self.name]
+        return not self.spec.higher_is_better
 
     def protocol(self) -> str:
         text = f"{self.extractor.name} features, {self.num_samples} generated vs {self.real_features.shape[0]} real"
@@ -329,21 +330,22 @@ class TrackedMetric:
             counts = sorted({int(f.shape[0]) for f in self.real_by_class})
             k = len(self.real_by_class)
             real = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
-            text += f"; intra-FID per class: about {self.num_samples // k} generated vs {real} real"
-        if self.name == "conditional_accuracy":
+            text += f"; {self.spec.label} per class: about {self.num_samples // k} generated vs {real} real"
+        if self.spec.needs_classifier:
             text += f"; accuracy by the evaluation classifier {self.classifier.weights_id()[:8]}"
         return text
 
     def figures(self, G: nn.Module) -> dict:
-        """{"fid": ...} and, when tracked, the conditional figure (with its per-class values)."""
+        """{"fid": ...} and, when another metric is tracked, its figure (a conditional one with its per-class
+        values): every evaluation record has the overall FID."""
         c = G.config
         if self.z is None:
             self.z = sample_z(self.num_samples, c.z_dim, c.prior, torch.Generator().manual_seed(self.seed))
         labels = balanced_labels(self.num_samples, c.num_classes)
-        if self.name == "fid":
+        if not self.spec.conditional:  # the samples' features against the real ones (`Metric` checks it needs them)
             feats = torch.cat([self.extractor.features(generate(G, chunk, chunk_labels))
                                for chunk, chunk_labels in _chunks(self.z, labels, 500)])
-            return {"fid": METRICS["fid"].compute(self.real_features, feats)["fid"]}
+            return {key: METRICS[key].compute(self.real_features, feats)[key] for key in dict.fromkeys(("fid", self.name))}
         if labels is None:
             raise ConfigError(f"{self.name} scores a class-conditional generator, and this one is unconditional")
         collect = FeatureCollector(self.extractor, self.classifier, self.classifier is not None)

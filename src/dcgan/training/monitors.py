@@ -171,24 +171,24 @@ class Evaluate(Callback):
 
 def describe_best(best: dict, with_step: bool = True) -> str:
     """A best (or any) evaluation in words: "FID 12.345 at step 400", or for another tracked metric
-    "conditional accuracy 93.1% (FID 12.345) at step 400"."""
+    "conditional accuracy 93.1% (FID 12.345) at step 400" (the words from its METRICS entry)."""
     key = best.get("metric", "fid")
+    metric = METRICS.get(key)
     fid = best.get("fid")
-    if key == "conditional_accuracy":
-        text = f"conditional accuracy {100 * best[key]:.1f}%" + (f" (FID {fid:.3f})" if isinstance(fid, float) else "")
-    elif key == "intra_fid":
-        text = f"intra-FID {best[key]:.3f}" + (f" (FID {fid:.3f})" if isinstance(fid, float) else "")
+    if key == "fid" or metric is None or not metric.tracked:
+        text = METRICS["fid"].show(best["fid"])
     else:
-        text = f"FID {best['fid']:.3f}"
+        text = metric.show(best[key]) + (f" ({METRICS['fid'].show(fid)})" if isinstance(fid, float) else "")
     return text + (f" at step {best['step']}" if with_step and "step" in best else "")
 
 
 def build_tracked_metric(trainer):
-    """The tracker of --eval-every: extractor chosen by eval_features, real features cached; for intra-FID also
-    the real features of each class, for conditional accuracy the evaluation classifier (its classes checked)."""
+    """The tracker of --eval-every: extractor chosen by eval_features, real features cached; for a metric that
+    needs them (intra-FID) also the real features of each class, for one that needs the evaluation classifier
+    (conditional accuracy) that classifier, its classes checked."""
     cfg, data, mc = trainer.config, trainer.data, trainer.model_config
-    metric = cfg.eval_metric
-    if METRICS[metric].conditional and not mc.conditional:
+    metric, spec = cfg.eval_metric, METRICS[cfg.eval_metric]
+    if spec.conditional and not mc.conditional:
         raise ConfigError(f"--eval-metric {metric} scores a class-conditional model: train with --conditional, or track fid")
     name, note = resolve_features(cfg.eval_features, data.name, cfg.evaluator)  # auto: as `dcgan evaluate` picks
     if note:
@@ -198,10 +198,10 @@ def build_tracked_metric(trainer):
     cache = default_cache_dir() / "reference"
     real = reference_features(data, extractor, cfg.eval_samples, cache_dir=cache)
     classifier, by_class = None, None
-    if metric == "conditional_accuracy":
+    if spec.needs_classifier:
         classifier = extractor.classifier or load_dataset_classifier(data.name, cfg.evaluator, device)
         check_classes(mc.class_names, mc.num_classes, classifier=classifier)
-    if metric == "intra_fid":
+    if spec.needs_class_references:
         check_classes(mc.class_names, mc.num_classes, real=data)
         by_class = class_reference_features(data, extractor, mc.num_classes, per_class_count(cfg.eval_samples, mc.num_classes),
                                             cache_dir=cache)
