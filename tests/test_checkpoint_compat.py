@@ -26,8 +26,9 @@ RECIPE = json.loads((Path(__file__).parent / "fixtures" / "checkpoint_v0.1.0.jso
 DTYPES = {"F32": torch.float32, "I64": torch.int64, "U8": torch.uint8}
 
 
-def build_old_checkpoint(run: Path) -> dict[str, torch.Tensor]:
-    """Write RUN/checkpoints/latest.safetensors in the 0.1.0 layout; returns its tensors."""
+def build_old_checkpoint(run: Path, **train_config) -> dict[str, torch.Tensor]:
+    """Write RUN/checkpoints/latest.safetensors in the 0.1.0 layout (its train_config updated by `train_config`);
+    returns its tensors."""
     gen = torch.Generator().manual_seed(0)
     tensors = {}
     for i, (name, shape, dtype) in enumerate(RECIPE["tensors"]):
@@ -44,7 +45,12 @@ def build_old_checkpoint(run: Path) -> dict[str, torch.Tensor]:
         assert list(value.shape) == shape and value.dtype == DTYPES[dtype], name
         tensors[name] = value
     (run / "checkpoints").mkdir(parents=True)
-    save_file(tensors, str(run / "checkpoints" / "latest.safetensors"), metadata=RECIPE["metadata"])
+    metadata = dict(RECIPE["metadata"])
+    if train_config:
+        state = json.loads(metadata["state"])
+        state["train_config"].update(train_config)
+        metadata["state"] = json.dumps(state)
+    save_file(tensors, str(run / "checkpoints" / "latest.safetensors"), metadata=metadata)
     return tensors
 
 
@@ -80,6 +86,18 @@ def test_old_checkpoint_resumes(old_run, digits16):
     assert resaved.step == 8 and set(resaved.record.callbacks) >= {"metrics", "health", "eval"}
     assert resaved.record.callbacks["health"]["rollbacks"] == 0
     assert trainer.callback(Health).rollbacks == 0
+
+
+@pytest.mark.parametrize("ema, averaged", [("on", True), ("off", False), (None, True)])
+def test_old_checkpoint_with_ema_on_or_off_resumes(tmp_path, digits16, ema, averaged):
+    """Up to 0.3.0 a run recorded ema as "on" / "off" (0.1.0 not at all: on); it is a bool now, and those still resume."""
+    run = tmp_path / "old-run"
+    build_old_checkpoint(run, **({} if ema is None else {"ema": ema}))
+    trainer = Trainer.resume(run, data=digits16, progress=False, steps=7)
+    assert trainer.config.ema is averaged and (trainer.gan.ema is not None) is averaged
+    assert trainer.train().step == 7
+    resaved = load_checkpoint(run)
+    assert resaved.record.train_config["ema"] is averaged and resaved.has_ema is averaged
 
 
 def test_old_checkpoint_generates_and_reports(old_run, tmp_path, capsys):

@@ -12,10 +12,9 @@ from .models.conditioning import balanced_labels, check_labels
 from .errors import ConfigError
 from .imaging import to_unit_range
 from .models import evaluating
+from .options import MAX_SEED  # declared with the seed check every command shares
 
 __all__ = ["sample_z", "sample_labels", "balanced_labels", "generate", "standing_statistics", "with_real_statistics", "MAX_SEED"]
-
-MAX_SEED = 2**32 - 1  # the largest seed any command takes: seeds are mixed with epochs, ranks and steps into 64-bit seeds
 
 
 def sample_z(

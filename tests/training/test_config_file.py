@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
@@ -10,8 +9,8 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import run_cli
-from dcgan.cli.train import _layered_options
 from dcgan.training.configfile import read_config_file
+from dcgan.training.resolve import resolve_options
 from dcgan.errors import ConfigError
 
 pytestmark = pytest.mark.kernels  # depends on the CPU's kernels: make test-avx2 reruns it (pyproject's markers)
@@ -111,20 +110,16 @@ def test_toml_with_overrides_from_the_command_line(tmp_path, capsys):
     config = json.loads((run / "config.json").read_text())
     model, train = config["model"], config["train"]
     assert (model["image_size"], model["z_dim"], model["width"], model["channels"]) == (16, 8, 8, 1)  # channels: digits'
-    assert train["batch_size"] == 32 and train["ema"] == "off" and train["channels_last"] is False  # from the file
+    assert train["batch_size"] == 32 and train["ema"] is False and train["channels_last"] is False  # from the file
     assert train["lr_g"] == 1e-3 and train["lr_d"] == 5e-4  # --lr-d wins over the file's lr
     assert train["seed"] == 7 and train["steps"] == 2 and train["epochs"] is None  # the command line's budget replaces it
-
-
-def _args(**given):
-    return argparse.Namespace(**{"recipe": None, "data": None, **given})
 
 
 def test_precedence_defaults_recipe_file_command_line(tmp_path):
     toml = tmp_path / "r.toml"
     toml.write_text('recipe = "mnist"\nsteps = 4\nbatch-size = 32\nwidth = 16\n')
     file = read_config_file(toml)
-    options = _layered_options(_args(), file, {"batch_size": 16})
+    options = resolve_options({"batch_size": 16}, file)
     assert options["recipe"] == "mnist" and options["data"] == "mnist" and options["image_size"] == 32  # the recipe
     assert options["steps"] == 4 and "epochs" not in options and options["width"] == 16  # the file over the recipe
     assert options["batch_size"] == 16  # the command line over both
@@ -132,10 +127,11 @@ def test_precedence_defaults_recipe_file_command_line(tmp_path):
     record = tmp_path / "config.json"
     record.write_text(json.dumps({"dcgan_version": "0", "model": {"image_size": 32, "channels": 1},
                                   "train": {"data": "mnist", "data_dir": "/somewhere/mnist", "steps": 9}, "data": {}}))
-    options = _layered_options(_args(data="digits"), read_config_file(record), {"data": "digits"})
+    options = resolve_options({"data": "digits"}, read_config_file(record))
     assert options["data"] == "digits" and "data_dir" not in options and options["steps"] == 9
     with pytest.raises(ConfigError, match="drop --recipe"):
-        _layered_options(_args(recipe="cifar10"), read_config_file(record), {"recipe": "cifar10"})
+        resolve_options({"recipe": "cifar10"}, read_config_file(record))
+    assert resolve_options({"seed": 3}, toml)["seed"] == 3  # a path works as well as what read_config_file returned
 
 
 UNKNOWN_KEYS = [  # (file text, what its one line says)
@@ -157,7 +153,7 @@ BAD_VALUES = [
     ("data = 3\n", "data must be a string, got 3"),
     ("steps = 2\nepochs = 1\n", "either steps or epochs"),
     ('recipe = "bedrooms"\n', "unknown recipe 'bedrooms'"),
-    ('ema = "sometimes"\n', "unknown ema 'sometimes': use on, off"),
+    ('ema = "sometimes"\n', "ema must be true or false, got 'sometimes'"),
 ]
 
 
@@ -209,3 +205,36 @@ def test_config_with_resume_is_refused(original, tmp_path, capsys):
     assert "--config starts a new run and --resume continues one" in one_line_error(capsys)
     after = weights(original)
     assert all(torch.equal(before[k], after[k]) for k in before)  # the run is untouched
+
+
+def test_a_bool_the_file_sets_is_undone_on_the_command_line(tmp_path, capsys):
+    """`compile = true` in a file, `--no-compile` on the command line: compile is off (every bool has its --no- form)."""
+    toml = tmp_path / "fast.toml"
+    toml.write_text("compile = true\nsteps = 1\n[model]\nimage-size = 16\nz-dim = 8\nwidth = 8\n")
+    run = tmp_path / "run"
+    assert run_cli("train", "--config", toml, "--no-compile", "--seed", "1", "--batch-size", "64", "--device", "cpu",
+                   "--quiet", "--out", run) == 0
+    assert "with --batch-size, --device, --no-compile, --seed from the command line" in capsys.readouterr().out
+    assert json.loads((run / "config.json").read_text())["train"]["compile"] is False
+    assert read_config_file(toml).options["compile"] is True
+
+
+@pytest.mark.parametrize("text, ema", [('ema = "on"\n', True), ('ema = "off"\n', False), ("no-ema = true\n", False),
+                                       ("ema = false\n", False)])
+def test_ema_as_a_bool_and_its_old_spelling(tmp_path, text, ema):
+    """`ema` is a bool; files written for 0.3.0 say "on" / "off", which still read as what they meant."""
+    toml = tmp_path / "ema.toml"
+    toml.write_text(text)
+    assert read_config_file(toml).options["ema"] is ema
+
+
+def test_a_run_record_that_says_ema_off(original, tmp_path):
+    """A 0.3.0 run's config.json ("ema": "off") still repeats: the repeat trains without the average."""
+    record = json.loads((original / "config.json").read_text())
+    record["train"]["ema"] = "off"
+    (tmp_path / "config.json").write_text(json.dumps(record))
+    assert read_config_file(tmp_path / "config.json").options["ema"] is False
+    run = tmp_path / "run"
+    assert run_cli("train", "--config", tmp_path / "config.json", "--out", run, "--quiet") == 0
+    assert json.loads((run / "config.json").read_text())["train"]["ema"] is False
+    assert not any(k.startswith("G_ema.") for k in load_file(str(run / "checkpoints" / "latest.safetensors")))

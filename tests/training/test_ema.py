@@ -88,7 +88,7 @@ def test_checkpoints_carry_the_average_and_sampling_uses_it(tmp_path, digits16):
 
 
 def test_ema_off_saves_the_trained_g_alone(tmp_path, digits16):
-    _run(tmp_path / "run", digits16, ema="off")
+    _run(tmp_path / "run", digits16, ema=False)
     ckpt = load_checkpoint(tmp_path / "run")
     assert not ckpt.has_ema and ckpt.generator_kind() == "raw" and ckpt.record.ema == {}
 

@@ -34,7 +34,7 @@ def test_mnist_recipe_runs_and_is_recorded(tmp_path, mnist_dir, capsys):
     config = json.loads((run / "config.json").read_text())
     assert config["train"]["recipe"] == "mnist" and config["train"]["data"] == "mnist"
     assert config["train"]["steps"] == 2 and config["train"]["epochs"] is None  # the command line's budget wins
-    assert config["train"]["eval_every"] == 500 and config["train"]["ema"] == "on"
+    assert config["train"]["eval_every"] == 500 and config["train"]["ema"] is True
     assert config["model"]["image_size"] == 32
     assert any("fid" in json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines())
 

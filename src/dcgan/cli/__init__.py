@@ -75,8 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     for word in words:  # argparse turns `--opt=--` into an empty list that no type check sees
         if word.startswith("--") and word.endswith("=--"):
             parser.error(f"{word}: '--' is not a value")
+    if words and words[0] in COMMANDS and COMMANDS[words[0]].old_words is not None:
+        words = [words[0], *COMMANDS[words[0]].old_words(words[1:])]  # e.g. dcgan train --ema off -> --no-ema
     args = parser.parse_args(words)
-    args.argv = argv  # the words of this command, for re-launching it under torchrun
+    args.argv = words  # the words of this command, for re-launching it under torchrun
     if args.command is None:
         parser.print_help()
         return EXIT_USER_ERROR

@@ -1,18 +1,18 @@
-"""What every command module shares: the parser class, typed option converters, exit codes and a few helpers."""
+"""What every command module shares: the parser class, typed option converters, the flags several commands
+take (--seed, --data, --data-dir, --device, --raw-g: each declared here once), exit codes and a few helpers."""
 
 from __future__ import annotations
 
 import argparse
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable
 
-from ..data import ImageData, load_dataset
+from ..data import DATASETS, ImageData, load_dataset
 from ..errors import ConfigError
+from ..options import NONNEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, SEED, UNIT_FLOAT, Check
 from ..rundir import RunDir
-from ..sampling import MAX_SEED
-from ..training import resolve_device
+from ..training import TrainConfig, resolve_device
 from ..training.config import DEVICE
 
 EXIT_USER_ERROR = 2
@@ -32,6 +32,7 @@ class Command:
     examples: str  # the epilog of its --help
     add_args: Callable[[argparse.ArgumentParser], None]  # adds its arguments to its sub-parser
     run: Callable[[argparse.Namespace], int]  # does the work; returns the exit code
+    old_words: Callable[[list[str]], list[str]] | None = None  # rewrites old spellings of its flags before parsing
 
 
 class _Parser(argparse.ArgumentParser):
@@ -42,25 +43,36 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _checked(convert: Callable, ok: Callable, wanted: str) -> Callable[[str], object]:
-    """An argparse type: `convert` the text, then insist on `ok`, with one message for both failures."""
-
-    def parse(text: str):
-        try:
-            value = convert(text)
-        except ValueError:
-            value = None
-        if value is None or not ok(value):
-            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
-        return value
-
-    return parse
+    """An argparse type: `convert` the text, then insist on `ok`, with one message for both failures (an options.Check)."""
+    return Check(convert, ok, wanted, (int, float, str)).parse
 
 
-_positive_int = _checked(int, lambda v: v >= 1, "a positive whole number")
-_nonnegative_int = _checked(int, lambda v: v >= 0, "a whole number >= 0")
-_positive_float = _checked(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
-_unit_float = _checked(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
-_seed = _checked(int, lambda v: 0 <= v <= MAX_SEED, f"a whole number from 0 to {MAX_SEED}")
+# The checks of options.py (the dataclasses' own), as argparse types.
+_positive_int = POSITIVE_INT.parse
+_nonnegative_int = NONNEGATIVE_INT.parse
+_positive_float = POSITIVE_FLOAT.parse
+_unit_float = UNIT_FLOAT.parse
+
+
+def add_seed(p, seeds: str, flag: str = "--seed") -> None:
+    """--seed (or `flag`): what it seeds, one range (options.SEED) for every command, default 0."""
+    p.add_argument(flag, type=SEED.parse, default=0, metavar="N", help=f"seeds {seeds} (default 0)")
+
+
+def add_data(p, what: str, default: str | None = "the checkpoint's training data", required: bool = False) -> None:
+    """--data NAME_OR_PATH: a dataset of the registry or files, as every command reads data."""
+    tail = "" if required or default is None else f" (default: {default})"
+    p.add_argument("--data", default=None, required=required, metavar="NAME_OR_PATH",
+                   help=f"{what}: {', '.join(sorted(DATASETS))}, or a folder / .zip / .tar(.gz) of images, an LSUN lmdb "
+                   f"or WebDataset shards{tail}")
+
+
+_DATA_DIR_HELP = next(f.metadata["option"]["help"] for f in fields(TrainConfig) if f.name == "data_dir")
+
+
+def add_data_dir(p) -> None:
+    """--data-dir DIR, with dcgan train's help (TrainConfig.data_dir)."""
+    p.add_argument("--data-dir", default=None, metavar="DIR", help=_DATA_DIR_HELP)
 
 
 def _help_formatter(prog: str) -> argparse.HelpFormatter:

@@ -9,7 +9,7 @@ from ..data.download import DOWNLOADS, download_dataset
 from ..errors import ConfigError
 from ..models import SUPPORTED_SIZES
 from ..data.shard_writer import shard_pattern, write_shards
-from .common import EXIT_USER_ERROR, Command, _help_formatter, _Parser, _positive_int
+from .common import EXIT_USER_ERROR, Command, _help_formatter, _Parser, _positive_int, add_data_dir, add_seed
 
 DATA_EXAMPLES = """examples:
   dcgan data check ~/photos --image-size 64          # every file: formats, sizes, duplicates, failures
@@ -26,7 +26,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     check = sub.add_parser("check", help="pre-flight check of a dataset (name, folder, archive, lmdb or shards)", epilog=DATA_EXAMPLES,
                            description="Report what a dataset holds and what training will do with it.", formatter_class=_help_formatter)
     check.add_argument("data", metavar="NAME_OR_PATH")
-    check.add_argument("--data-dir", default=None, metavar="DIR", help="folder with a named dataset's files")
+    add_data_dir(check)
     check.add_argument("--image-size", type=int, default=None, metavar="N", help="training size to check for (default: the dataset's, 64 for folders)")
     check.add_argument("--channels", type=int, choices=(1, 3), default=None)
     check.add_argument("--split", choices=("train", "test"), default="train")
@@ -39,8 +39,8 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     shard.add_argument("out", metavar="OUT", help="new (or empty) folder for the shards")
     shard.add_argument("--shard-size", type=_positive_int, default=10_000, metavar="N", help="samples per shard (default: %(default)s)")
     shard.add_argument("--split", choices=("train", "test"), default="train", help="which split of SRC to write (default: %(default)s)")
-    shard.add_argument("--data-dir", default=None, metavar="DIR", help="folder with a named dataset's files")
-    shard.add_argument("--seed", type=int, default=0, help="seed of the shuffle before the data is cut into shards (default: %(default)s)")
+    add_data_dir(shard)
+    add_seed(shard, "the shuffle before the data is cut into shards")
     shard.add_argument("--no-shuffle", action="store_true", help="keep SRC's order (shards then hold runs of one class)")
     download = sub.add_parser("download", help="download a dataset from its canonical location, with checksums", epilog=DATA_EXAMPLES,
                               description="Download and verify a dataset's files (resumes partial downloads).", formatter_class=_help_formatter)

@@ -31,7 +31,9 @@ from .common import (
     _explore_path,
     _nonnegative_int,
     _positive_int,
-    _seed,
+    add_data,
+    add_data_dir,
+    add_seed,
 )
 
 PROBE_EXAMPLES = """examples:
@@ -47,12 +49,12 @@ FILTERS_EXAMPLES = """examples:
 
 def _add_probe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", metavar="CKPT", help="a run directory (its latest checkpoint) or a checkpoint file")
-    p.add_argument("--data", default=None, metavar="NAME_OR_PATH", help="labelled data with a test split (default: the checkpoint's)")
-    p.add_argument("--data-dir", default=None, metavar="DIR")
+    add_data(p, "labelled data with a test split")
+    add_data_dir(p)
     p.add_argument("--labels-per-class", type=_checked(int, lambda v: 1 <= v <= 100_000, "a whole number from 1 to 100000"), default=100, metavar="N",
                    help="labelled training images per class (default 100)")
     p.add_argument("--max-test", type=_positive_int, default=None, metavar="N", help="score a seeded subset of N test images (default: all)")
-    p.add_argument("--seed", type=_seed, default=0, help="chooses the labelled images, the validation split and the random D")
+    add_seed(p, "the choice of labelled images, the validation split and the random D")
     p.add_argument("--no-baselines", action="store_true", help="skip the pixel and random-D baselines")
     p.add_argument("--json", default=None, metavar="FILE", help="where to write the report (default RUN_DIR/explore/probe-N.json)")
     _add_device(p)
@@ -81,10 +83,10 @@ def _add_filters_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layer", type=_nonnegative_int, default=0, help="D block whose channels to show (0 = the first, image side)")
     p.add_argument("--channels", default="0,1,2,3,4,5,6,7", metavar="I,J,...", help="channels of that block (default 0..7)")
     p.add_argument("--top-k", type=_checked(int, lambda v: 1 <= v <= 32, "a whole number from 1 to 32"), default=6, help="images per channel (default 6)")
-    p.add_argument("--data", default=None, metavar="NAME_OR_PATH", help="real images to search (default: the checkpoint's training data)")
-    p.add_argument("--data-dir", default=None, metavar="DIR")
+    add_data(p, "real images to search")
+    add_data_dir(p)
     p.add_argument("--num-images", type=_positive_int, default=5000, metavar="N", help="search a seeded subset of N images (default 5000)")
-    p.add_argument("--seed", type=_seed, default=0)
+    add_seed(p, "the subset searched and the real batches of D's batch-norm statistics")
     p.add_argument("--out", default=None, metavar="FILE.png", help="the figure (default RUN_DIR/explore/filters.png)")
     _add_device(p)
     _add_raw_g(p)

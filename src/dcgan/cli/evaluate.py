@@ -25,7 +25,8 @@ from ..metrics.extractors import DEFAULT_FEATURES, FEATURE_EXTRACTORS, build_ext
 from ..metrics.sanity import FLOOR_SUBJECT, floor_ratio, sanity
 from ..metrics.scores import METRICS, parse_metrics
 from ..rundir import RunDir
-from .common import Command, _add_device, _add_raw_g, _data_source, _device, _help_formatter, _Parser, _positive_int, _seed, _unit_float
+from .common import (Command, _add_device, _add_raw_g, _data_source, _device, _help_formatter, _Parser, _positive_int, _unit_float,
+                     add_data, add_data_dir, add_seed)
 
 EVALUATE_EXAMPLES = """examples:
   dcgan evaluate runs/mnist --num-samples 10000                 # every metric, the best features available
@@ -39,8 +40,8 @@ EVALUATE_EXAMPLES = """examples:
 
 def _add_evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", nargs="?", default=None, metavar="CKPT", help="a run directory or checkpoint file (omit to score only the floors or the ladder)")
-    p.add_argument("--data", default=None, metavar="NAME_OR_PATH", help="real data to compare with (default: the checkpoint's training data)")
-    p.add_argument("--data-dir", default=None, metavar="DIR")
+    add_data(p, "real data to compare with")
+    add_data_dir(p)
     p.add_argument("--split", choices=("train", "test"), default="train", help="real split of the reference (default train)")
     p.add_argument("--metrics", default="all", metavar="LIST", help=f"comma-separated: {', '.join(METRICS)}, or all (default)")
     p.add_argument("--features", default="auto", choices=("auto", *FEATURE_EXTRACTORS),
@@ -52,7 +53,7 @@ def _add_evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sanity", action="store_true",
                    help="also score the sanity ladder: the floor and known degradations of test images (noise, blur, grid dots, "
                         "shift, a dropped and a doubled class, memorised copies), with FID as a multiple of the floor's")
-    p.add_argument("--seed", type=_seed, default=0, help="noise seed of the generated samples (default 0)")
+    add_seed(p, "the noise of the generated samples")
     p.add_argument("--image-size", type=int, default=None, metavar="N", help="without CKPT: size to score the floors at (default: the dataset's)")
     p.add_argument("--json", default=None, metavar="FILE", help="where to write the JSON report (default RUN_DIR/eval/step_N-FEATURES.json)")
     p.add_argument("--no-cache", action="store_true", help="recompute the real reference features")
@@ -278,14 +279,14 @@ def _add_evaluator_args(p: argparse.ArgumentParser) -> None:
     train = sub.add_parser("train", help="train the evaluation classifier of a labelled dataset", epilog=EVALUATOR_EXAMPLES,
                            description="Train the small CNN whose features and class probabilities `dcgan evaluate` uses.",
                            formatter_class=_help_formatter)
-    train.add_argument("--data", required=True, metavar="NAME_OR_PATH", help="a labelled dataset: mnist, fashion-mnist, cifar10, digits, or a folder with one sub-folder per class")
-    train.add_argument("--data-dir", default=None, metavar="DIR")
+    add_data(train, "a labelled dataset (a folder: one sub-folder per class)", required=True)
+    add_data_dir(train)
     train.add_argument("--image-size", type=int, default=None, metavar="N", help="input size (default: the dataset's, 32 for the named ones)")
     train.add_argument("--channels", type=int, choices=(1, 3), default=None)
     train.add_argument("--epochs", type=_positive_int, default=None, help="default: mnist 3, fashion-mnist 6, cifar10 15, digits 30, others 10")
     train.add_argument("--width", type=_positive_int, default=None, help="first-stage channels (default 16 for grey, 32 for RGB)")
     train.add_argument("--batch-size", type=_positive_int, default=128)
-    train.add_argument("--seed", type=_seed, default=0)
+    add_seed(train, "the classifier's initial weights and data order")
     train.add_argument("--noise", type=_unit_float, default=NOISE_AUGMENTATION, metavar="SIGMA",
                        help=f"Gaussian noise added in training, sigma drawn per image up to this ([-1, 1] units; default "
                             f"{NOISE_AUGMENTATION:g}): the features then weigh shapes over faint noise; 0 turns it off")
@@ -297,8 +298,8 @@ def _add_evaluator_args(p: argparse.ArgumentParser) -> None:
                                epilog=EVALUATOR_EXAMPLES, formatter_class=_help_formatter,
                                description="Measure the scales of the classifier-layers features on the classifier's own training "
                                            "data (seconds) and store them in its file; the weights are not changed.")
-    calibrate.add_argument("--data", required=True, metavar="NAME_OR_PATH", help="the dataset the classifier was trained on")
-    calibrate.add_argument("--data-dir", default=None, metavar="DIR")
+    add_data(calibrate, "the dataset the classifier was trained on", required=True)
+    add_data_dir(calibrate)
     calibrate.add_argument("--evaluator", default=None, metavar="FILE", help="the classifier file (default: the one trained for --data)")
     sub.add_parser("list", help="list the trained evaluation classifiers", formatter_class=_help_formatter)
 

@@ -42,7 +42,9 @@ from .common import (
     _explore_path,
     _positive_float,
     _positive_int,
-    _seed,
+    add_data,
+    add_data_dir,
+    add_seed,
 )
 from .generate import add_class_option, balanced_note, class_option, describe_classes
 
@@ -89,7 +91,7 @@ def _default_name(kind: str, seed: int, label: int | None) -> str:
 
 def _add_sheet_source(p: argparse.ArgumentParser, class_help: str | None = None) -> None:
     p.add_argument("checkpoint", metavar="CKPT", help="a run directory (its latest checkpoint) or a checkpoint file")
-    p.add_argument("--seed", type=_seed, default=0, help="seed of the numbered sheet the indices refer to (default 0)")
+    add_seed(p, "the numbered sheet the indices refer to")
     p.add_argument("-n", "--num", type=_positive_int, default=64, help="size of that sheet (default 64)")
     if class_help:
         add_class_option(p, class_help)
@@ -283,7 +285,7 @@ def _add_arithmetic_args(p: argparse.ArgumentParser) -> None:
         p.add_argument(f"--{name}", required=True, metavar="I,J,K", help=f"group {name.upper()}: sheet indices (or z files) whose mean z is used")
     p.add_argument("--noise", type=_checked(float, lambda v: math.isfinite(v) and v >= 0, "a number >= 0"), default=0.25,
                    help="standard deviation of the noise added around the result in the 3x3 grid (default 0.25, as in the paper)")
-    p.add_argument("--noise-seed", type=_seed, default=0)
+    add_seed(p, "the noise around the result", flag="--noise-seed")
     _add_out(p, "arithmetic-seed{SEED}.png")
 
 
@@ -310,7 +312,7 @@ def _add_invert_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--restarts", type=_checked(int, lambda v: 1 <= v <= 64, "a whole number from 1 to 64"), default=8, help="random starting points, optimised together (default 8)")
     p.add_argument("--steps", type=_checked(int, lambda v: 1 <= v <= 20000, "a whole number from 1 to 20000"), default=500, help="Adam steps (default 500)")
     p.add_argument("--lr", type=_positive_float, default=0.05)
-    p.add_argument("--seed", type=_seed, default=0)
+    add_seed(p, "the random starting points")
     add_class_option(p, "for a class-conditional model: find z for this class, a name (any case) or index (default: infer "
                         "the class, by inverting under every class and keeping the best reconstruction)")
     p.add_argument("--candidates", type=_positive_int, default=None, metavar="K",
@@ -373,14 +375,14 @@ def _run_invert(args: argparse.Namespace) -> int:
 
 def _add_neighbors_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", metavar="CKPT", help="a run directory (its latest checkpoint) or a checkpoint file")
-    p.add_argument("--data", default=None, metavar="NAME_OR_PATH", help="training data to search (default: the checkpoint's)")
-    p.add_argument("--data-dir", default=None, metavar="DIR")
+    add_data(p, "training data to search")
+    add_data_dir(p)
     p.add_argument("-n", "--num", type=_checked(int, lambda v: 1 <= v <= 256, "a whole number from 1 to 256"), default=8, help="generated samples (default 8)")
     p.add_argument("-k", type=_checked(int, lambda v: 1 <= v <= 32, "a whole number from 1 to 32"), default=5, help="neighbours per sample (default 5)")
     p.add_argument("--features", default="auto", choices=("auto", "classifier", "pixels", "discriminator"),
                    help="second search space besides pixels (default auto: the dataset's classifier when trained, else D)")
     p.add_argument("--evaluator", default=None, metavar="FILE")
-    p.add_argument("--seed", type=_seed, default=0)
+    add_seed(p, "the samples (sheet entries 0..n-1 of that seed)")
     add_class_option(p, "for a class-conditional model: draw the samples in this class, a name (any case) or index "
                         "(default: balanced, sample i in class i mod the number of classes); every training image is searched")
     _add_device(p)

@@ -18,7 +18,7 @@ from ..explore.latent import sheet_labels
 from ..models import ModelConfig, format_summary, model_summary
 from ..sampling import generate, sample_z
 from ..training.monitors import describe_best
-from .common import IMAGE_SUFFIXES, MAX_GENERATE, Command, _add_device, _add_raw_g, _device, _positive_int, _seed
+from .common import IMAGE_SUFFIXES, MAX_GENERATE, Command, _add_device, _add_raw_g, _device, _positive_int, add_seed
 
 GENERATE_EXAMPLES = """examples:
   dcgan generate runs/demo -n 64 --seed 1 --out grid.png     # one grid
@@ -84,7 +84,7 @@ def _add_generate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", metavar="CKPT", help="a run directory (its latest checkpoint) or a checkpoint file")
     p.add_argument("-n", "--num", type=_positive_int, default=None,
                    help="number of samples (default 64); with several classes, samples per class row (default 10)")
-    p.add_argument("--seed", type=_seed, default=0, help="noise seed: the same seed gives the same images (default 0)")
+    add_seed(p, "the noise: the same seed gives the same images")
     p.add_argument("--out", required=True, metavar="FILE.png|DIR/", help="a grid image file, or a folder (ending in /) for one PNG per sample")
     p.add_argument("--nrow", type=_positive_int, default=None, help="images per grid row (default: square)")
     add_class_option(p, "for a class-conditional model: a class name (any case) or index for samples of that class; "

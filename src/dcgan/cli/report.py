@@ -10,7 +10,7 @@ from ..fileio import atomic_write_bytes
 from ..imaging import save_image_atomic
 from ..report import build_report, report_html, report_image
 from ..rundir import RunDir
-from .common import Command, _add_raw_g, _seed
+from .common import Command, _add_raw_g, add_seed
 
 REPORT_EXAMPLES = """examples:
   dcgan report runs/mnist                     # runs/mnist/report.png and report.html
@@ -22,7 +22,7 @@ REPORT_EXAMPLES = """examples:
 def _add_report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory")
     p.add_argument("--out", default=None, metavar="FILE.png", help="the dashboard picture (default RUN_DIR/report.png); an .html page is written beside it")
-    p.add_argument("--seed", type=_seed, default=0, help="seed of the walks (and of a conditional run's class grid) shown (default 0)")
+    add_seed(p, "the walks (and a conditional run's class grid) shown")
     _add_raw_g(p)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import subprocess
 import sys
 import time
@@ -14,16 +13,17 @@ from pathlib import Path
 
 from ..checkpoint import load_checkpoint
 from ..training.configfile import ConfigFile, read_config_file
-from ..data import DATASETS, dataset_stem, default_cache_dir
+from ..data import dataset_stem, default_cache_dir
 from ..errors import ConfigError, DCGANError
 from ..models import ModelConfig
-from ..options import POSITIVE_FLOAT, POSITIVE_INT, add_options, flag_of, resumable_fields
-from ..training.recipes import RECIPES, get_recipe
+from ..options import POSITIVE_FLOAT, POSITIVE_INT, add_options, flag_of, legacy_words, resumable_fields
+from ..training.recipes import RECIPES
+from ..training.resolve import DEFAULT_DATA, resolve_options
 from ..rundir import RunDir
 from ..data.shards import PARTS, usable_workers
 from ..training import TrainConfig, Trainer
 from ..training.monitors import Evaluate, describe_best
-from .common import EXIT_INTERRUPTED, EXIT_TRAINING_FAILED, Command
+from .common import EXIT_INTERRUPTED, EXIT_TRAINING_FAILED, Command, add_data
 
 TRAIN_EXAMPLES = """examples:
   dcgan train                                   # digits bundled with scikit-learn, 32x32, a short CPU run
@@ -56,9 +56,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                                 help="start from a TOML file of options ([model] / [train] tables or flat), or the "
                                 "config.json of an earlier run (or its folder) to repeat it; a --recipe is applied "
                                 "under the file, options given as well override both")
-    groups["data"].add_argument("--data", default=None, metavar="NAME_OR_PATH",
-                                help=f"dataset: {', '.join(sorted(DATASETS))}, or a folder / .zip / .tar(.gz) of images, an LSUN lmdb, "
-                                     "or WebDataset shards ('shards/train-{000000..000127}.tar', pipe:..., shards.json) (default: digits)")
+    add_data(groups["data"], "dataset", default=DEFAULT_DATA)
     groups["training"].add_argument("--lr", type=POSITIVE_FLOAT.parse, default=None, metavar="LR",
                                     help="Adam learning rate of both G and D (default 2e-4, paper)")
     groups["speed"].add_argument("--nproc", type=POSITIVE_INT.parse, default=None, metavar="N",
@@ -68,9 +66,6 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                                    help="continue this run exactly; --steps/--epochs set the new total")
     groups["outputs"].add_argument("--quiet", action="store_true", help="no progress bar")
     add_options(p, CONFIGS, groups)
-
-
-DEFAULT_EPOCHS = {"digits": 25}  # the demo's budget; other datasets default to one epoch
 
 
 def _launch_torchrun(nproc: int, argv: list[str]) -> int:
@@ -120,7 +115,8 @@ def _resumed_trainer(args: argparse.Namespace) -> Trainer:
     if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
         raise ConfigError("--out and --resume name different folders; a resumed run stays in its own folder")
     may_change = resumable_fields(*CONFIGS)
-    fixed = [flag_of(f) for cls in CONFIGS for f in fields(cls) if f.name not in may_change and getattr(args, f.name, None) is not None]
+    fixed = [flag_of(f, getattr(args, f.name)) for cls in CONFIGS for f in fields(cls)
+             if f.name not in may_change and getattr(args, f.name, None) is not None]
     if args.data is not None:
         fixed.insert(0, "--data")
     if args.recipe is not None:
@@ -140,18 +136,15 @@ def _resumed_trainer(args: argparse.Namespace) -> Trainer:
 
 
 def _new_trainer(args: argparse.Namespace) -> Trainer:
-    """The trainer of a new run: every option given, the defaults of the configs for the rest."""
+    """The trainer of a new run: the options given over the config file over the recipe, layered and defaulted
+    by `resolve_options` in `Trainer.from_options`, as from Python (a random seed unless given, recorded in the run)."""
     given = {f.name: getattr(args, f.name) for cls in CONFIGS for f in fields(cls) if getattr(args, f.name, None) is not None}
     file = read_config_file(args.config) if args.config is not None else None
-    options = _layered_options(args, file, given)
-    data = options.pop("data", None) or "digits"
-    if options.get("steps") is None and options.get("epochs") is None:
-        options["epochs"] = DEFAULT_EPOCHS.get(data, 1)
-    options.setdefault("seed", secrets.randbelow(2**31))  # random unless given, and recorded in the run
+    data = resolve_options(given, file)["data"]  # for the run directory's name, before any data is read
     run_dir = Path(args.out) if args.out else Path("runs") / f"{dataset_stem(data)}-{time.strftime('%Y%m%d-%H%M%S')}"
     if RunDir(run_dir).holds_run():
         raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --out")
-    trainer = Trainer.from_options(run_dir=run_dir, progress=not args.quiet, **{**options, "data": data})
+    trainer = Trainer.from_options(run_dir=run_dir, progress=not args.quiet, config_file=file, **given)
     mc, loaded = trainer.model_config, trainer.data
     if file is not None:
         _check_against_file(file, trainer, data_overridden=args.data is not None, given=given)
@@ -175,42 +168,9 @@ def _new_trainer(args: argparse.Namespace) -> Trainer:
     return trainer
 
 
-def _layered_options(args: argparse.Namespace, file: ConfigFile | None, given: dict) -> dict:
-    """The options of a new run: defaults < recipe < config file < command line.
-
-    The recipe is the one the command line names, else the file's. A run's config.json already holds
-    every option resolved, so its recipe is only a recorded name and --recipe adds nothing to it.
-    A layer that sets a budget (steps or epochs) replaces the budget of the layers below.
-    """
-    layers = []
-    recipe_name = args.recipe or (file.options.get("recipe") if file is not None else None)
-    if file is not None and file.run_record and args.recipe is not None:
-        raise ConfigError(f"{file.path} is a run's config.json and holds every option already; drop --recipe")
-    if recipe_name is not None and not (file is not None and file.run_record):
-        recipe = get_recipe(recipe_name)
-        if recipe.needs_data and args.data is None and (file is None or "data" not in file.options):
-            raise ConfigError(f"--recipe {recipe.name} is for your own images: give them with --data FOLDER_OR_ARCHIVE")
-        layers.append(recipe.options)
-    if file is not None:
-        file_options = dict(file.options)
-        if args.data is not None and args.data != file_options.get("data"):
-            file_options.pop("data_dir", None)  # the file's folder belongs to the file's dataset, not to --data's
-        layers.append(file_options)
-    layers.append(given)
-    options: dict = {}
-    for layer in layers:
-        if "steps" in layer or "epochs" in layer:
-            options.pop("steps", None)
-            options.pop("epochs", None)
-        options.update(layer)
-    if recipe_name is not None:
-        options["recipe"] = recipe_name
-    return options
-
-
 def _check_against_file(file: ConfigFile, trainer: Trainer, data_overridden: bool, given: dict) -> None:
     """Say what the file set and what the command line changed; refuse data whose classes differ from the run's."""
-    changed = sorted(flag_of(f) for cls in CONFIGS for f in fields(cls) if f.name in given and f.name not in ("data", "recipe"))
+    changed = sorted(flag_of(f, given[f.name]) for cls in CONFIGS for f in fields(cls) if f.name in given and f.name not in ("data", "recipe"))
     if data_overridden:
         changed.insert(0, "--data")
     print(f"options from {file.path}" + (f", with {', '.join(changed)} from the command line" if changed else ""))
@@ -276,5 +236,6 @@ def _params(rows: list[dict]) -> str:
 
 
 COMMANDS = {
-    "train": Command("train a DCGAN (with no options: a short demo on scikit-learn's digits)", TRAIN_EXAMPLES, _add_train_args, _run_train),
+    "train": Command("train a DCGAN (with no options: a short demo on scikit-learn's digits)", TRAIN_EXAMPLES, _add_train_args,
+                     _run_train, old_words=lambda words: legacy_words(words, CONFIGS)),
 }

@@ -26,7 +26,7 @@ from torch import nn
 from .conditioning import (CONDITIONING, DEFAULT_CONDITIONING, MAX_CLASSES, ClassConditionalBatchNorm2d, LabelledSequential,
                            ProjectionTerm, conditioning_parts)
 from ..errors import ConfigError
-from ..options import Check, option
+from ..options import POSITIVE_INT, Check, option
 
 __all__ = [
     "ModelConfig",
@@ -95,9 +95,6 @@ MAX_Z_DIM = 4096  # far above any DCGAN's; a larger value in a damaged header wo
 MAX_WIDTH = 8192
 
 
-_MODEL_INT = Check(int, lambda v: v >= 1, "a positive whole number")
-
-
 @dataclass(frozen=True)
 class ModelConfig:
     """Shape and architecture of a DCGAN pair. Validated on construction; fixed for the life of a run."""
@@ -110,13 +107,13 @@ class ModelConfig:
     channels: int = option(3, "1 grey or 3 RGB", group="model", choices=(1, 3), check=Check(int, lambda v: True, "1 or 3"),
                            default_text="default: the dataset's")
     # length of the latent vector z (the paper's `nz`)
-    z_dim: int = option(100, "latent size, the paper's nz", group="model", check=_MODEL_INT)
+    z_dim: int = option(100, "latent size, the paper's nz", group="model", check=POSITIVE_INT)
     # channels of G's last hidden layer and D's first layer (the PyTorch example's ngf/ndf); each step
     # towards 4x4 doubles it: 512 at 4x4 for 64x64; the paper's 1024 is width=128
-    width: int = option(64, "G's last / D's first hidden channels, doubling towards 4x4", group="model", check=_MODEL_INT,
+    width: int = option(64, "G's last / D's first hidden channels, doubling towards 4x4", group="model", check=POSITIVE_INT,
                         default_text="default 64; the paper's 64x64 model is 128")
     # cap on any layer's channels, so that 128 and 256 models stay a sensible size
-    max_channels: int = option(1024, "cap on channels per layer", group="model", check=_MODEL_INT)
+    max_channels: int = option(1024, "cap on channels per layer", group="model", check=POSITIVE_INT)
     # distribution of z: "normal" N(0, I) (the paper's code) or "uniform" U(-1, 1) (its text)
     prior: str = option("normal", "distribution of z", group="model", choices=PRIORS)
     # G upsampling: "transposed" (paper) or "nearest" (resize + conv)

@@ -6,16 +6,15 @@ from dataclasses import asdict, dataclass, fields
 
 from ..errors import ConfigError
 from .health import ON_FAILURE
-from ..options import FRACTION, NONNEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, UNIT_FLOAT, Check, option, validate_options
+from ..options import FRACTION, NONNEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, SEED, UNIT_FLOAT, Check, option, validate_options
 from ..metrics.evaluate import TRACKED_METRICS
 from ..metrics.extractors import FEATURE_EXTRACTORS
-from ..sampling import MAX_SEED, STANDING_BATCHES
+from ..sampling import STANDING_BATCHES
 
 __all__ = ["TrainConfig", "PRECISIONS", "ADAM_IMPLEMENTATIONS", "DEVICE"]
 
 PRECISIONS = ("auto", "fp32", "bf16")
 ADAM_IMPLEMENTATIONS = ("auto", "fused", "foreach", "loop")
-SEED = Check(int, lambda v: 0 <= v <= MAX_SEED, f"a whole number from 0 to {MAX_SEED}")
 DEVICE = Check(str, lambda v: v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit()),
                "auto, cpu, cuda or cuda:N", (str,))
 
@@ -55,8 +54,9 @@ class TrainConfig:
                           check=POSITIVE_INT)
     g_steps: int = option(1, "G updates per iteration, each with fresh z", group="training", check=POSITIVE_INT)
     # -- the averaged generator that every sampling path uses (an EMA of G's weights)
-    ema: str = option("on", "sample and save an exponential moving average of G's weights, with batch-norm statistics "
-                      "recomputed from fresh z; off samples the trained G", group="quality", choices=("on", "off"))
+    ema: bool = option(True, "sample and save an exponential moving average of G's weights, with batch-norm statistics "
+                       "recomputed from fresh z; --no-ema samples the trained G", group="quality",
+                       legacy={"on": True, "off": False})  # "on" / "off" up to 0.3.0: old runs and files still say so
     ema_half_life: float = option(10.0, "the average's half-life in thousands of images (StyleGAN2-ADA's ema_kimg)",
                                   group="quality", check=POSITIVE_FLOAT, metavar="KIMG")
     ema_rampup: float = option(0.05, "early on, the half-life is at most this fraction of the images seen (0: no ramp-up)",
@@ -64,13 +64,16 @@ class TrainConfig:
                                metavar="R")
     standing_batches: int = option(STANDING_BATCHES, "batches of fresh z whose batch-norm statistics the averaged G samples with",
                                    group="quality", check=POSITIVE_INT)
-    # -- budget: steps and epochs exclude each other; neither means 1 epoch (the CLI's digits demo: 25)
+    # -- budget: steps and epochs exclude each other. Neither: `Trainer.from_options` and `dcgan train` take the
+    # dataset's default (training/resolve.py: digits 25 epochs, others 1); a TrainConfig given to Trainer trains 1 epoch
     steps: int | None = option(None, "total iterations (one real batch each)", group="training", check=POSITIVE_INT, resume=True,
                                exclusive="budget")
     epochs: int | None = option(None, "total passes over the data", group="training", check=POSITIVE_INT, resume=True,
                                 exclusive="budget", default_text="digits default 25, others 1")
-    seed: int = option(0, "seeds model init, data order and noise: makes CPU runs repeatable", group="training", check=SEED,
-                       default_text="default: a random seed, recorded in the run")
+    # None: the Trainer draws a random seed (rank 0's, for every process) and records it in the run, so
+    # `dcgan train --config RUN/config.json` and `seed=trainer.config.seed` repeat it; the same in Python and the CLI
+    seed: int | None = option(None, "seeds model init, data order and noise: makes CPU runs repeatable", group="training",
+                              check=SEED, default_text="default: a random seed, recorded in the run")
     device: str = option("auto", "training device: auto, cpu, cuda or cuda:N", group="training", check=DEVICE, resume=True,
                          metavar="DEVICE", default_text="default auto: cuda when present")
     workers: int | None = option(None, "DataLoader workers when data streams from disk", group="training",
@@ -78,7 +81,7 @@ class TrainConfig:
     # -- speed and scale
     precision: str = option("auto", "bf16 autocast or fp32", group="speed", choices=PRECISIONS,
                             default_text="default auto: bf16 on CUDA and on CPUs with bf16 instructions, else fp32; see BENCHMARKS.md")
-    channels_last: bool = option(True, "keep the NCHW memory layout instead of channels_last", group="speed")
+    channels_last: bool = option(True, "the channels_last memory layout, else NCHW", group="speed")
     adam: str = option("auto", "Adam implementation", group="speed", choices=ADAM_IMPLEMENTATIONS, default_text="default auto: fused")
     compile: bool = option(False, "torch.compile G and D (slow first steps)", group="speed")
     sync_bn: bool = option(False, "with several processes: batch-norm statistics over all of them", group="speed")

@@ -41,7 +41,7 @@ except ModuleNotFoundError:  # Python < 3.11
 
 from ..errors import ConfigError
 from ..models import ModelConfig
-from ..options import POSITIVE_FLOAT
+from ..options import POSITIVE_FLOAT, current_value
 from .recipes import get_recipe
 from .config import TrainConfig
 
@@ -54,8 +54,8 @@ TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig)) + ("lr",)  # lr: the com
 FILE_KEYS = MODEL_KEYS + TRAIN_KEYS  # every option a TOML file may set
 # Each table's keys; `conditional` is a training option that --help lists with the model's, so both take it.
 TABLES = {"model": MODEL_KEYS + ("conditional",), "train": TRAIN_KEYS}
-# A bool option that defaults to True has the flag --no-NAME; a file may say `no-NAME = true` as well as `NAME = false`.
-NEGATED = {"no_" + f.name: f.name for cls in (ModelConfig, TrainConfig) for f in fields(cls) if f.default is True}
+# Every bool option has the flags --NAME and --no-NAME; a file may say `no-NAME = true` as well as `NAME = false`.
+NEGATED = {"no_" + f.name: f.name for cls in (ModelConfig, TrainConfig) for f in fields(cls) if isinstance(f.default, bool)}
 _FIELDS = {f.name: f for cls in (ModelConfig, TrainConfig) for f in fields(cls)}
 
 
@@ -165,9 +165,12 @@ def _field_name(path: Path, key: str, table: str | None) -> tuple[str, bool]:
 
 
 def _validated(path: Path, options: dict) -> dict:
-    """`options` once both configs accept them (their own one-line messages, naming the file)."""
+    """`options` once both configs accept them (their own one-line messages, naming the file).
+
+    Old spellings of values (`ema = "on"` / `"off"` up to 0.3.0) are read as what they mean now."""
     for name, value in options.items():
         f = _FIELDS[name]
+        value = options[name] = current_value(f, value)
         meta = f.metadata.get("option") or {}
         if meta.get("check") is not None or meta.get("choices") is not None:
             continue  # the configs check these below

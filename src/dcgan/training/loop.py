@@ -15,6 +15,7 @@ Typical use, from Python:
 from __future__ import annotations
 
 import json
+import secrets
 import signal
 import threading
 import time
@@ -37,8 +38,10 @@ from ..rundir import RunDir
 from ..sampling import sample_z
 from .callbacks import Action, Callback, Checkpointer, FinalPictures, MetricsLog, ProgressBar, SampleWriter, Schedule
 from .config import TrainConfig
+from .configfile import ConfigFile
 from .feed import DataFeed
 from .monitors import Evaluate, Health
+from .resolve import resolve_options
 from .state import Flags, TrainState
 from .step import GANStep
 
@@ -151,6 +154,9 @@ class Trainer:
         self.dist = distributed.setup(self.device.type)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
+        if config.seed is None:  # none given: a random seed, rank 0's on every process, recorded in the run
+            config = replace(config, seed=distributed.broadcast_from_main(secrets.randbelow(2**31), self.dist))
+        self.config = config
         # Only rank 0 writes anything; the others train and take part in the collectives.
         self.run = RunDir(run_dir) if run_dir is not None and self.dist.is_main else None
         self.progress = progress and self.dist.is_main
@@ -197,7 +203,7 @@ class Trainer:
 
     def sampling_generator(self):
         """The G that grids, evaluations and checkpoints sample: the averaged one with standing statistics
-        computed for this step (once), or the trained G with --ema off."""
+        computed for this step (once), or the trained G with --no-ema."""
         return self.gan.sampling_generator(self.state.step)
 
     def total_steps(self) -> int:
@@ -394,7 +400,7 @@ class Trainer:
         if self.gan.ema is not None and ckpt.has_ema:
             ckpt.load_module(EMA_PREFIX, self.gan.ema.module)
             self.gan.ema.load_state_dict(record.ema)
-        # (a checkpoint without an average, from --ema off or an older version, starts one from G at the next step)
+        # (a checkpoint without an average, from --no-ema or an older version, starts one from G at the next step)
         ckpt.load_optimizer("opt_g", self.gan.opt_g)
         ckpt.load_optimizer("opt_d", self.gan.opt_d)
         try:
@@ -425,17 +431,18 @@ class Trainer:
     # Construction from options and from checkpoints
     # ------------------------------------------------------------------ #
     @classmethod
-    def from_options(cls, run_dir: str | Path | None = None, progress: bool = True, **options) -> "Trainer":
-        """Build a trainer from flat keyword options (any ModelConfig or TrainConfig field).
-
-        `image_size` and `channels` default to the dataset's own; the data is
-        loaded through the registry.
-        """
+    def from_options(cls, run_dir: str | Path | None = None, progress: bool = True,
+                     config_file: ConfigFile | str | Path | None = None, **options) -> "Trainer":
+        """Build a trainer from flat keyword options (any ModelConfig or TrainConfig field), as `dcgan train` does:
+        `resolve_options` layers a `recipe`, then `config_file` (TOML or a run's config.json), then the options given,
+        and defaults the budget (digits: 25 epochs, others: 1); no seed means a random one, recorded in the run.
+        `image_size` and `channels` default to the dataset's own; the data is loaded through the registry."""
         model_keys = {f.name for f in fields(ModelConfig)}
         train_keys = {f.name for f in fields(TrainConfig)}
         unknown = set(options) - model_keys - train_keys
         if unknown:
             raise ConfigError(f"unknown option(s): {', '.join(sorted(unknown))}")
+        options = resolve_options(options, config_file)
         train_config = TrainConfig(**{k: v for k, v in options.items() if k in train_keys})
         spec = DATASETS.get(train_config.data)
         model_opts = {k: v for k, v in options.items() if k in model_keys and v is not None}

@@ -100,9 +100,9 @@ class GANStep:
             self._G_fwd, self._D_fwd = DDP(self._G_fwd, device_ids=ids), DDP(self._D_fwd, device_ids=ids)
         # The training noise: its own explicitly seeded stream, one per process.
         self.noise_gen = torch.Generator(device=device).manual_seed(config.seed + 1_000_003 * dist.rank)
-        # The averaged G that samples and checkpoints use (None with --ema off); it draws no training noise.
+        # The averaged G that samples and checkpoints use (None with --no-ema); it draws no training noise.
         self.ema = None
-        if config.ema == "on":
+        if config.ema:
             self.ema = GeneratorEMA(self.G, config.ema_half_life * 1000, config.ema_rampup, config.standing_batches,
                                     config.batch_size, seed=config.seed + 3)
 
