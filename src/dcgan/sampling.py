@@ -13,6 +13,7 @@ from .errors import ConfigError
 from .imaging import to_unit_range
 from .models import evaluating
 from .options import MAX_SEED  # declared with the seed check every command shares
+from .models.priors import get_prior
 
 __all__ = ["sample_z", "sample_labels", "balanced_labels", "generate", "standing_statistics", "with_real_statistics", "MAX_SEED"]
 
@@ -24,7 +25,7 @@ def sample_z(
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
-    """Draw `n` latent vectors of shape (n, z_dim) from the model's prior.
+    """Draw `n` latent vectors of shape (n, z_dim) from the model's prior (a name in `models.priors.LATENT_PRIORS`).
 
     `generator` makes the draw repeatable; its device decides where the draw
     happens unless `device` says otherwise.
@@ -35,11 +36,7 @@ def sample_z(
         raise ConfigError(f"the number of samples must be at least 1, got {n}")
     if device is None:
         device = generator.device if generator is not None else "cpu"
-    if prior == "normal":
-        return torch.randn(n, z_dim, generator=generator, device=device)
-    if prior == "uniform":
-        return torch.rand(n, z_dim, generator=generator, device=device) * 2 - 1
-    raise ConfigError(f"unknown prior {prior!r}")
+    return get_prior(prior).sample((n, z_dim), generator, device)
 
 
 def sample_labels(n: int, num_classes: int, generator: torch.Generator | None = None,

@@ -26,6 +26,7 @@ from torch import nn
 from ..models.conditioning import LabelledSequential, TakesLabels, balanced_labels, check_labels
 from ..errors import ConfigError
 from ..models import ModelConfig, eval_mode, evaluating
+from ..models.priors import get_prior
 from ..sampling import generate, sample_z
 
 __all__ = [
@@ -304,6 +305,7 @@ def _descend(G: nn.Module, goal: torch.Tensor, z0: torch.Tensor, labels: torch.T
     Returns (z (B, D), images (B, C, H, W), errors (B,)), on G's device. Every row has its own loss
     term and Adam is elementwise, so optimising rows in chunks gives what one batch would."""
     config = G.config
+    prior = get_prior(config.prior)
     device = goal.device
     zs, images, errors = [], [], []
     for rows in torch.arange(z0.shape[0]).split(INVERT_CHUNK):
@@ -315,13 +317,13 @@ def _descend(G: nn.Module, goal: torch.Tensor, z0: torch.Tensor, labels: torch.T
             opt.zero_grad(set_to_none=True)
             per_row = F.mse_loss(G(z, y), target, reduction="none").flatten(1).mean(1)  # (rows,)
             loss = per_row.sum()
-            if config.prior == "normal" and prior_weight > 0:
-                loss = loss + prior_weight * ((z.square().sum(1) / config.z_dim - 1) ** 2).sum()
+            penalty = prior.penalty(z) if prior_weight > 0 else None  # (rows,), or None: the prior needs none
+            if penalty is not None:
+                loss = loss + prior_weight * penalty.sum()
             loss.backward()
             opt.step()
-            if config.prior == "uniform":
-                with torch.no_grad():
-                    z.clamp_(-1, 1)
+            with torch.no_grad():
+                prior.project_(z)
         with torch.no_grad():
             out = G(z, y)
             errors.append(F.mse_loss(out, target, reduction="none").flatten(1).mean(1))
@@ -344,9 +346,10 @@ def invert(
     """Find z with G(z) close to `target` (C, H, W) in [-1, 1]: Adam on the pixel MSE from `restarts`
     random starts, run together as one batch; the best is returned.
 
-    A small penalty keeps |z|^2 near its typical value D for a normal prior (and
-    z is clamped to [-1, 1] for a uniform one), so the answer stays where G was
-    trained and walks and arithmetic from it behave.
+    The prior keeps z where G was trained, so walks and arithmetic from the answer
+    behave: `prior_weight` times its penalty joins the loss (a normal prior keeps |z|^2
+    near its typical value D), and after each step z is projected into its support
+    (a uniform one clamps z to [-1, 1]); see `models.priors`.
 
     A class-conditional G optimises z for class `label`; without one the class is inferred: the
     same starts are optimised under every class and the best reconstruction decides
@@ -425,7 +428,6 @@ def nearest_neighbors(queries: torch.Tensor, data: torch.Tensor, k: int = 5, chu
 # --------------------------------------------------------------------------- #
 # Principal directions (GANSpace, Haerkoenen et al. 2020, for the explorer's sliders)
 # --------------------------------------------------------------------------- #
-PRIOR_STD = {"normal": 1.0, "uniform": 1 / math.sqrt(3)}  # standard deviation of one coordinate of z
 
 
 @dataclass
@@ -483,10 +485,10 @@ def principal_directions(G: nn.Module, components: int = 8, samples: int = 2048,
 def move_along(z: torch.Tensor, directions: torch.Tensor, amounts: torch.Tensor | list[float], prior: str = "normal") -> torch.Tensor:
     """z (D,) moved by amounts[k] prior standard deviations along directions[k] (k, D).
 
-    For a uniform prior the result is clamped to [-1, 1], where G was trained.
+    The result is projected into the prior's support, where G was trained (a uniform prior clamps it to [-1, 1]).
     """
     amounts = torch.as_tensor(amounts, dtype=z.dtype)
     if amounts.shape != (directions.shape[0],):
         raise ConfigError(f"expected {directions.shape[0]} amounts, one per direction, got {tuple(amounts.shape)}")
-    moved = z + PRIOR_STD[prior] * (amounts.unsqueeze(1) * directions.to(z.dtype)).sum(0)
-    return moved.clamp(-1, 1) if prior == "uniform" else moved
+    distribution = get_prior(prior)
+    return distribution.project_(z + distribution.std * (amounts.unsqueeze(1) * directions.to(z.dtype)).sum(0))

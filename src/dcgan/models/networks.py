@@ -25,6 +25,7 @@ from torch import nn
 
 from .conditioning import (CONDITIONING, DEFAULT_CONDITIONING, MAX_CLASSES, ClassConditionalBatchNorm2d, LabelledSequential,
                            ProjectionTerm, conditioning_parts)
+from .priors import PRIORS  # the names of the prior registry, the choices of --prior
 from ..errors import ConfigError
 from ..options import POSITIVE_INT, Check, option
 
@@ -48,7 +49,6 @@ __all__ = [
 ]
 
 SUPPORTED_SIZES = (16, 28, 32, 64, 128, 256)
-PRIORS = ("normal", "uniform")
 
 
 # --------------------------------------------------------------------------- #
