@@ -16,6 +16,7 @@ import argparse
 import json
 import math
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -87,6 +88,15 @@ NEIGHBORS_EXAMPLES = """examples:
 def _default_name(kind: str, seed: int, label: int | None) -> str:
     """The file a latent tool writes when no --out is given: KIND-seedN.png, with -classK for a class."""
     return f"{kind}-seed{seed}" + ("" if label is None else f"-class{label}") + ".png"
+
+
+def _write_figure(figure, ckpt, args: argparse.Namespace, default: str, says: str, beside: Callable[[Path], Path] | None = None) -> int:
+    """The close of every latent command: write `figure` to --out or RUN_DIR/explore/DEFAULT, then what `beside`
+    writes next to it (a GIF, a z file), print `wrote PICTURE [and BESIDE]: SAYS`; the exit code 0."""
+    out = save_image_atomic(figure, _explore_path(ckpt, args, default))
+    also = f" and {beside(out)}" if beside is not None else ""
+    print(f"wrote {out}{also}: {says}")
+    return 0
 
 
 def _add_sheet_source(p: argparse.ArgumentParser, class_help: str | None = None) -> None:
@@ -174,11 +184,9 @@ def _run_sheet(args: argparse.Namespace) -> int:
         title += f", sample i in class i mod {mc.num_classes}"
         print(balanced_note(mc))
     img = titled(numbered_sheet(generate(G, sheet, classes), nrow=nrow), title, size=12)
-    default = _default_name("sheet", args.seed, label)
-    out = save_image_atomic(img, _explore_path(ckpt, args, default))
     same = f" --class {args.class_}" if label is not None else ""
-    print(f"wrote {out}: {args.num} samples numbered 0..{args.num - 1} (use the numbers with --seed {args.seed} -n {args.num}{same})")
-    return 0
+    return _write_figure(img, ckpt, args, _default_name("sheet", args.seed, label),
+                         f"{args.num} samples numbered 0..{args.num - 1} (use the numbers with --seed {args.seed} -n {args.num}{same})")
 
 
 def _add_interpolate_args(p: argparse.ArgumentParser) -> None:
@@ -228,40 +236,11 @@ def _run_interpolate(args: argparse.Namespace) -> int:
         title = f"{what} (a row each: " + ", ".join(names) + ")"
         summary = f"{len(names)} walks of {args.steps} steps, {what}"
     else:
-        if args.pairs:
-            starts, ends, labels, start_labels, end_labels = [], [], [], [], []
-            for pair in args.pairs.split(","):
-                if pair.count(":") != 1:
-                    raise ConfigError(f"--pairs {args.pairs!r}: write each pair as A:B, e.g. 3:17")
-                a, b = pair.split(":")
-                za, la, ca = _latent_refs(a, sheet, "--pairs", sheet_classes)
-                zb, lb, cb = _latent_refs(b, sheet, "--pairs", sheet_classes)
-                starts.append(za[0])
-                ends.append(zb[0])
-                labels.append(f"{la[0]}->{lb[0]}")
-                start_labels.append(ca[0])
-                end_labels.append(cb[0])
-            starts, ends = torch.stack(starts), torch.stack(ends)
-        else:
-            if sheet.shape[0] < 2:
-                raise ConfigError("random pairs need a sheet of at least 2 samples")
-            idx = torch.stack([torch.randperm(sheet.shape[0], generator=g)[:2] for _ in range(args.random)])
-            starts, ends = sheet[idx[:, 0]], sheet[idx[:, 1]]
-            labels = [f"{int(a)}->{int(b)}" for a, b in idx]
-            start_labels = end_labels = [None] * len(labels)
-            if sheet_classes is not None:
-                start_labels, end_labels = [int(sheet_classes[a]) for a, _ in idx], [int(sheet_classes[b]) for _, b in idx]
-        if not mc.conditional:
-            y_start = y_end = None
-        elif across:
+        starts, ends, labels, start_labels, end_labels = _walk_ends(args, sheet, sheet_classes, g)
+        if across and mc.conditional:
             y_start, y_end = torch.full((len(labels),), start_class), torch.full((len(labels),), end_class)
-        elif label is not None:
-            y_start = y_end = torch.full((len(labels),), label)  # within one class: z files' own classes give way
         else:
-            # Each end in its sheet class (i mod K) or its z file's class; a z file of no class takes the other end's.
-            y_start = torch.tensor([a if a is not None else (b if b is not None else 0) for a, b in zip(start_labels, end_labels)])
-            y_end = torch.tensor([e if e is not None else int(s) for e, s in zip(end_labels, y_start)])
-            print(balanced_note(mc))
+            y_start, y_end = _walk_classes(mc, label, start_labels, end_labels)
         walks = interpolate(G, starts, ends, args.steps, args.method, labels=y_start,
                             end_labels=None if y_end is None or torch.equal(y_start, y_end) else y_end)
         summary = f"{len(labels)} walks of {args.steps} steps, {args.method}"
@@ -270,11 +249,52 @@ def _run_interpolate(args: argparse.Namespace) -> int:
                       for text, a, b in zip(labels, y_start, y_end)]
             summary += ": " + ", ".join(labels)  # each walk with its class, or its start and end class
         title = f"{args.method}: " + ", ".join(labels)
-    out = _explore_path(ckpt, args, f"interpolate-seed{args.seed}.png")
-    save_image_atomic(walk_figure(walks, [title]), out)
-    gif = save_gif(walk_frames(walks), out.with_suffix(".gif"), duration_ms=120, last_frame_ms=120)
-    print(f"wrote {out} ({summary}) and {gif}")
-    return 0
+
+    def gif(out: Path) -> Path:
+        return save_gif(walk_frames(walks), out.with_suffix(".gif"), duration_ms=120, last_frame_ms=120)
+
+    return _write_figure(walk_figure(walks, [title]), ckpt, args, _default_name("interpolate", args.seed, None), summary, gif)
+
+
+def _walk_ends(args: argparse.Namespace, sheet, sheet_classes, g: torch.Generator):
+    """(starts, ends, labels, start classes, end classes) of the walks: --pairs, else --random pairs of the sheet.
+    A class is the sheet's class of an index or a z file's own; None where there is none."""
+    if not args.pairs:
+        if sheet.shape[0] < 2:
+            raise ConfigError("random pairs need a sheet of at least 2 samples")
+        idx = torch.stack([torch.randperm(sheet.shape[0], generator=g)[:2] for _ in range(args.random)])
+        labels = [f"{int(a)}->{int(b)}" for a, b in idx]
+        start_labels = end_labels = [None] * len(labels)
+        if sheet_classes is not None:
+            start_labels, end_labels = [int(sheet_classes[a]) for a, _ in idx], [int(sheet_classes[b]) for _, b in idx]
+        return sheet[idx[:, 0]], sheet[idx[:, 1]], labels, start_labels, end_labels
+    starts, ends, labels, start_labels, end_labels = [], [], [], [], []
+    for pair in args.pairs.split(","):
+        if pair.count(":") != 1:
+            raise ConfigError(f"--pairs {args.pairs!r}: write each pair as A:B, e.g. 3:17")
+        a, b = pair.split(":")
+        za, la, ca = _latent_refs(a, sheet, "--pairs", sheet_classes)
+        zb, lb, cb = _latent_refs(b, sheet, "--pairs", sheet_classes)
+        starts.append(za[0])
+        ends.append(zb[0])
+        labels.append(f"{la[0]}->{lb[0]}")
+        start_labels.append(ca[0])
+        end_labels.append(cb[0])
+    return torch.stack(starts), torch.stack(ends), labels, start_labels, end_labels
+
+
+def _walk_classes(mc, label: int | None, start_labels: list, end_labels: list):
+    """(classes at the start, classes at the end) of walks within classes; (None, None) for an unconditional model."""
+    if not mc.conditional:
+        return None, None
+    if label is not None:
+        y = torch.full((len(start_labels),), label)  # within one class: z files' own classes give way
+        return y, y
+    # Each end in its sheet class (i mod K) or its z file's class; a z file of no class takes the other end's.
+    y_start = torch.tensor([a if a is not None else (b if b is not None else 0) for a, b in zip(start_labels, end_labels)])
+    y_end = torch.tensor([e if e is not None else int(s) for e, s in zip(end_labels, y_start)])
+    print(balanced_note(mc))
+    return y_start, y_end
 
 
 def _add_arithmetic_args(p: argparse.ArgumentParser) -> None:
@@ -299,11 +319,9 @@ def _run_arithmetic(args: argparse.Namespace) -> int:
     figure = arithmetic_figure(result, indices=[la, lb, lc])
     if label is not None:
         figure = titled(figure, f"all drawn in class {mc.class_name(label)}", size=12)
-    default = _default_name("arithmetic", args.seed, label)
-    out = save_image_atomic(figure, _explore_path(ckpt, args, default))
     in_class = "" if label is None else f", all in class {mc.class_name(label)}"
-    print(f"wrote {out}: mean({','.join(la)}) - mean({','.join(lb)}) + mean({','.join(lc)}), with a 3x3 grid of noise {args.noise:g}{in_class}")
-    return 0
+    return _write_figure(figure, ckpt, args, _default_name("arithmetic", args.seed, label),
+                         f"mean({','.join(la)}) - mean({','.join(lb)}) + mean({','.join(lc)}), with a 3x3 grid of noise {args.noise:g}{in_class}")
 
 
 def _add_invert_args(p: argparse.ArgumentParser) -> None:
@@ -346,20 +364,33 @@ def _run_invert(args: argparse.Namespace) -> int:
         candidates = 5
     G = ckpt.build_generator(_device(args.device), raw=args.raw_g)
     result = invert(G, target, restarts=args.restarts, steps=args.steps, lr=args.lr, seed=args.seed, label=label, candidates=candidates)
-    out = _explore_path(ckpt, args, f"invert-{source.stem}.png")
     figure = inversion_figure(target, result)
     if result.label is not None:
         how = "inferred: the best reconstruction of all classes tried" if result.inferred else "given with --class"
         figure = titled(figure, f"class {mc.class_name(result.label)} ({how})", size=12)
-    save_image_atomic(figure, out)
-    z_file = out.with_suffix(".json")
+    _say_inversion(result, mc, args, candidates)
+    record = _z_record(result, mc, source, ckpt)
+
+    def z_file(out: Path) -> Path:
+        return atomic_write_bytes(out.with_suffix(".json"), (json.dumps(record) + "\n").encode())
+
+    return _write_figure(figure, ckpt, args, f"invert-{source.stem}.png",
+                         "use the z file in interpolate/arithmetic in place of an index", z_file)
+
+
+def _z_record(result, mc, source: Path, ckpt) -> dict:
+    """What the z file of `dcgan invert` holds: z, where it came from, the reconstruction error, the class."""
     record = {"z": [round(float(v), 7) for v in result.z], "image": str(source), "checkpoint": str(ckpt.path),
               "mse": result.mse, "psnr_db": result.psnr}
     if result.label is not None:
         record.update({"class": result.label, "class_name": mc.class_name(result.label), "class_inferred": result.inferred})
         if result.inferred:
             record["class_mse"] = {mc.class_name(k): round(v, 6) for k, v in sorted(result.class_mse.items(), key=lambda kv: kv[1])}
-    atomic_write_bytes(z_file, (json.dumps(record) + "\n").encode())
+    return record
+
+
+def _say_inversion(result, mc, args: argparse.Namespace, candidates: int | None) -> None:
+    """The reconstruction error, and the class: inferred (with the runner-up) or as given."""
     print(f"reconstruction MSE {result.mse:.4f} (PSNR {result.psnr:.1f} dB, best of {args.restarts} restarts, {args.steps} steps)")
     if result.inferred:
         ranked = sorted(result.class_mse.items(), key=lambda kv: kv[1])
@@ -369,8 +400,6 @@ def _run_invert(args: argparse.Namespace) -> int:
               f"{len(ranked)} classes{screened}{runner_up}")
     elif result.label is not None:
         print(f"class {mc.class_name(result.label)} (index {result.label}), as given with --class")
-    print(f"wrote {out} and {z_file} (use it in interpolate/arithmetic in place of an index)")
-    return 0
 
 
 def _add_neighbors_args(p: argparse.ArgumentParser) -> None:
@@ -418,11 +447,9 @@ def _run_neighbors(args: argparse.Namespace) -> int:
     figure = stack_vertical(panels, gap=16)
     if label is not None:
         figure = titled(figure, f"samples of class {mc.class_name(label)}; every training image searched", size=12)
-    default = _default_name("neighbors", args.seed, label)
-    out = save_image_atomic(figure, _explore_path(ckpt, args, default))
     of_class = "" if label is None else f" of class {mc.class_name(label)}"
-    print(f"wrote {out}: {args.num} samples{of_class} (sheet --seed {args.seed}) with their {args.k} nearest training images")
-    return 0
+    return _write_figure(figure, ckpt, args, _default_name("neighbors", args.seed, label),
+                         f"{args.num} samples{of_class} (sheet --seed {args.seed}) with their {args.k} nearest training images")
 
 
 COMMANDS = {
