@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dcgan.data import load_dataset, load_image_files
+from dcgan.data import ImageData, Storage, load_dataset, load_image_files
 from dcgan.errors import DataError
 from dcgan.data.imagefiles import DecodeError, decode_image, open_source
 
@@ -204,6 +204,19 @@ def test_streaming_gives_the_same_images(folder):
     assert torch.equal(torch.stack([streamed.stream[i] for i in range(len(streamed))]), memory.images)
     auto = load_image_files(folder, 16, 3, max_memory_bytes=100)  # too big for a 100-byte budget: streams
     assert auto.stream is not None
+
+
+def test_storage_says_where_the_images_are_and_images_at_reads_them_from_either(folder):
+    memory = load_image_files(folder, 16, 3, cache=False)
+    streamed = load_image_files(folder, 16, 3, stream=True)
+    assert memory.storage is Storage.MEMORY and memory.in_memory
+    assert streamed.storage is Storage.STREAM and not streamed.in_memory
+    picks = torch.tensor([5, 0, 3, 3])
+    assert torch.equal(streamed.images_at(picks), memory.images[picks]) and torch.equal(memory.images_at(picks), memory.images[picks])
+    assert (streamed.image_size, streamed.channels) == (memory.image_size, memory.channels) == (16, 3)
+    empty = ImageData(images=None, name="nothing")
+    with pytest.raises(DataError, match="the dataset 'nothing' holds no images"):
+        empty.storage
 
 
 def test_cifar_partial_binary(cifar_partial):

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from dcgan.checkpoint import load_checkpoint
-from dcgan.data import load_dataset
+from dcgan.data import Storage, load_dataset
 from dcgan.errors import DataError
 from dcgan.data.shards import (
     EpochPlan,
@@ -143,6 +143,9 @@ def test_a_pattern_a_pipe_and_an_index_name_the_same_samples(pattern, shard_dir,
     assert cached == [".json"] * 10 + [".npz"] * 5  # member tables of the tars; counts of the pipe: commands and .tar.gz
     images = read_samples(shards, [299, 0, 71])
     assert _ids(images) == [299, 0, 71]
+    data = load_dataset(pattern, image_size=16, channels=1)  # shards as an ImageData: their storage, read by index
+    assert data.storage is Storage.SHARDS and not data.in_memory and len(data) == TOTAL
+    assert torch.equal(data.images_at(torch.tensor([299, 0, 71])), images) and torch.equal(shards.read([299, 0, 71]), images)
 
 
 def test_every_sample_is_seen_once_per_epoch_across_processes_whatever_the_workers(pattern):

@@ -105,7 +105,7 @@ def _run_filters(args: argparse.Namespace) -> int:
     device = _device(args.device)
     D, G = ckpt.build_discriminator(device), ckpt.build_generator(device, raw=args.raw_g)
     data = _checkpoint_data(ckpt, args, "train")
-    if data.images is None:
+    if not data.in_memory:
         raise ConfigError("filters needs the data in memory; this dataset streams from disk")
     pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(args.seed))[: args.num_images].sort().values
     images = data.images[pick]

@@ -427,7 +427,7 @@ def _run_neighbors(args: argparse.Namespace) -> int:
     label = class_option(mc, args.class_)
     data_name, _ = _data_source(ckpt, args)
     data = _checkpoint_data(ckpt, args, "train")
-    if data.images is None:
+    if not data.in_memory:
         raise ConfigError("neighbors needs the training data in memory; this dataset streams from disk")
     if mc.conditional and label is None:
         print(balanced_note(mc))

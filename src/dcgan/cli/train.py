@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..checkpoint import load_checkpoint
 from ..training.configfile import ConfigFile, read_config_file
-from ..data import dataset_stem, default_cache_dir
+from ..data import Storage, dataset_stem, default_cache_dir
 from ..errors import ConfigError, DCGANError
 from ..models import ModelConfig
 from ..options import POSITIVE_FLOAT, POSITIVE_INT, add_options, flag_of, legacy_words, resumable_fields
@@ -151,12 +151,12 @@ def _new_trainer(args: argparse.Namespace) -> Trainer:
     if loaded.skipped:
         first = "; ".join(f"{n}: {r}" for n, r in loaded.skipped[:2])
         print(f"skipped {len(loaded.skipped)} file(s) that could not be decoded ({first}); see: dcgan data check {data}")
-    if loaded.shards is not None:
+    if loaded.storage is Storage.SHARDS:
         workers = usable_workers(trainer.feed.workers)
         readers = f"{workers} DataLoader worker(s) (a divisor of {PARTS}, at most --workers)" if workers else "the training process"
         print(f"streaming {len(loaded)} images from {len(loaded.shards.shards)} shard(s), shuffled per (seed, epoch), "
               f"decoded batch by batch by {readers}")
-    elif loaded.stream is not None:
+    elif loaded.storage is Storage.STREAM:
         print(f"streaming {len(loaded)} images from disk, decoded batch by batch by the DataLoader workers")
     elif loaded.from_cache:
         print(f"decoded images read from the cache ({default_cache_dir()})")

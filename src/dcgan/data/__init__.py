@@ -18,6 +18,7 @@ from . import builtin  # noqa: F401  (registers the built-in datasets)
 from .builtin import CIFAR_CLASSES, DIGITS_TEST_SIZE, FASHION_CLASSES, read_idx
 from .dataset import (
     ImageData,
+    Storage,
     convert_channels,
     dataset_stem,
     default_cache_dir,
@@ -38,6 +39,7 @@ from .registry import DATASETS, DatasetSpec, load_dataset, register_dataset
 
 __all__ = [
     "ImageData",
+    "Storage",
     "DatasetSpec",
     "DATASETS",
     "register_dataset",

@@ -1,8 +1,9 @@
-"""The in-memory dataset type and the small facts every data module shares: where data and caches live,
-channel conversion, and and batches in [-1, 1] (`unit_batches`)."""
+"""The dataset type (`ImageData`, its images in memory or streamed: `Storage`) and the small facts every data
+module shares: where data and caches live, channel conversion, and batches in [-1, 1] (`unit_batches`)."""
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -18,13 +19,25 @@ if TYPE_CHECKING:
     from .folders import StreamDataset
     from .shards import ShardSet
 
-__all__ = ["ImageData", "default_data_root", "default_cache_dir", "default_memory_budget", "dataset_stem",
+__all__ = ["ImageData", "Storage", "default_data_root", "default_cache_dir", "default_memory_budget", "dataset_stem",
            "convert_channels", "to_unit_range", "unit_batches"]
+
+
+class Storage(enum.Enum):
+    """Where the images of an `ImageData` are, and so which of its fields holds them."""
+
+    MEMORY = "memory"  # `images`: a uint8 tensor (N, C, H, W)
+    STREAM = "stream"  # `stream`: a StreamDataset, files of a folder or archive decoded on access
+    SHARDS = "shards"  # `shards`: a ShardSet, WebDataset shards (always streamed)
 
 
 @dataclass
 class ImageData:
-    """A dataset in memory."""
+    """A dataset: uint8 images with their labels, held in memory or streamed from disk (`storage`).
+
+    Exactly one of `images`, `stream` and `shards` holds the images; ask `storage` (or `in_memory`)
+    which, and read images at any indices with `images_at`.
+    """
 
     images: torch.Tensor | None  # (N, C, H, W) uint8, 0..255; None when the data streams from disk
     labels: torch.Tensor | None = None  # (N,) int64 class indices, or None when the format has none
@@ -37,20 +50,45 @@ class ImageData:
     from_cache: bool = False  # decoded images came from the on-disk cache
     _fingerprint: str | None = field(default=None, repr=False)
 
+    @property
+    def storage(self) -> Storage:
+        """Which field holds the images: MEMORY (`images`), STREAM (`stream`) or SHARDS (`shards`)."""
+        if self.images is not None:
+            return Storage.MEMORY
+        if self.shards is not None:
+            return Storage.SHARDS
+        if self.stream is not None:
+            return Storage.STREAM
+        raise DataError(f"the dataset {self.name!r} holds no images: it needs images, a stream or shards")
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether the images are a tensor in memory (`images`), rather than streamed from disk."""
+        return self.storage is Storage.MEMORY
+
     def __len__(self) -> int:
-        return len(self._streamed) if self.images is None else self.images.shape[0]
+        return self.images.shape[0] if self.in_memory else len(self._streamed)
 
     @property
     def _streamed(self) -> "StreamDataset | ShardSet":
-        return self.shards if self.shards is not None else self.stream
+        return self.shards if self.storage is Storage.SHARDS else self.stream
 
     @property
     def image_size(self) -> int:
-        return self._streamed.size if self.images is None else self.images.shape[-1]
+        return self.images.shape[-1] if self.in_memory else self._streamed.size
 
     @property
     def channels(self) -> int:
-        return self._streamed.channels if self.images is None else self.images.shape[1]
+        return self.images.shape[1] if self.in_memory else self._streamed.channels
+
+    def images_at(self, indices: torch.Tensor | list[int]) -> torch.Tensor:
+        """uint8 images (n, C, H, W) at `indices`, in the order given: from memory, or decoded from disk."""
+        storage = self.storage
+        if storage is Storage.MEMORY:
+            return self.images[indices]
+        if storage is Storage.SHARDS:
+            return self.shards.read(indices)
+        return torch.stack([self.stream[int(i)] for i in indices])
 
     def fingerprint(self) -> str:
         """sha256 of the decoded pixels (and shape): identifies the exact training data.
@@ -58,16 +96,14 @@ class ImageData:
         For streamed folders, a hash of the file names, sizes and modification times; for shards, of
         each shard's name, size and sample count.
         """
-        if self._fingerprint is None and self.images is None:
-            source = self.shards.fingerprint if self.shards is not None else self.stream.source.fingerprint
+        if self._fingerprint is None and not self.in_memory:
+            source = self.shards.fingerprint if self.storage is Storage.SHARDS else self.stream.source.fingerprint
             self._fingerprint = hashlib.sha256(f"{source}:{self.image_size}:{self.channels}".encode()).hexdigest()
         if self._fingerprint is None:
             h = hashlib.sha256(str(tuple(self.images.shape)).encode())
             h.update(self.images.contiguous().numpy().tobytes())
             self._fingerprint = h.hexdigest()
         return self._fingerprint
-
-
 
 
 def default_data_root() -> Path:

@@ -316,7 +316,7 @@ def run_probe(
     if unknown:
         raise ConfigError(f"unknown baseline {unknown[0]!r}: use {', '.join(BASELINES)}")
     for part, data in (("training", train), ("test", test)):
-        if data.images is None:
+        if not data.in_memory:
             raise DataError(f"the {part} data streams from disk; the probe needs it in memory")
         if data.labels is None:
             raise DataError(f"the {part} data has no labels; the probe needs a labelled dataset")

@@ -322,7 +322,7 @@ def train_classifier(
     why). `on_epoch` receives (epoch, train loss, test accuracy).
     """
     for part, name in ((train, "training"), (test, "test")):
-        if part.images is None:
+        if not part.in_memory:
             raise DataError(f"the {name} data must fit in memory to train the evaluation classifier")
         if part.labels is None:
             raise DataError(f"{train.name or 'this dataset'} has no labels: the evaluation classifier needs labelled data")
@@ -402,7 +402,7 @@ def calibrate_classifier(classifier: TrainedClassifier, train: ImageData) -> Tra
     """The classifier with the layer calibration measured on `train`, which must be the data it was
     trained on (same fingerprint when the classifier recorded one): for classifiers trained before
     the layer features, so that they need not be retrained."""
-    if train.images is None:
+    if not train.in_memory:
         raise DataError("the training data must fit in memory to calibrate the evaluation classifier")
     expected = classifier.info.get("fingerprint")
     if expected and expected != train.fingerprint():

@@ -12,7 +12,6 @@ from safetensors.torch import load_file as safetensors_load
 from safetensors.torch import save as safetensors_save
 
 from ..data import ImageData, to_unit_range
-from ..data.shards import read_samples
 from ..errors import ConfigError
 from ..fileio import atomic_write_bytes
 from .extractors import Extractor
@@ -38,12 +37,8 @@ def reference_indices(data: ImageData, num: int, seed: int, label: int | None = 
 
 
 def real_images(data: ImageData, indices: torch.Tensor) -> torch.Tensor:
-    """uint8 images (n, C, H, W) of `data` at `indices`, from memory or decoded from disk."""
-    if data.images is not None:
-        return data.images[indices]
-    if data.shards is not None:
-        return read_samples(data.shards, indices)
-    return torch.stack([data.stream[int(i)] for i in indices])
+    """uint8 images (n, C, H, W) of `data` at `indices`, from memory or decoded from disk (`ImageData.images_at`)."""
+    return data.images_at(indices)
 
 
 def reference_features(

@@ -8,7 +8,7 @@ from typing import Iterator
 
 import torch
 
-from ..data import MAX_FAILED_FRACTION, ImageData, to_unit_range
+from ..data import MAX_FAILED_FRACTION, ImageData, Storage, to_unit_range
 from .distributed import DistInfo
 from ..errors import DataError
 from ..data.shards import EpochPlan, stream_batches
@@ -27,7 +27,7 @@ class DataFeed:
         self.workers = workers if workers is not None else min(8, os.cpu_count() or 1)
         # The whole dataset lives on the training device as uint8 (a quarter of float32's size);
         # batches are gathered and scaled to [-1, 1] there.
-        self.images = data.images.to(device) if data.images is not None else None
+        self.images = data.images.to(device) if data.in_memory else None
         self.labels = data.labels.to(device) if data.labels is not None else None
         # Every process takes its own batch of each global step: an epoch is len / (batch x processes) steps.
         self.steps_per_epoch = len(data) // (batch_size * dist.world_size)  # incomplete batches are dropped
@@ -58,7 +58,8 @@ class DataFeed:
 
     def epoch_batches(self, epoch: int, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         """The batches of `epoch` from batch index `start` on."""
-        if self.data.shards is not None:
+        storage = self.data.storage
+        if storage is Storage.SHARDS:
             # Shards stream in their own planned order: shards permuted by (seed, epoch), each through a seeded
             # shuffle buffer, a contiguous block per process; resuming at `start` skips exactly the steps before it.
             plan = self.epoch_plan(epoch)
@@ -73,7 +74,7 @@ class DataFeed:
                 yield to_unit_range(images.to(self.device, non_blocking=True)), (labels.to(self.device) if labels is not None else None)
             return
         order = self.epoch_order(epoch)
-        if self.images is not None:
+        if storage is Storage.MEMORY:
             for index in range(start, self.steps_per_epoch):
                 yield self.batch(order, index)
             return

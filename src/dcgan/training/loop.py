@@ -29,7 +29,7 @@ import torch
 from . import distributed
 from .._version import __version__
 from ..checkpoint import EMA_PREFIX, Checkpoint, TrainingRecord, load_checkpoint, save_checkpoint
-from ..data import DATASETS, DEFAULT_FILES_CHANNELS, DEFAULT_FILES_SIZE, ImageData, load_dataset
+from ..data import DATASETS, DEFAULT_FILES_CHANNELS, DEFAULT_FILES_SIZE, ImageData, Storage, load_dataset
 from ..errors import CheckpointError, ConfigError, DataError, first_line
 from ..models.conditioning import MAX_CLASSES, class_grid
 from ..models import ModelConfig, check_models, format_summary, model_summary
@@ -104,7 +104,7 @@ def fixed_grid(model_config: ModelConfig, num_samples: int, seed: int) -> tuple[
 def check_class_labels(data: ImageData, num_classes: int | None = None) -> list[str]:
     """The class names of labelled `data` for a conditional run; DataError in one line when it has no labels
     or (with `num_classes`) labels outside the model's classes."""
-    if data.shards is not None:  # shards: the labels are in the stream; their counts are known per shard
+    if data.storage is Storage.SHARDS:  # shards: the labels are in the stream; their counts are known per shard
         counts = data.shards.label_counts() if data.shards.labelled else {}
         if not counts:
             raise DataError(f"--conditional needs class labels, and {data.name} has none: every sample needs a .cls "
@@ -134,7 +134,7 @@ class Trainer:
 
     def __init__(self, model_config: ModelConfig, config: TrainConfig, data: ImageData,
                  run_dir: str | Path | None = None, progress: bool = True, callbacks: list[Callback] | None = None):
-        if data.images is not None and (data.images.dtype != torch.uint8 or data.images.ndim != 4):
+        if data.in_memory and (data.images.dtype != torch.uint8 or data.images.ndim != 4):
             raise DataError("training data must be a uint8 tensor of shape (N, C, H, W)")
         shape = (data.channels, data.image_size, data.image_size)
         if shape != (model_config.channels, model_config.image_size, model_config.image_size):

@@ -187,6 +187,10 @@ class ShardSet:
     def decode(self, data: bytes) -> np.ndarray:
         return decode_image(data, self.size, self.channels)
 
+    def read(self, indices: list[int] | torch.Tensor) -> torch.Tensor:
+        """Decoded uint8 images (n, C, H, W) at `indices` of the stored order (see `read_samples`)."""
+        return read_samples(self, indices)
+
 
 def _count_cache_dir() -> Path:
     return default_cache_dir() / "shard-counts"
