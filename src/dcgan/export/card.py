@@ -23,6 +23,7 @@ from ..models.conditioning import CONDITIONING
 from ..metrics.evaluate import EvalReport
 from ..metrics.scores import METRICS
 from ..models import ModelConfig, build_generator, model_summary
+from ..models.priors import LATENT_PRIORS, get_prior
 from ..rundir import RunDir
 from .formats import CARD_JSON, CARD_MARKDOWN, EXPORT_FORMATS, LABELS_INPUT
 
@@ -67,18 +68,16 @@ G_BLOCK_MEANS = {
 
 @dataclass(frozen=True)
 class PriorSampling:
-    """How to draw z from one of the priors in models.PRIORS, in words and in code."""
+    """How to draw z from one of the priors, in words and in code (read from `models.priors.LATENT_PRIORS`)."""
 
     description: str  # the distribution, for the card
     torch: str  # a PyTorch expression for n vectors; {z_dim} is filled in
     numpy: str  # the NumPy one, float32, from `rng = np.random.default_rng(seed)`
 
 
+# Kept for the name's users; the priors themselves are the one source of these texts.
 PRIOR_SAMPLING: dict[str, PriorSampling] = {
-    "normal": PriorSampling("standard normal N(0, I)", "torch.randn(n, {z_dim})",
-                            "rng.standard_normal((n, {z_dim}), dtype=np.float32)"),
-    "uniform": PriorSampling("uniform U(-1, 1) in every coordinate", "torch.rand(n, {z_dim}) * 2 - 1",
-                             "rng.uniform(-1, 1, (n, {z_dim})).astype(np.float32)"),
+    name: PriorSampling(p.description, p.torch_code, p.numpy_code) for name, p in LATENT_PRIORS.items()
 }
 
 
@@ -243,6 +242,67 @@ def _training_section(ckpt: Checkpoint) -> dict:
     }
 
 
+def _output_shape(mc: ModelConfig) -> list:
+    return ["batch", mc.channels, mc.image_size, mc.image_size]
+
+
+def _summary(ckpt: Checkpoint, prior, colour: str, data_name: str | None, trained: bool) -> str:
+    """The card's one-paragraph summary: what G maps to what, trained on what for how long."""
+    mc = ckpt.model_config
+    steps_text = f"{ckpt.step} steps ({ckpt.record.epoch_fraction:.2f} epochs)" if trained else "an unrecorded number of steps"
+    given_class = f" and a class label (0 to {mc.num_classes - 1}, one of {mc.num_classes} classes)" if mc.conditional else ""
+    return (
+        f"A {'class-conditional ' if mc.conditional else ''}DCGAN generator (Radford, Metz and Chintala 2015) that maps "
+        f"a latent vector z of {mc.z_dim} numbers drawn from {prior.description}{given_class} to a "
+        f"{mc.image_size}x{mc.image_size} {colour} image in [-1, 1]"
+        + (f", trained on {data_name} for {steps_text}." if data_name else ".")
+    )
+
+
+def _model_section(ckpt: Checkpoint, kind: str, rows: list[dict], numbers: dict, colour: str) -> dict:
+    """The card's `model` section: input and output, architecture, size, which G and its batch norm, the config."""
+    mc = ckpt.model_config
+    architecture = (
+        "DCGAN generator (Radford et al. 2015): a stack of x2 upsampling blocks (the G block: transposed convolutions or "
+        "resize + convolution) with batch norm and ReLU, tanh output"
+    )
+    if mc.conditional:
+        architecture += f"; class-conditional ({mc.conditioning}): {CONDITIONING[mc.conditioning].description}"
+    model = {
+        "architecture": architecture,
+        "layers": _layers_text(mc),
+        "z_dim": mc.z_dim,
+        "z_dim_means": "the length of the latent vector z, the paper's nz",
+        "prior": mc.prior,
+        "prior_means": numbers["prior_means"],
+        "sample_z": {"torch": numbers["sample_torch"], "numpy": numbers["sample_numpy"]},
+        "input": {"name": "z", "shape": ["batch", mc.z_dim], "dtype": "float32"},
+    }
+    if mc.conditional:  # an unconditional card keeps its keys, in their order
+        model |= _conditioning_section(mc)
+    half_life = ckpt.record.ema.get("half_life_images") if kind == "ema" else None
+    return {
+        **model,
+        "output": {"name": "images", "shape": _output_shape(mc), "layout": "NCHW", "dtype": "float32", "range": [-1.0, 1.0]},
+        "to_uint8": TO_UINT8,
+        "image_size": mc.image_size,
+        "channels": mc.channels,
+        "colour": colour,
+        "g_block": mc.g_block,
+        "g_block_means": G_BLOCK_MEANS.get(mc.g_block, mc.g_block),
+        "width": mc.width,
+        "max_channels": mc.max_channels,
+        "parameters": sum(r["params"] for r in rows),
+        "macs_per_image": sum(r["macs"] for r in rows),
+        "generator": kind,
+        "generator_means": GENERATOR_KIND_MEANS[kind] + (f" (half-life {half_life / 1000:g}k images)" if half_life else ""),
+        # a conditional G's standing statistics come from fresh z with uniformly drawn classes
+        "batch_norm": BATCH_NORM_MEANS[kind].replace("fresh z", "fresh z and uniformly drawn classes") if mc.conditional
+                      else BATCH_NORM_MEANS[kind],
+        "config": mc.to_dict(),
+    }
+
+
 def model_card(ckpt: Checkpoint, metrics: list[dict], raw: bool = False) -> dict:
     """Everything a user of the exported generator needs, as JSON-able data.
 
@@ -260,78 +320,28 @@ def model_card(ckpt: Checkpoint, metrics: list[dict], raw: bool = False) -> dict
     kind = ckpt.generator_kind(raw)
     with torch.random.fork_rng(devices=[]):  # building a Generator draws its initial weights from the global RNG
         rows = model_summary(build_generator(mc), torch.zeros(1, mc.z_dim))
-    prior = PRIOR_SAMPLING[mc.prior]
-    shape = ["batch", mc.channels, mc.image_size, mc.image_size]
+    prior = get_prior(mc.prior)
     colour = "grey" if mc.channels == 1 else "RGB"
-    record = ckpt.record
     trained = bool(ckpt.state)  # an empty state records no training
-    data_name = record.data.get("name") or record.train_config.get("data")
-    epoch = record.epoch_fraction
-    training = _training_section(ckpt) if trained else {}
-    steps_text = f"{ckpt.step} steps ({epoch:.2f} epochs)" if trained else "an unrecorded number of steps"
-    given_class = f" and a class label (0 to {mc.num_classes - 1}, one of {mc.num_classes} classes)" if mc.conditional else ""
-    summary = (
-        f"A {'class-conditional ' if mc.conditional else ''}DCGAN generator (Radford, Metz and Chintala 2015) that maps "
-        f"a latent vector z of {mc.z_dim} numbers drawn from {prior.description}{given_class} to a "
-        f"{mc.image_size}x{mc.image_size} {colour} image in [-1, 1]"
-        + (f", trained on {data_name} for {steps_text}." if data_name else ".")
-    )
+    data_name = ckpt.record.data.get("name") or ckpt.record.train_config.get("data")
     numbers = {
         "z_dim": mc.z_dim,
         "prior": mc.prior,
         "prior_means": prior.description,
-        "shape": "(16, " + ", ".join(map(str, shape[1:])) + ")",
-        "sample_torch": prior.torch.format(z_dim=mc.z_dim),
-        "sample_numpy": prior.numpy.format(z_dim=mc.z_dim),
+        "shape": "(16, " + ", ".join(map(str, _output_shape(mc)[1:])) + ")",
+        "sample_torch": prior.torch_code.format(z_dim=mc.z_dim),
+        "sample_numpy": prior.numpy_code.format(z_dim=mc.z_dim),
         "to_uint8": TO_UINT8,
     }
     if mc.conditional:
         numbers |= _conditional_numbers(mc)
-    architecture = (
-        "DCGAN generator (Radford et al. 2015): a stack of x2 upsampling blocks (the G block: transposed convolutions or "
-        "resize + convolution) with batch norm and ReLU, tanh output"
-    )
-    if mc.conditional:
-        architecture += f"; class-conditional ({mc.conditioning}): {CONDITIONING[mc.conditioning].description}"
-    model = {
-        "architecture": architecture,
-        "layers": _layers_text(mc),
-        "z_dim": mc.z_dim,
-        "z_dim_means": "the length of the latent vector z, the paper's nz",
-        "prior": mc.prior,
-        "prior_means": prior.description,
-        "sample_z": {"torch": numbers["sample_torch"], "numpy": numbers["sample_numpy"]},
-        "input": {"name": "z", "shape": ["batch", mc.z_dim], "dtype": "float32"},
-    }
-    if mc.conditional:  # an unconditional card keeps its keys, in their order
-        model |= _conditioning_section(mc)
     return {
         "card_version": CARD_VERSION,
         "title": ("Class-conditional DCGAN generator" if mc.conditional else "DCGAN generator")
                  + f": {mc.image_size}x{mc.image_size} {colour} images" + (f" ({data_name})" if data_name else ""),
-        "summary": summary,
-        "model": {
-            **model,
-            "output": {"name": "images", "shape": shape, "layout": "NCHW", "dtype": "float32", "range": [-1.0, 1.0]},
-            "to_uint8": TO_UINT8,
-            "image_size": mc.image_size,
-            "channels": mc.channels,
-            "colour": colour,
-            "g_block": mc.g_block,
-            "g_block_means": G_BLOCK_MEANS.get(mc.g_block, mc.g_block),
-            "width": mc.width,
-            "max_channels": mc.max_channels,
-            "parameters": sum(r["params"] for r in rows),
-            "macs_per_image": sum(r["macs"] for r in rows),
-            "generator": kind,
-            "generator_means": GENERATOR_KIND_MEANS[kind] + (
-                f" (half-life {ckpt.record.ema['half_life_images'] / 1000:g}k images)" if kind == "ema" and ckpt.record.ema.get("half_life_images") else ""),
-            # a conditional G's standing statistics come from fresh z with uniformly drawn classes
-            "batch_norm": BATCH_NORM_MEANS[kind].replace("fresh z", "fresh z and uniformly drawn classes") if mc.conditional
-                          else BATCH_NORM_MEANS[kind],
-            "config": mc.to_dict(),
-        },
-        "training": training,
+        "summary": _summary(ckpt, prior, colour, data_name, trained),
+        "model": _model_section(ckpt, kind, rows, numbers, colour),
+        "training": _training_section(ckpt) if trained else {},
         "metrics": metrics,
         "metrics_note": (
             f"{len(metrics)} number(s) measured for step {ckpt.step}; compare numbers only under the same protocol"
@@ -363,10 +373,9 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:] + "."
 
 
-def model_card_markdown(card: dict) -> str:
-    """The card as Markdown (MODEL_CARD.md): what the model is, how it was trained and scored, how to use it."""
-    m, t = card["model"], card.get("training") or {}
-    lines = [f"# {card['title']}", "", card["summary"], "", "## Model", "", "| | |", "|---|---|"]
+def _model_markdown(m: dict) -> list[str]:
+    """The Model section (and Classes, for a conditional G) of MODEL_CARD.md."""
+    lines = ["## Model", "", "| | |", "|---|---|"]
     rows = [
         ("architecture", m["architecture"]),
         ("layers", f"`{m['layers']}`"),
@@ -394,7 +403,12 @@ def model_card_markdown(card: dict) -> str:
     if m.get("classes"):
         lines += ["", "## Classes", "", _sentence(m["classes_means"]), "", "| label | name |", "|---:|---|"]
         lines += [f"| {c['label']} | {_cell(c['name'])} |" for c in m["classes"]]
-    lines += ["", "## Training", ""]
+    return lines
+
+
+def _training_markdown(t: dict) -> list[str]:
+    """The Training section of MODEL_CARD.md."""
+    lines = ["", "## Training", ""]
     if t:
         d = t["data"]
         rows = [
@@ -412,6 +426,12 @@ def model_card_markdown(card: dict) -> str:
         lines += ["| | |", "|---|---|"] + [f"| {k} | {_cell(v)} |" for k, v in rows]
     else:
         lines.append("The checkpoint records no training state.")
+    return lines
+
+
+def model_card_markdown(card: dict) -> str:
+    """The card as Markdown (MODEL_CARD.md): what the model is, how it was trained and scored, how to use it."""
+    lines = [f"# {card['title']}", "", card["summary"], ""] + _model_markdown(card["model"]) + _training_markdown(card.get("training") or {})
     lines += ["", "## Metrics", ""]
     if card["metrics"]:
         lines += ["| metric | value | real-test floor | better | protocol | source |", "|---|---:|---:|---|---|---|"]
