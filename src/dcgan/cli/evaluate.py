@@ -160,44 +160,44 @@ def _reading(report: EvalReport) -> str | None:
     return f"reading: the generator's FID {gen['fid']:.4g}{ratio} lies {where}"
 
 
-def _run_evaluate(args: argparse.Namespace) -> int:
-    metrics = parse_metrics(args.metrics)
-    explicit = args.metrics.strip() != "all"
+def _check_request(args: argparse.Namespace) -> None:
+    """The one-line errors of an evaluation that cannot run: too many samples, nothing to score, no data named."""
     if max(args.num_samples, args.num_real or 0) > MAX_EVAL_SAMPLES:
         raise ConfigError(f"at most {MAX_EVAL_SAMPLES:,} samples per evaluation")
     if args.checkpoint is None and not (args.floors or args.sanity):
         raise ConfigError("give a checkpoint to evaluate, or --floors or --sanity to score only the real-data ladder")
     if args.checkpoint is None and args.data is None:
         raise ConfigError("without a checkpoint, say which data with --data")
-    device = str(_device(args.device))
-    ckpt = load_checkpoint(args.checkpoint, device) if args.checkpoint else None
-    metrics = _conditional_metrics(metrics, explicit, ckpt)
-    data_name, data_dir = _data_source(ckpt, args)
+
+
+def _image_shape(ckpt, data_name: str, image_size: int | None) -> tuple[int, int]:
+    """(size, channels) the images are scored at: the checkpoint's; without one, --image-size or the
+    dataset's own size and channels (64 and RGB for data the registry does not know)."""
     if ckpt:
-        size, channels = ckpt.model_config.image_size, ckpt.model_config.channels
-    else:
-        spec = DATASETS.get(data_name)
-        size = args.image_size or (spec.default_size if spec else 64)
-        channels = spec.native_channels if spec else 3
-    real = load_dataset(data_name, data_dir, image_size=size, channels=channels, split=args.split)
-    ladder = args.floors or args.sanity
-    test = load_dataset(data_name, data_dir, image_size=size, channels=channels, split="test") if ladder else None
-    features, note = resolve_features(args.features, data_name, args.evaluator)
-    if note:
-        print(note)
-    extractor = build_extractor(features, dataset=data_name, evaluator=args.evaluator, checkpoint=ckpt, device=device)
-    metrics, classifier = _classifier_for_probs(metrics, explicit, extractor, data_name, args.evaluator, device)
-    G = ckpt.build_generator(device, raw=args.raw_g) if ckpt else None
+        return ckpt.model_config.image_size, ckpt.model_config.channels
+    spec = DATASETS.get(data_name)
+    return image_size or (spec.default_size if spec else 64), spec.native_channels if spec else 3
+
+
+def _join_ladder(report: EvalReport, ladder_report: EvalReport) -> EvalReport:
+    """The generator's report with the sanity ladder's rows after its own; a per-class floor row of the
+    report joins the ladder's floor row (the same test images), and the ladder's test count, rungs and
+    skipped metrics join the protocol."""
+    class_floor = next((r for r in report.rows if r["subject"] == FLOOR_SUBJECT), None)
+    if class_floor is not None:
+        report.rows.remove(class_floor)
+        ladder_floor = next(r for r in ladder_report.rows if r["subject"] == FLOOR_SUBJECT)
+        ladder_floor.update({k: v for k, v in class_floor.items() if k not in ("subject", "n")})
+    report.rows.extend(ladder_report.rows)
+    report.protocol.update({k: v for k, v in ladder_report.protocol.items() if k in ("num_test", "sanity", "skipped")})
+    return report
+
+
+def _score(args: argparse.Namespace, G, real, test, floor_test, extractor, metrics: list[str], classifier,
+           full_floors: bool) -> EvalReport:
+    """The report: `evaluate` scores the generator (with --floors alone also the floor and the noise ladder,
+    else a conditional model's per-class floor from `floor_test`), and --sanity adds the sanity ladder."""
     cond = [m for m in metrics if METRICS[m].conditional]
-    full_floors = args.floors and not args.sanity  # evaluate scores the floor and the noise ladder (else sanity does)
-    floor_test = None  # a conditional model's per-class floor: real test images of each class
-    if cond and not full_floors:
-        floor_test, why = _held_out(data_name, data_dir, size, channels, real, test)
-        if why:
-            print(f"note: {why}")
-    subjects = (["generator"] if G is not None else []) + (["the sanity ladder"] if args.sanity else ["the floor", "the noise ladder"] if args.floors else [])
-    print(f"scoring {' and '.join(subjects)} with {extractor.name} features against {data_name} {args.split} ...", flush=True)
-    start = time.perf_counter()
     cache_dir = None if args.no_cache else default_cache_dir() / "reference"
     report = None
     if G is not None or not args.sanity:  # --sanity scores the floor and the noise rungs itself
@@ -210,54 +210,94 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         plain = [m for m in metrics if not METRICS[m].conditional]  # the degradations mix classes: no per-class scores
         ladder_report = sanity(real, test, extractor, plain, num=args.num_samples, num_real=args.num_real, classifier=classifier,
                                seed=args.seed, real_split=args.split, cache_dir=cache_dir)
-        if report is None:
-            report = ladder_report
-        else:
-            class_floor = next((r for r in report.rows if r["subject"] == FLOOR_SUBJECT), None)
-            if class_floor is not None:  # the per-class floor joins the ladder's floor row: the same test images
-                report.rows.remove(class_floor)
-                ladder_floor = next(r for r in ladder_report.rows if r["subject"] == FLOOR_SUBJECT)
-                ladder_floor.update({k: v for k, v in class_floor.items() if k not in ("subject", "n")})
-            report.rows.extend(ladder_report.rows)
-            report.protocol.update({k: v for k, v in ladder_report.protocol.items() if k in ("num_test", "sanity", "skipped")})
-    if ckpt:
-        report.protocol["checkpoint"] = str(ckpt.path)
-        report.protocol["step"] = ckpt.step
-    report.protocol["seconds"] = round(time.perf_counter() - start, 1)
-    print(report.protocol_line())
-    shown = EvalReport(report.protocol, [dict(r) for r in report.rows])
-    floor_ratio(shown.rows)  # on screen only: the JSON's generator row keeps the metrics alone
-    print(shown.table())
+        report = ladder_report if report is None else _join_ladder(report, ladder_report)
+    return report
+
+
+def _print_per_class(report: EvalReport) -> None:
+    """The class shares of each row that has them, and the per-class table with its notes."""
     for row in report.rows:
         if "class_shares" in row:
             shares = ", ".join(f"{k} {100 * v:.0f}%" for k, v in row["class_shares"].items())
             print(f"class shares ({row['subject']}): {shares}")
     classes = _class_table(report)
-    if classes:
-        per_class = report.protocol.get("num_real_per_class")
-        print("per class (samples asked for each class; accuracy: the evaluation classifier sees that class"
-              + ("; the floor: real test images of the class, scored the same way" if any("class_counts" in r and r["subject"] == FLOOR_SUBJECT for r in report.rows) else "")
-              + "):")
-        print(classes)
-        if per_class:
-            low, high = min(per_class.values()), max(per_class.values())
-            print(f"note: intra-FID compares each class's samples with that class's real images alone ({low if low == high else f'{low}-{high}'} "
-                  f"per class here); FID reads higher at such counts, so read it against the floor's")
+    if not classes:
+        return
+    per_class = report.protocol.get("num_real_per_class")
+    print("per class (samples asked for each class; accuracy: the evaluation classifier sees that class"
+          + ("; the floor: real test images of the class, scored the same way" if any("class_counts" in r and r["subject"] == FLOOR_SUBJECT for r in report.rows) else "")
+          + "):")
+    print(classes)
+    if per_class:
+        low, high = min(per_class.values()), max(per_class.values())
+        print(f"note: intra-FID compares each class's samples with that class's real images alone ({low if low == high else f'{low}-{high}'} "
+              f"per class here); FID reads higher at such counts, so read it against the floor's")
+
+
+def _print_report(report: EvalReport, scored_generator: bool) -> None:
+    """The report on screen: protocol, table (with FID as a multiple of the floor's), per-class scores,
+    what was skipped, where the generator lies on the ladder, and a note when the test images are fewer."""
+    print(report.protocol_line())
+    shown = EvalReport(report.protocol, [dict(r) for r in report.rows])
+    floor_ratio(shown.rows)  # on screen only: the JSON's generator row keeps the metrics alone
+    print(shown.table())
+    _print_per_class(report)
     for name, why in (report.protocol.get("skipped") or {}).items():
         print(f"skipped {name}: {why}")
     reading = _reading(shown)
     if reading:
         print(reading)
     num_test = report.protocol.get("num_test")
-    if num_test is not None and G is not None and num_test < report.protocol["num_generated"]:
+    if num_test is not None and scored_generator and num_test < report.protocol["num_generated"]:
         print(f"note: the floor and the rungs use the {num_test} test images there are, against {report.protocol['num_generated']} "
               f"samples; FID and KID read higher at smaller counts, so compare the generator with them at --num-samples {num_test}")
-    out = Path(args.json) if args.json else None
+
+
+def _write_report(report: EvalReport, json_path: str | None, ckpt, features: str) -> None:
+    """The JSON report to --json, else (with a checkpoint) to RUN_DIR/eval/step_N-FEATURES.json; without
+    either, nothing is written."""
+    out = Path(json_path) if json_path else None
     if out is None and ckpt is not None:
-        out = RunDir.of_checkpoint(ckpt.path).evaluation(ckpt.step, extractor.name)
+        out = RunDir.of_checkpoint(ckpt.path).evaluation(ckpt.step, features)
     if out is not None:
         atomic_write_bytes(out, report_json(report).encode())
         print(f"report: {out}")
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    metrics = parse_metrics(args.metrics)
+    explicit = args.metrics.strip() != "all"
+    _check_request(args)
+    device = str(_device(args.device))
+    ckpt = load_checkpoint(args.checkpoint, device) if args.checkpoint else None
+    metrics = _conditional_metrics(metrics, explicit, ckpt)
+    data_name, data_dir = _data_source(ckpt, args)
+    size, channels = _image_shape(ckpt, data_name, args.image_size)
+    real = load_dataset(data_name, data_dir, image_size=size, channels=channels, split=args.split)
+    ladder = args.floors or args.sanity
+    test = load_dataset(data_name, data_dir, image_size=size, channels=channels, split="test") if ladder else None
+    features, note = resolve_features(args.features, data_name, args.evaluator)
+    if note:
+        print(note)
+    extractor = build_extractor(features, dataset=data_name, evaluator=args.evaluator, checkpoint=ckpt, device=device)
+    metrics, classifier = _classifier_for_probs(metrics, explicit, extractor, data_name, args.evaluator, device)
+    G = ckpt.build_generator(device, raw=args.raw_g) if ckpt else None
+    full_floors = args.floors and not args.sanity  # evaluate scores the floor and the noise ladder (else sanity does)
+    floor_test = None  # a conditional model's per-class floor: real test images of each class
+    if any(METRICS[m].conditional for m in metrics) and not full_floors:
+        floor_test, why = _held_out(data_name, data_dir, size, channels, real, test)
+        if why:
+            print(f"note: {why}")
+    subjects = (["generator"] if G is not None else []) + (["the sanity ladder"] if args.sanity else ["the floor", "the noise ladder"] if args.floors else [])
+    print(f"scoring {' and '.join(subjects)} with {extractor.name} features against {data_name} {args.split} ...", flush=True)
+    start = time.perf_counter()
+    report = _score(args, G, real, test, floor_test, extractor, metrics, classifier, full_floors)
+    if ckpt:
+        report.protocol["checkpoint"] = str(ckpt.path)
+        report.protocol["step"] = ckpt.step
+    report.protocol["seconds"] = round(time.perf_counter() - start, 1)
+    _print_report(report, G is not None)
+    _write_report(report, args.json, ckpt, extractor.name)
     return 0
 
 
