@@ -152,16 +152,11 @@ def _add_info_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layers", action="store_true", help="also print every layer's shape, parameters and MACs")
 
 
-def _run_info(args: argparse.Namespace) -> int:
-    ckpt = load_checkpoint(args.checkpoint)
+def _info(ckpt, record, g_rows: list[dict], d_rows: list[dict] | None) -> dict:
+    """What `dcgan info --json` prints: the file, the model, the training `record` (its fields None where
+    the file records none), the sizes of G and D (from their layer summaries) and the classes."""
     mc = ckpt.model_config
-    G = ckpt.build_generator()
-    g_rows = model_summary(G, torch.zeros(1, mc.z_dim))
-    d_rows = None
-    if ckpt.has("D"):
-        d_rows = model_summary(ckpt.build_discriminator(), torch.zeros(1, mc.channels, mc.image_size, mc.image_size))
-    record = ckpt.record if ckpt.state else None  # None: the file records no training (step, data, ...)
-    info = {
+    return {
         "checkpoint": str(ckpt.path),
         "format": ckpt.format,
         "file_bytes": ckpt.path.stat().st_size,
@@ -185,11 +180,11 @@ def _run_info(args: argparse.Namespace) -> int:
             "conditioning_description": CONDITIONING[mc.conditioning].description,
         },
     }
-    if args.json:
-        print(json.dumps(info, indent=2))
-        return 0
-    data = info["data"] or {}
-    train = info["train"] or {}
+
+
+def _print_model(ckpt, record, info: dict) -> None:
+    """The text lines on the file, the model, the generator commands sample, the classes and D."""
+    mc = ckpt.model_config
     kind = "" if ckpt.resumable else "exported generator, "
     print(f"checkpoint   {info['checkpoint']} ({kind}{info['file_bytes'] / 1e6:.1f} MB, dcgan {info['dcgan_version']})")
     print(f"model        {mc.image_size}x{mc.image_size}x{mc.channels}, z_dim {mc.z_dim} ({mc.prior}), width {mc.width}, "
@@ -203,16 +198,39 @@ def _run_info(args: argparse.Namespace) -> int:
         print(f"conditioning {mc.conditioning}: {CONDITIONING[mc.conditioning].description}; choose a class with --class")
     if info["discriminator"]:
         print(f"discriminator {info['discriminator']['params']:,} params, {info['discriminator']['macs_per_image'] / 1e6:.1f}M MACs/image")
+
+
+def _print_training(record, info: dict) -> None:
+    """The text lines on the training the file records: progress, data, settings, the best and the last losses."""
+    data = info["data"] or {}
+    train = info["train"] or {}
+    print(f"progress     step {info['step']}, epoch {info['epoch']:.2f}, {info['elapsed_s'] or 0:.0f} s of training, saved {info['saved_at']}")
+    print(f"data         {data.get('name')} ({data.get('num_images')} images from {data.get('source')}), sha256 {str(data.get('fingerprint'))[:16]}...")
+    print(f"training     batch {train.get('batch_size')}, lr G {train.get('lr_g')} D {train.get('lr_d')}, betas ({train.get('beta1')}, {train.get('beta2')}), seed {train.get('seed')}")
+    best = record.best
+    if best:
+        print(f"best         {describe_best(best)} (--eval-every; checkpoints/best.safetensors)")
+    last = info["last"] or {}
+    if isinstance(last, dict) and all(isinstance(last.get(k), (int, float)) for k in ("loss_d", "loss_g", "d_real", "d_fake")):
+        print(f"last losses  loss_D {last['loss_d']:.3f} loss_G {last['loss_g']:.3f} D(x) {last['d_real']:.2f} D(G(z)) {last['d_fake']:.2f}")
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    ckpt = load_checkpoint(args.checkpoint)
+    mc = ckpt.model_config
+    G = ckpt.build_generator()
+    g_rows = model_summary(G, torch.zeros(1, mc.z_dim))
+    d_rows = None
+    if ckpt.has("D"):
+        d_rows = model_summary(ckpt.build_discriminator(), torch.zeros(1, mc.channels, mc.image_size, mc.image_size))
+    record = ckpt.record if ckpt.state else None  # None: the file records no training (step, data, ...)
+    info = _info(ckpt, record, g_rows, d_rows)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    _print_model(ckpt, record, info)
     if record:
-        print(f"progress     step {info['step']}, epoch {info['epoch']:.2f}, {info['elapsed_s'] or 0:.0f} s of training, saved {info['saved_at']}")
-        print(f"data         {data.get('name')} ({data.get('num_images')} images from {data.get('source')}), sha256 {str(data.get('fingerprint'))[:16]}...")
-        print(f"training     batch {train.get('batch_size')}, lr G {train.get('lr_g')} D {train.get('lr_d')}, betas ({train.get('beta1')}, {train.get('beta2')}), seed {train.get('seed')}")
-        best = record.best
-        if best:
-            print(f"best         {describe_best(best)} (--eval-every; checkpoints/best.safetensors)")
-        last = info["last"] or {}
-        if isinstance(last, dict) and all(isinstance(last.get(k), (int, float)) for k in ("loss_d", "loss_g", "d_real", "d_fake")):
-            print(f"last losses  loss_D {last['loss_d']:.3f} loss_G {last['loss_g']:.3f} D(x) {last['d_real']:.2f} D(G(z)) {last['d_fake']:.2f}")
+        _print_training(record, info)
     if args.layers:
         print()
         print(format_summary("Generator", g_rows))
