@@ -300,27 +300,9 @@ def accuracy(model: Classifier, images: torch.Tensor, labels: torch.Tensor, batc
     return correct / max(len(labels), 1)
 
 
-def train_classifier(
-    train: ImageData,
-    test: ImageData,
-    epochs: int = 3,
-    batch_size: int = 128,
-    lr: float = 2e-3,
-    width: int = 32,
-    seed: int = 0,
-    device: torch.device | str = "cpu",
-    hflip: bool | None = None,
-    noise: float = NOISE_AUGMENTATION,
-    on_epoch: Callable[[int, float, float], None] | None = None,
-    progress: bool = False,
-) -> TrainedClassifier:
-    """Train the evaluation classifier on labelled uint8 data; report test accuracy.
-
-    AdamW with a one-cycle learning rate, random shifts of up to 2 pixels (and
-    horizontal flips for RGB data unless `hflip` says otherwise), and Gaussian
-    noise of a sigma drawn per image from [0, `noise`] (NOISE_AUGMENTATION says
-    why). `on_epoch` receives (epoch, train loss, test accuracy).
-    """
+def _labelled_config(train: ImageData, test: ImageData, width: int) -> ClassifierConfig:
+    """The classifier's shape for labelled in-memory data (a one-line error for data that streams or has
+    no labels): the training data's size, channels and classes (numbered when unnamed)."""
     for part, name in ((train, "training"), (test, "test")):
         if not part.in_memory:
             raise DataError(f"the {name} data must fit in memory to train the evaluation classifier")
@@ -328,12 +310,21 @@ def train_classifier(
             raise DataError(f"{train.name or 'this dataset'} has no labels: the evaluation classifier needs labelled data")
     classes = tuple(train.classes or [str(i) for i in range(int(train.labels.max()) + 1)])
     num_classes = max(len(classes), int(train.labels.max()) + 1)
-    config = ClassifierConfig(train.image_size, train.channels, num_classes, width, classes)
-    hflip = config.channels == 3 if hflip is None else hflip
-    device = torch.device(device)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = Classifier(config).to(device)
+    return ClassifierConfig(train.image_size, train.channels, num_classes, width, classes)
+
+
+def _progress_bar(total: int):
+    """The tqdm bar of the training iterations."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="classifier", unit="it", dynamic_ncols=True, mininterval=0.5)
+
+
+def _fit(model: Classifier, train: ImageData, test: ImageData, device: torch.device, epochs: int, batch_size: int, lr: float,
+         seed: int, hflip: bool, noise: float, on_epoch: Callable[[int, float, float], None] | None,
+         progress: bool) -> tuple[list[dict], float]:
+    """`train_classifier`'s optimisation: (each epoch's training loss and test accuracy, the seconds the epochs took).
+    One generator, seeded with `seed` on `device`, draws each epoch's order and then its batches' augmentations."""
     images = train.images.to(device)
     labels = train.labels.to(device)
     steps_per_epoch = max(1, len(images) // batch_size)
@@ -343,11 +334,7 @@ def train_classifier(
     g = torch.Generator(device=device).manual_seed(seed)
     start = time.perf_counter()
     history = []
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, desc="classifier", unit="it", dynamic_ncols=True, mininterval=0.5)
+    bar = _progress_bar(total) if progress else None
     for epoch in range(epochs):
         model.train()
         order = torch.randperm(len(images), generator=g, device=device)
@@ -372,6 +359,37 @@ def train_classifier(
             on_epoch(epoch + 1, train_loss, test_acc)
     if bar is not None:
         bar.close()
+    return history, time.perf_counter() - start
+
+
+def train_classifier(
+    train: ImageData,
+    test: ImageData,
+    epochs: int = 3,
+    batch_size: int = 128,
+    lr: float = 2e-3,
+    width: int = 32,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    hflip: bool | None = None,
+    noise: float = NOISE_AUGMENTATION,
+    on_epoch: Callable[[int, float, float], None] | None = None,
+    progress: bool = False,
+) -> TrainedClassifier:
+    """Train the evaluation classifier on labelled uint8 data; report test accuracy.
+
+    AdamW with a one-cycle learning rate, random shifts of up to 2 pixels (and
+    horizontal flips for RGB data unless `hflip` says otherwise), and Gaussian
+    noise of a sigma drawn per image from [0, `noise`] (NOISE_AUGMENTATION says
+    why). `on_epoch` receives (epoch, train loss, test accuracy).
+    """
+    config = _labelled_config(train, test, width)
+    hflip = config.channels == 3 if hflip is None else hflip
+    device = torch.device(device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Classifier(config).to(device)
+    history, seconds = _fit(model, train, test, device, epochs, batch_size, lr, seed, hflip, noise, on_epoch, progress)
     model.eval()
     info = {
         "dataset": train.name,
@@ -381,7 +399,7 @@ def train_classifier(
         "test_images": len(test),
         "test_accuracy": history[-1]["test_accuracy"] if history else 0.0,
         "epochs": epochs,
-        "seconds": round(time.perf_counter() - start, 1),
+        "seconds": round(seconds, 1),
         "seed": seed,
         "noise_augmentation": noise,
         "history": history,
