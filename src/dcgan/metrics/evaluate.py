@@ -31,6 +31,7 @@ from ..errors import ConfigError
 from ..sampling import balanced_labels, generate, sample_z
 from .classifier import TrainedClassifier
 from .conditional import (  # class_reference_features and per_class_count: re-exported, imported from here
+    _Conditional,
     check_classes,
     class_names_or_numbers,
     class_reference_features,
@@ -245,38 +246,70 @@ def evaluate(
     report = EvalReport(build_protocol(extractor, real, real_split, int(real_feats.shape[0]), num_samples, seed, metrics))
     if cond is not None:
         report.protocol.update(cond.protocol())
-
-    def row(subject: str, collect: FeatureCollector, labels: torch.Tensor | None, names: list[str]) -> dict:
-        feats, probs = collect.result()
-        extra = cond.score_args(labels) if cond is not None else {}
-        return {"subject": subject, "n": int(feats.shape[0]),
-                **score(names, real_feats, feats, probs, classes, real_mean, collect.mean_image, **extra)}
-
+    scoring = _Scoring(extractor, classifier, want_probs, real_feats, real_mean, classes, cond, batch_size)
     if G is not None:
-        config = G.config
-        z = sample_z(num_samples, config.z_dim, config.prior, torch.Generator().manual_seed(seed))
-        labels = balanced_labels(num_samples, config.num_classes)  # a conditional G: every class equally often
-        collect = FeatureCollector(extractor, classifier, want_probs)
-        for chunk, chunk_labels in _chunks(z, labels, batch_size):
-            collect.add(generate(G, chunk, chunk_labels, batch_size=batch_size))
-        report.rows.append(row("generator", collect, labels, metrics))
+        report.rows.append(_generator_row(scoring, G, num_samples, seed, metrics))
     if test is not None:
-        idx = subset(len(test), num_samples, seed=1)
-        test_labels = test.labels[idx] if test.labels is not None else None  # (n,) the classes the floor is scored by
-        if cond is not None and test_labels is not None:
-            check_classes(cond.class_names, cond.num_classes, real=test)
-        report.protocol["num_test"] = int(len(idx))
-        for sigma in (0.0, *ladder):
-            collect = FeatureCollector(extractor, classifier, want_probs)
-            noise_gen = torch.Generator().manual_seed(seed + 7)
-            for chunk in idx.split(batch_size):
-                x = to_unit_range(real_images(test, chunk))
-                if sigma > 0:
-                    x = (x + sigma * torch.randn(x.shape, generator=noise_gen)).clamp_(-1, 1)
-                collect.add(x)
-            subject = "real test (floor)" if sigma == 0 else f"test + noise {sigma:g}"
-            report.rows.append(row(subject, collect, test_labels, metrics if test_metrics is None else test_metrics))
+        _add_test_rows(report, scoring, test, num_samples, seed, ladder, metrics if test_metrics is None else test_metrics)
     return report
+
+
+@dataclass
+class _Scoring:
+    """What every row of one `evaluate` report is scored with: the features (and class probabilities when
+    wanted), the real reference they are compared with, and the conditional setup (None without one)."""
+
+    extractor: Extractor
+    classifier: TrainedClassifier | None
+    want_probs: bool
+    real_feats: torch.Tensor
+    real_mean: torch.Tensor | None
+    classes: list[str] | None  # the classifier's classes
+    cond: _Conditional | None
+    batch_size: int
+
+    def collector(self) -> FeatureCollector:
+        """An empty collector for one row's images."""
+        return FeatureCollector(self.extractor, self.classifier, self.want_probs)
+
+    def row(self, subject: str, collect: FeatureCollector, labels: torch.Tensor | None, names: list[str]) -> dict:
+        """The row of `subject`: its image count and the metrics `names` of what `collect` gathered."""
+        feats, probs = collect.result()
+        extra = self.cond.score_args(labels) if self.cond is not None else {}
+        return {"subject": subject, "n": int(feats.shape[0]),
+                **score(names, self.real_feats, feats, probs, self.classes, self.real_mean, collect.mean_image, **extra)}
+
+
+def _generator_row(scoring: _Scoring, G: nn.Module, num_samples: int, seed: int, metrics: list[str]) -> dict:
+    """The generator's row: `num_samples` samples from z drawn with `seed`, scored by the metrics `metrics`."""
+    config = G.config
+    z = sample_z(num_samples, config.z_dim, config.prior, torch.Generator().manual_seed(seed))
+    labels = balanced_labels(num_samples, config.num_classes)  # a conditional G: every class equally often
+    collect = scoring.collector()
+    for chunk, chunk_labels in _chunks(z, labels, scoring.batch_size):
+        collect.add(generate(G, chunk, chunk_labels, batch_size=scoring.batch_size))
+    return scoring.row("generator", collect, labels, metrics)
+
+
+def _add_test_rows(report: EvalReport, scoring: _Scoring, test: ImageData, num_samples: int, seed: int,
+                   ladder: tuple[float, ...], names: list[str]) -> None:
+    """The floor's row (up to `num_samples` real test images, chosen with seed 1, scored by their true labels) and a
+    row per sigma of `ladder` (those images plus Gaussian noise of that sigma drawn with `seed` + 7, clipped to [-1, 1])."""
+    idx = subset(len(test), num_samples, seed=1)
+    test_labels = test.labels[idx] if test.labels is not None else None  # (n,) the classes the floor is scored by
+    if scoring.cond is not None and test_labels is not None:
+        check_classes(scoring.cond.class_names, scoring.cond.num_classes, real=test)
+    report.protocol["num_test"] = int(len(idx))
+    for sigma in (0.0, *ladder):
+        collect = scoring.collector()
+        noise_gen = torch.Generator().manual_seed(seed + 7)
+        for chunk in idx.split(scoring.batch_size):
+            x = to_unit_range(real_images(test, chunk))
+            if sigma > 0:
+                x = (x + sigma * torch.randn(x.shape, generator=noise_gen)).clamp_(-1, 1)
+            collect.add(x)
+        subject = "real test (floor)" if sigma == 0 else f"test + noise {sigma:g}"
+        report.rows.append(scoring.row(subject, collect, test_labels, names))
 
 
 def _chunks(z: torch.Tensor, labels: torch.Tensor | None, size: int):
