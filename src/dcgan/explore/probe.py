@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -292,6 +292,65 @@ def _random_discriminator(D: Discriminator, seed: int) -> Discriminator:
     return fresh.to(next(D.parameters()).device)
 
 
+def _check_probe_inputs(D: Discriminator, train: ImageData, test: ImageData, baselines: Sequence[str]) -> None:
+    """The one-line errors of a probe that cannot run: an unknown baseline, data that streams from disk or
+    has no labels, images that are not uint8 (N, C, H, W) at D's size."""
+    unknown = [b for b in baselines if b not in BASELINES]
+    if unknown:
+        raise ConfigError(f"unknown baseline {unknown[0]!r}: use {', '.join(BASELINES)}")
+    for part, data in (("training", train), ("test", test)):
+        if not data.in_memory:
+            raise DataError(f"the {part} data streams from disk; the probe needs it in memory")
+        if data.labels is None:
+            raise DataError(f"the {part} data has no labels; the probe needs a labelled dataset")
+        _check_images(data.images, D.config)
+
+
+def _test_subset(test: ImageData, max_test: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images, labels) of the test split, or of `max_test` of them chosen by `seed` (in their order in the split)."""
+    test_images, test_y = test.images, test.labels
+    if max_test is not None:
+        if max_test < 1:
+            raise ConfigError(f"max_test must be positive, got {max_test}")
+        if max_test < len(test):
+            pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:max_test]
+            pick = torch.sort(pick).values
+            test_images, test_y = test_images[pick], test_y[pick]
+    return test_images, test_y
+
+
+def _extractors(D: Discriminator, train: ImageData, baselines: Sequence[str], seed: int, grid: int,
+                batch_size: int) -> list[tuple[str, Callable[[torch.Tensor], torch.Tensor]]]:
+    """(name, features of uint8 images) for D and each baseline asked for, in the report's order."""
+    # D reads real images here: batch-norm statistics of real batches, not training's real/fake mix.
+    D = with_real_statistics(D, train.images, seed=seed)
+    extractors = [("discriminator", lambda imgs: discriminator_features(D, imgs, grid, batch_size))]
+    if "pixels" in baselines:
+        extractors.append(("pixels", pixel_features))
+    if "random_d" in baselines:
+        random_d = with_real_statistics(_random_discriminator(D, seed), train.images, seed=seed)
+        extractors.append(("random_d", lambda imgs: discriminator_features(random_d, imgs, grid, batch_size)))
+    return extractors
+
+
+def _probe_row(name: str, extract: Callable[[torch.Tensor], torch.Tensor], train_images: torch.Tensor, train_y: torch.Tensor,
+               test_images: torch.Tensor, test_y: np.ndarray, Cs: Sequence[float], seed: int) -> ProbeRow:
+    """One extractor's row: its features of the labelled training images fit the SVM (C chosen on a held-out
+    split), which is then scored on the test images' features; the seconds count all of it."""
+    start = time.perf_counter()
+    tr_x, te_x = extract(train_images), extract(test_images)  # (n_train, D), (n_test, D)
+    svm = fit_linear_svm(tr_x, train_y, Cs=Cs, seed=seed)
+    return ProbeRow(
+        name=name,
+        feature_dim=int(tr_x.shape[1]),
+        best_C=svm.best_C,
+        val_accuracy=svm.val_accuracy.get(svm.best_C, float("nan")),
+        test_accuracy=svm.accuracy(te_x, test_y),
+        seconds=time.perf_counter() - start,
+        converged=svm.converged,
+    )
+
+
 def run_probe(
     D: Discriminator,
     train: ImageData,
@@ -312,53 +371,13 @@ def run_probe(
     architecture, initialised with `seed`). Both Ds read the images with batch-norm
     statistics of real training batches (`sampling.with_real_statistics`).
     """
-    unknown = [b for b in baselines if b not in BASELINES]
-    if unknown:
-        raise ConfigError(f"unknown baseline {unknown[0]!r}: use {', '.join(BASELINES)}")
-    for part, data in (("training", train), ("test", test)):
-        if not data.in_memory:
-            raise DataError(f"the {part} data streams from disk; the probe needs it in memory")
-        if data.labels is None:
-            raise DataError(f"the {part} data has no labels; the probe needs a labelled dataset")
-        _check_images(data.images, D.config)
-
+    _check_probe_inputs(D, train, test, baselines)
     train_idx = labelled_subset(train.labels, per_class, seed)  # (per_class * n_classes,)
     train_images, train_y = train.images[train_idx], train.labels[train_idx]
-    test_images, test_y = test.images, test.labels
-    if max_test is not None:
-        if max_test < 1:
-            raise ConfigError(f"max_test must be positive, got {max_test}")
-        if max_test < len(test):
-            pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:max_test]
-            pick = torch.sort(pick).values
-            test_images, test_y = test_images[pick], test_y[pick]
+    test_images, test_y = _test_subset(test, max_test, seed)
     test_y_np = test_y.numpy()
-
-    # D reads real images here: batch-norm statistics of real batches, not training's real/fake mix.
-    D = with_real_statistics(D, train.images, seed=seed)
-    extractors = [("discriminator", lambda imgs: discriminator_features(D, imgs, grid, batch_size))]
-    if "pixels" in baselines:
-        extractors.append(("pixels", pixel_features))
-    if "random_d" in baselines:
-        random_d = with_real_statistics(_random_discriminator(D, seed), train.images, seed=seed)
-        extractors.append(("random_d", lambda imgs: discriminator_features(random_d, imgs, grid, batch_size)))
-
-    rows: list[ProbeRow] = []
-    for name, extract in extractors:
-        start = time.perf_counter()
-        tr_x, te_x = extract(train_images), extract(test_images)  # (n_train, D), (n_test, D)
-        svm = fit_linear_svm(tr_x, train_y, Cs=Cs, seed=seed)
-        rows.append(
-            ProbeRow(
-                name=name,
-                feature_dim=int(tr_x.shape[1]),
-                best_C=svm.best_C,
-                val_accuracy=svm.val_accuracy.get(svm.best_C, float("nan")),
-                test_accuracy=svm.accuracy(te_x, test_y_np),
-                seconds=time.perf_counter() - start,
-                converged=svm.converged,
-            )
-        )
+    rows = [_probe_row(name, extract, train_images, train_y, test_images, test_y_np, Cs, seed)
+            for name, extract in _extractors(D, train, baselines, seed, grid, batch_size)]
     notes = []
     if not all(r.converged for r in rows):
         notes.append("liblinear hit its iteration limit in a final fit; that row's accuracy may be slightly low")
