@@ -8,12 +8,14 @@
 #                   code paths, as an AVX2-only CPU runs them (fp32, no bf16 or AMX kernels)
 # and the documentation site, which CI builds too:
 #   make docs   installs the docs extra (MkDocs) when missing and builds site/ strictly: a broken link fails
+# and the checks of the code itself, which CI runs too:
+#   make lint   installs the lint extra (ruff, mypy) when missing; ruff's linter and formatter, then mypy
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test test-avx2 docs install browser clean
+.PHONY: demo test test-avx2 docs lint install browser clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +39,15 @@ $(BIN)/.docs-installed: pyproject.toml constraints.txt $(BIN)/.installed
 
 docs: $(BIN)/.docs-installed
 	$(BIN)/mkdocs build --strict --site-dir site
+
+$(BIN)/.lint-installed: pyproject.toml constraints.txt $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[lint]"
+	touch $@
+
+lint: $(BIN)/.lint-installed
+	$(BIN)/ruff check src tests benchmarks docs
+	$(BIN)/ruff format --check src tests benchmarks docs
+	$(BIN)/mypy
 
 browser:
 	@command -v chromium >/dev/null 2>&1 && chromium --version 2>/dev/null || { \

@@ -55,18 +55,35 @@ def weights_init(m: nn.Module) -> None:
 def build_baseline(nc: int, nz: int = 100, ngf: int = 64, ndf: int = 64, device="cpu"):
     """(netG, netD) as in the example, initialised with `weights_init` (seed beforehand)."""
     netG = nn.Sequential(
-        nn.ConvTranspose2d(nz, ngf * 8, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * 8), nn.ReLU(True),  # 4x4
-        nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 4), nn.ReLU(True),  # 8x8
-        nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(True),  # 16x16
-        nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf), nn.ReLU(True),  # 32x32
-        nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False), nn.Tanh(),  # 64x64
+        nn.ConvTranspose2d(nz, ngf * 8, 4, 1, 0, bias=False),
+        nn.BatchNorm2d(ngf * 8),
+        nn.ReLU(True),  # 4x4
+        nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(ngf * 4),
+        nn.ReLU(True),  # 8x8
+        nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(ngf * 2),
+        nn.ReLU(True),  # 16x16
+        nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(ngf),
+        nn.ReLU(True),  # 32x32
+        nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False),
+        nn.Tanh(),  # 64x64
     )
     netD = nn.Sequential(
-        nn.Conv2d(nc, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True),  # 32x32
-        nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 2), nn.LeakyReLU(0.2, inplace=True),
-        nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 4), nn.LeakyReLU(0.2, inplace=True),
-        nn.Conv2d(ndf * 4, ndf * 8, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 8), nn.LeakyReLU(0.2, inplace=True),
-        nn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False), nn.Sigmoid(),  # 1x1
+        nn.Conv2d(nc, ndf, 4, 2, 1, bias=False),
+        nn.LeakyReLU(0.2, inplace=True),  # 32x32
+        nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(ndf * 2),
+        nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(ndf * 4),
+        nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(ndf * 4, ndf * 8, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(ndf * 8),
+        nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False),
+        nn.Sigmoid(),  # 1x1
     )
     netG.apply(weights_init)
     netD.apply(weights_init)
@@ -115,8 +132,7 @@ class BaselineTrainer:
         self.device, self.nz = torch.device(device), nz
         self.dataset = ExampleDataset(images_uint8, image_size, nc)
         self.loader = torch.utils.data.DataLoader(
-            self.dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
-            generator=torch.Generator().manual_seed(seed),
+            self.dataset, batch_size=batch_size, shuffle=True, num_workers=workers, generator=torch.Generator().manual_seed(seed)
         )
         self.generator, self.netD = build_baseline(nc, nz, device=self.device)
         self.criterion = nn.BCELoss()
@@ -176,9 +192,14 @@ class BaselineTrainer:
         timed = slice(warmup, None) if n > warmup else slice(None)
         seconds, total = sum(times[timed]), sum(times)
         return {
-            "images_per_s": sum(images[timed]) / max(seconds, 1e-9), "seconds": seconds, "steps": len(times[timed]),
-            "total_images_per_s": sum(images) / max(total, 1e-9), "total_seconds": total, "total_steps": n,
-            "warmup_steps": n - len(times[timed]), **last,
+            "images_per_s": sum(images[timed]) / max(seconds, 1e-9),
+            "seconds": seconds,
+            "steps": len(times[timed]),
+            "total_images_per_s": sum(images) / max(total, 1e-9),
+            "total_seconds": total,
+            "total_steps": n,
+            "warmup_steps": n - len(times[timed]),
+            **last,
         }
 
     @torch.no_grad()
@@ -208,15 +229,18 @@ def main(argv=None) -> int:
     from dcgan.data import load_dataset
 
     data = load_dataset(args.data, args.data_dir)  # native size; the example upsizes to 64 per item
-    print(f"{args.data}: {len(data)} images {tuple(data.images.shape[1:])}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, {args.workers} workers, batch {args.batch_size}, {args.device}")
-    trainer = BaselineTrainer(data.images, data.channels, batch_size=args.batch_size, workers=args.workers,
-                              device=args.device, seed=args.seed)
+    print(
+        f"{args.data}: {len(data)} images {tuple(data.images.shape[1:])}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, {args.workers} workers, batch {args.batch_size}, {args.device}"
+    )
+    trainer = BaselineTrainer(data.images, data.channels, batch_size=args.batch_size, workers=args.workers, device=args.device, seed=args.seed)
     r = trainer.train_steps(args.warmup + args.steps, warmup=args.warmup)
-    print(f"baseline (pytorch/examples dcgan): {r['images_per_s']:.1f} images/s over {r['steps']} steps "
-          f"({r['seconds']:.2f} s; with {r['warmup_steps']} warm-up: {r['total_images_per_s']:.1f} images/s, "
-          f"{r['total_seconds']:.2f} s) loss_d {r['loss_d']:.4f} loss_g {r['loss_g']:.4f} "
-          f"D(x) {r['d_x']:.4f} D(G(z)) {r['d_g_z1']:.4f} / {r['d_g_z2']:.4f}")
+    print(
+        f"baseline (pytorch/examples dcgan): {r['images_per_s']:.1f} images/s over {r['steps']} steps "
+        f"({r['seconds']:.2f} s; with {r['warmup_steps']} warm-up: {r['total_images_per_s']:.1f} images/s, "
+        f"{r['total_seconds']:.2f} s) loss_d {r['loss_d']:.4f} loss_g {r['loss_g']:.4f} "
+        f"D(x) {r['d_x']:.4f} D(G(z)) {r['d_g_z1']:.4f} / {r['d_g_z2']:.4f}"
+    )
     return 0
 
 

@@ -77,8 +77,9 @@ def main() -> int:
             results[name].append(got["images_per_s"])
         print(f"round {r + 1}: " + ", ".join(f"{n} {v[-1]:.1f}" for n, v in results.items()), flush=True)
     before, after = (statistics.median(results[n]) for n in ("before", "after"))
-    print(f"\n{args.image_size}x{args.image_size}x1, batch {args.batch}, {args.steps} timed steps after {args.warmup}, "
-          f"median of {args.rounds} rounds")
+    print(
+        f"\n{args.image_size}x{args.image_size}x1, batch {args.batch}, {args.steps} timed steps after {args.warmup}, median of {args.rounds} rounds"
+    )
     print("| tree | images/s (median) | after / before |\n| --- | ---: | ---: |")
     print(f"| before ({trees['before']}) | {before:.1f} | |\n| after ({trees['after']}) | {after:.1f} | {after / before:.3f}x |")
     return 0

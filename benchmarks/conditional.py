@@ -33,9 +33,9 @@ from pathlib import Path
 import torch
 
 from dcgan.checkpoint import load_checkpoint
-from dcgan.models.conditioning import class_grid
 from dcgan.figures import class_rows_image
 from dcgan.imaging import save_image_atomic
+from dcgan.models.conditioning import class_grid
 from dcgan.sampling import generate, sample_z
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,16 +45,31 @@ DATA = {  # --data -> (the recipe, the options that name the data)
     "cifar10": ("cifar10", ["--data", str(SHARED / "cifar10-jpg" / "CIFAR-10-images-jpg.tar.gz")]),
     "clothing": ("photos64", ["--data", str(SHARED / "clothing" / "clothing-96.tar.gz")]),
 }
-METHODS = {"none": [], "concat": ["--conditional", "--conditioning", "concat"],
-           "projection": ["--conditional", "--conditioning", "projection"]}
+METHODS = {"none": [], "concat": ["--conditional", "--conditioning", "concat"], "projection": ["--conditional", "--conditioning", "projection"]}
 
 
 def train_commands(args) -> dict[str, list[str]]:
     recipe, data = DATA[args.data]
     commands = {}
     for name in args.only.split(","):
-        cmd = [sys.executable, "-m", "dcgan", "train", "--recipe", recipe, *data, *METHODS[name], "--steps", str(args.steps),
-               "--seed", str(args.seed), "--out", str(args.out / f"{args.data}-{name}"), "--quiet", *args.train_args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "dcgan",
+            "train",
+            "--recipe",
+            recipe,
+            *data,
+            *METHODS[name],
+            "--steps",
+            str(args.steps),
+            "--seed",
+            str(args.seed),
+            "--out",
+            str(args.out / f"{args.data}-{name}"),
+            "--quiet",
+            *args.train_args,
+        ]
         if args.eval_every:
             cmd += ["--eval-every", str(args.eval_every)]
         if args.eval_metric and name != "none":
@@ -78,7 +93,7 @@ def train(args) -> None:
         if args.side_by_side:
             env["OMP_NUM_THREADS"] = "1"
             cmd = ["taskset", "-c", str(i % (os.cpu_count() or 1)), *cmd]
-        print("training:", " ".join(cmd[cmd.index("train"):]), flush=True)
+        print("training:", " ".join(cmd[cmd.index("train") :]), flush=True)
         proc = subprocess.Popen(cmd, env=env)
         if not args.side_by_side:
             proc.wait()
@@ -92,8 +107,19 @@ def evaluate(run: Path, num_samples: int) -> dict:
     """`dcgan evaluate` of the run's latest checkpoint, as JSON."""
     out = run.parent / f"{run.name}-eval.json"
     if not out.exists():
-        cmd = [sys.executable, "-m", "dcgan", "evaluate", str(run), "--num-samples", str(num_samples), "--json", str(out),
-               "--metrics", "fid,conditional_accuracy,intra_fid" if load_checkpoint(run).model_config.conditional else "fid"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "dcgan",
+            "evaluate",
+            str(run),
+            "--num-samples",
+            str(num_samples),
+            "--json",
+            str(out),
+            "--metrics",
+            "fid,conditional_accuracy,intra_fid" if load_checkpoint(run).model_config.conditional else "fid",
+        ]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return json.loads(out.read_text())
 
@@ -145,16 +171,20 @@ def main() -> None:
         gen, floor = rows["generator"], rows.get("real test (floor)", {})
         seconds = load_checkpoint(run).record.elapsed_s or 0.0
         acc, floor_acc = gen.get("conditional_accuracy"), floor.get("conditional_accuracy")
-        print(f"{name:<12} {seconds:>8.0f} {gen['fid']:>8.3f} {'' if acc is None else f'{100 * acc:.1f}%':>10} "
-              f"{gen.get('intra_fid', float('nan')):>9.3f} {'' if floor_acc is None else f'{100 * floor_acc:.1f}%':>10} "
-              f"{floor.get('intra_fid', float('nan')):>11.3f}")
+        print(
+            f"{name:<12} {seconds:>8.0f} {gen['fid']:>8.3f} {'' if acc is None else f'{100 * acc:.1f}%':>10} "
+            f"{gen.get('intra_fid', float('nan')):>9.3f} {'' if floor_acc is None else f'{100 * floor_acc:.1f}%':>10} "
+            f"{floor.get('intra_fid', float('nan')):>11.3f}"
+        )
         if name != "none":
             per_class[name] = gen.get("class_fid") or {}
             class_figure(run, args.out / f"{args.data}-{name}-classes.png")
             if args.eval_metric == "conditional_accuracy":
                 hit = first_reaching(run, "conditional_accuracy", args.target)
-                print(f"{'':<12} first tracked conditional accuracy >= {100 * args.target:.0f}%: "
-                      + (f"step {hit['step']} ({100 * hit['value']:.1f}%) after {hit['seconds']:.0f} s of training" if hit else "not reached"))
+                print(
+                    f"{'':<12} first tracked conditional accuracy >= {100 * args.target:.0f}%: "
+                    + (f"step {hit['step']} ({100 * hit['value']:.1f}%) after {hit['seconds']:.0f} s of training" if hit else "not reached")
+                )
     for name, values in per_class.items():
         if values:
             print(f"intra-FID per class, {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in values.items()))

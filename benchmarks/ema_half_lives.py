@@ -39,8 +39,7 @@ def main() -> int:
     p.add_argument("--no-rampup", default="30", help="thousands of images, without a ramp-up")
     p.add_argument("--num-samples", type=int, default=10_000)
     args = p.parse_args()
-    trainer = Trainer.from_options(data="mnist", data_dir=args.data_dir, seed=0, epochs=1000, progress=False,
-                                   batch_size=args.batch_size)
+    trainer = Trainer.from_options(data="mnist", data_dir=args.data_dir, seed=0, epochs=1000, progress=False, batch_size=args.batch_size)
     gan, defaults = trainer.gan, TrainConfig()
     averages = {}
     for text, rampup in ((args.half_lives, defaults.ema_rampup), (args.no_rampup, None)):
@@ -60,8 +59,10 @@ def main() -> int:
             ema.update(gan.G, args.batch_size)
     real = load_dataset("mnist", args.data_dir, image_size=32, split="train")
     extractor = build_extractor(resolve_features("auto", "mnist")[0], dataset="mnist")
-    print(f"batch {args.batch_size}: {steps} steps in {args.minutes:g} minutes; {extractor.description}; "
-          f"{args.num_samples} samples vs {args.num_samples} training images")
+    print(
+        f"batch {args.batch_size}: {steps} steps in {args.minutes:g} minutes; {extractor.description}; "
+        f"{args.num_samples} samples vs {args.num_samples} training images"
+    )
     print("| generator | FID | grid |\n| --- | ---: | ---: |")
     for name, G in [("trained G (eval-mode BN)", gan.G)] + [(n, e.refresh(steps)) for n, e in averages.items()]:
         row = evaluate(G, real, extractor, ["fid", "grid"], num_samples=args.num_samples).rows[0]

@@ -57,12 +57,13 @@ def main() -> int:
         print(f"{out} exists: scoring its checkpoints without retraining")
     else:
         trainer = Trainer.from_options(
-            run_dir=out, data="mnist", data_dir=args.data_dir, epochs=args.epochs, seed=args.seed,
-            eval_every=234, eval_samples=2000,
+            run_dir=out, data="mnist", data_dir=args.data_dir, epochs=args.epochs, seed=args.seed, eval_every=234, eval_samples=2000
         )
         result = trainer.train()
-        print(f"training: {result.step} iterations ({result.epoch:.2f} epochs) in {result.seconds:.1f} s "
-              f"(including {result.step // 234} tracked evaluations); best tracked FID {result.best}")
+        print(
+            f"training: {result.step} iterations ({result.epoch:.2f} epochs) in {result.seconds:.1f} s "
+            f"(including {result.step // 234} tracked evaluations); best tracked FID {result.best}"
+        )
 
     # 3. The full protocol on the final and the best checkpoint, with the floors.
     real = load_dataset("mnist", args.data_dir, image_size=32, split="train")
@@ -74,12 +75,23 @@ def main() -> int:
         ckpt = load_checkpoint(out / "checkpoints" / f"{name}.safetensors")
         start = time.perf_counter()
         report = evaluate(
-            ckpt.build_generator(), real, extractor, metrics, num_samples=args.num_samples, classifier=extractor.classifier,
-            test=test if name == "latest" else None, ladder=LADDER_SIGMAS, cache_dir=default_cache_dir() / "reference",
+            ckpt.build_generator(),
+            real,
+            extractor,
+            metrics,
+            num_samples=args.num_samples,
+            classifier=extractor.classifier,
+            test=test if name == "latest" else None,
+            ladder=LADDER_SIGMAS,
+            cache_dir=default_cache_dir() / "reference",
         )
         print(f"{name} (step {ckpt.step}): scored in {time.perf_counter() - start:.1f} s")
         for row in report.rows:
-            label = f"DCGAN {name} (step {ckpt.step}, epoch {ckpt.state['epoch'] + ckpt.state['batch_in_epoch'] / ckpt.state['steps_per_epoch']:.2f})" if row["subject"] == "generator" else row["subject"]
+            label = (
+                f"DCGAN {name} (step {ckpt.step}, epoch {ckpt.state['epoch'] + ckpt.state['batch_in_epoch'] / ckpt.state['steps_per_epoch']:.2f})"
+                if row["subject"] == "generator"
+                else row["subject"]
+            )
             rows.append({**row, "subject": label})
     print(report.protocol_line())
     keys = ["fid", "kid", "precision", "recall", "density", "coverage", "is", "class_entropy", "classes_covered", "confidence"]

@@ -25,7 +25,7 @@ import statistics
 import sys
 import time
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -34,10 +34,7 @@ from dcgan.export import EXPORT_FORMATS, model_card
 from dcgan.models import Generator, ModelConfig
 from dcgan.sampling import sample_z
 
-MODELS = {
-    "64x64 RGB": dict(image_size=64, channels=3),
-    "32x32 grey": dict(image_size=32, channels=1),
-}
+MODELS = {"64x64 RGB": dict(image_size=64, channels=3), "32x32 grey": dict(image_size=32, channels=1)}
 BATCHES = (1, 64)
 
 
@@ -94,8 +91,10 @@ def main() -> int:
     import onnxruntime
 
     threads = torch.get_num_threads()
-    print(f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, {threads} threads "
-          f"({os.cpu_count()} cores, {platform.processor() or platform.machine()})")
+    print(
+        f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, {threads} threads "
+        f"({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
+    )
     print(f"z_dim {args.z_dim}, width {args.width}; median of {args.rounds} rounds of {args.seconds:g} s after {args.warmup} warm-up calls")
     rows = []
     for model_name in [m.strip() for m in args.models.split(",") if m.strip()]:

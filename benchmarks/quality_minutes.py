@@ -45,8 +45,24 @@ REPO = Path(__file__).resolve().parents[1]
 def start_training(src: Path, run: Path, data_dir: str, core: int | None = None, extra: list[str] = ()) -> subprocess.Popen:
     """`python -m dcgan train` of the code in `src` (on one CPU core, with one thread, when `core` is given)."""
     env = dict(os.environ, PYTHONPATH=str(src))
-    cmd = [sys.executable, "-m", "dcgan", "train", "--data", "mnist", "--data-dir", data_dir, "--seed", "0",
-           "--epochs", "1000", "--quiet", "--out", str(run), *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dcgan",
+        "train",
+        "--data",
+        "mnist",
+        "--data-dir",
+        data_dir,
+        "--seed",
+        "0",
+        "--epochs",
+        "1000",
+        "--quiet",
+        "--out",
+        str(run),
+        *extra,
+    ]
     if core is not None:
         env["OMP_NUM_THREADS"] = "1"
         cmd = ["taskset", "-c", str(core), *cmd]
@@ -100,17 +116,19 @@ def main() -> int:
     p.add_argument("--num-samples", type=int, default=10_000)
     p.add_argument("--out", default="/tmp/quality-minutes")
     p.add_argument("--skip-training", action="store_true", help="score the runs already in --out")
-    p.add_argument("--side-by-side", action="store_true",
-                   help="train both at once, each on its own core with one thread (for a machine that is not quiet: "
-                   "whatever else runs slows both alike); default: one after the other, each with every core")
+    p.add_argument(
+        "--side-by-side",
+        action="store_true",
+        help="train both at once, each on its own core with one thread (for a machine that is not quiet: "
+        "whatever else runs slows both alike); default: one after the other, each with every core",
+    )
     args = p.parse_args()
     out = Path(args.out)
     runs = {"before": (Path(args.old_src), out / "before"), "after": (Path(args.new_src), out / "after")}
     extra = {"before": [], "after": args.after_args.split()}
     if not args.skip_training and args.side_by_side:
         print(f"training both side by side for {args.minutes} minutes ...", flush=True)
-        stop_after([start_training(src, run, args.data_dir, core, extra[name]) for core, (name, (src, run)) in enumerate(runs.items())],
-                   args.minutes)
+        stop_after([start_training(src, run, args.data_dir, core, extra[name]) for core, (name, (src, run)) in enumerate(runs.items())], args.minutes)
     elif not args.skip_training:
         for name, (src, run) in runs.items():
             print(f"training {name} for {args.minutes} minutes ...", flush=True)
@@ -120,19 +138,28 @@ def main() -> int:
     test = load_dataset("mnist", args.data_dir, image_size=32, split="test")
     names = (args.features or resolve_features("auto", "mnist")[0]).split(",")  # default: what `dcgan evaluate` picks
     extractors = [build_extractor(name, dataset="mnist") for name in names]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; features: "
-          + "; ".join(f"{e.name}: {e.description}" for e in extractors))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; features: " + "; ".join(f"{e.name}: {e.description}" for e in extractors))
     rows, pictures = [], []
-    subjects = [("before", "before", False), ("after (default: averaged G, standing BN)", "after", False),
-                ("after --raw-g (trained G, eval BN)", "after", True)]
+    subjects = [
+        ("before", "before", False),
+        ("after (default: averaged G, standing BN)", "after", False),
+        ("after --raw-g (trained G, eval BN)", "after", True),
+    ]
     for label, run, raw in subjects:
         ckpt = load_checkpoint(runs[run][1])
         G = ckpt.build_generator(raw=raw)
         pictures.append(generate(G, sample_z(16, G.config.z_dim, G.config.prior, torch.Generator().manual_seed(0))))
         first = not rows
         for i, extractor in enumerate(extractors):
-            report = evaluate(G, real, extractor, ["fid", "grid"], num_samples=args.num_samples, test=test if first else None,
-                              ladder=(0.1, 0.2, 0.5) if first else ())
+            report = evaluate(
+                G,
+                real,
+                extractor,
+                ["fid", "grid"],
+                num_samples=args.num_samples,
+                test=test if first else None,
+                ladder=(0.1, 0.2, 0.5) if first else (),
+            )
             for r in report.rows:
                 subject = label if r["subject"] == "generator" else r["subject"]
                 if i == 0:

@@ -30,8 +30,8 @@ import urllib.request
 import torch
 
 from dcgan.checkpoint import Checkpoint, load_checkpoint
-from dcgan.imaging import tensor_to_pil
 from dcgan.explore.latent import interpolate, invert, latent_sheet, move_along, vector_arithmetic
+from dcgan.imaging import tensor_to_pil
 from dcgan.models import Generator, ModelConfig
 from dcgan.sampling import generate
 from dcgan.server import Explorer, bind_socket, create_app, running
@@ -92,20 +92,33 @@ def measure(explorer: Explorer, base: str, rounds: int, steps: int) -> None:
     upload = buf.getvalue()
 
     cases = [
-        ("grid of 64 samples", lambda: generate(G, latent_sheet(config, 0, 64)),
-         lambda: _post(f"{base}/api/sheet", {"seed": 0, "n": 64})),
-        ("walk, 10 steps", lambda: interpolate(G, sheet[3:4], sheet[17:18], 10),
-         lambda: _post(f"{base}/api/walk", {"a": ref(3), "b": ref(17), "steps": 10})),
-        ("arithmetic, 3+3+3 exemplars", lambda: vector_arithmetic(G, sheet[0:3], sheet[3:6], sheet[6:9]),
-         lambda: _post(f"{base}/api/arithmetic", {"a": [ref(0), ref(1), ref(2)], "b": [ref(3), ref(4), ref(5)], "c": [ref(6), ref(7), ref(8)]})),
-        ("slider move", lambda: generate(G, move_along(sheet[1], directions.directions, amounts, config.prior).unsqueeze(0)),
-         lambda: _post(f"{base}/api/slide", {"base": ref(1), "amounts": amounts})),
-        (f"inversion, 4 restarts x {steps} steps", lambda: invert(G, target, restarts=4, steps=steps),
-         lambda: _post(f"{base}/api/invert?restarts=4&steps={steps}", upload, raw=True)),
+        ("grid of 64 samples", lambda: generate(G, latent_sheet(config, 0, 64)), lambda: _post(f"{base}/api/sheet", {"seed": 0, "n": 64})),
+        (
+            "walk, 10 steps",
+            lambda: interpolate(G, sheet[3:4], sheet[17:18], 10),
+            lambda: _post(f"{base}/api/walk", {"a": ref(3), "b": ref(17), "steps": 10}),
+        ),
+        (
+            "arithmetic, 3+3+3 exemplars",
+            lambda: vector_arithmetic(G, sheet[0:3], sheet[3:6], sheet[6:9]),
+            lambda: _post(f"{base}/api/arithmetic", {"a": [ref(0), ref(1), ref(2)], "b": [ref(3), ref(4), ref(5)], "c": [ref(6), ref(7), ref(8)]}),
+        ),
+        (
+            "slider move",
+            lambda: generate(G, move_along(sheet[1], directions.directions, amounts, config.prior).unsqueeze(0)),
+            lambda: _post(f"{base}/api/slide", {"base": ref(1), "amounts": amounts}),
+        ),
+        (
+            f"inversion, 4 restarts x {steps} steps",
+            lambda: invert(G, target, restarts=4, steps=steps),
+            lambda: _post(f"{base}/api/invert?restarts=4&steps={steps}", upload, raw=True),
+        ),
     ]
     info = _get(f"{base}/api/info")
-    print(f"model: {info['image_size']}x{info['image_size']}x{info['channels']}, z {info['z_dim']}, step {info['step']}; "
-          f"{torch.get_num_threads()} CPU threads; median of {rounds} rounds, after one warm-up")
+    print(
+        f"model: {info['image_size']}x{info['image_size']}x{info['channels']}, z {info['z_dim']}, step {info['step']}; "
+        f"{torch.get_num_threads()} CPU threads; median of {rounds} rounds, after one warm-up"
+    )
     print(f"{'request':<36} {'library ms':>11} {'HTTP ms':>9} {'ratio':>7}")
     for name, library, http in cases:
         library(), http()  # warm-up

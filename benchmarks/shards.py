@@ -37,13 +37,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from streaming_memory import make_folder, tree_rss_mb  # noqa: E402
-
 from dcgan.data import ImageData, load_dataset  # noqa: E402
-from dcgan.training.distributed import DistInfo  # noqa: E402
 from dcgan.data.shard_writer import write_shards  # noqa: E402
 from dcgan.data.shards import usable_workers  # noqa: E402
+from dcgan.training.distributed import DistInfo  # noqa: E402
 from dcgan.training.feed import DataFeed  # noqa: E402
+from streaming_memory import make_folder, tree_rss_mb  # noqa: E402
 
 FRACTIONS = (0.1, 0.5, 1.0)  # points of the epoch at which the resident memory is reported
 
@@ -174,7 +173,7 @@ def read_epoch(name: str, load, batch_size: int, workers: int) -> EpochResult:
     result = EpochResult(name, steps * batch_size, open_s, 0.0, 0.0)
     start = time.perf_counter()
     n = 0
-    for images, _labels in feed.epoch_batches(0, 0):
+    for images, _labels in feed.epoch_batches(0, 0):  # noqa: B007  (the last batch is used after the loop)
         n += 1
         if n == 1:
             result.first_batch_s = time.perf_counter() - start
@@ -191,10 +190,12 @@ def read_epoch(name: str, load, batch_size: int, workers: int) -> EpochResult:
 
 def print_epoch(r: EpochResult, workers: int) -> None:
     rss = ", ".join(f"{int(f * 100)}% {r.rss_at[f]:,.0f} MB" for f in FRACTIONS)
-    print(f"{r.path}: {r.images:,} images in {r.seconds:.1f} s = {r.images_per_s:,.0f} images/s "
-          f"({workers} workers; opened in {r.open_s:.2f} s, first batch after {r.first_batch_s:.2f} s)", flush=True)
-    print(f"  resident memory of process + workers: {rss}; peak {r.peak_mb:,.0f} MB over {r.samples} one-second samples",
-          flush=True)
+    print(
+        f"{r.path}: {r.images:,} images in {r.seconds:.1f} s = {r.images_per_s:,.0f} images/s "
+        f"({workers} workers; opened in {r.open_s:.2f} s, first batch after {r.first_batch_s:.2f} s)",
+        flush=True,
+    )
+    print(f"  resident memory of process + workers: {rss}; peak {r.peak_mb:,.0f} MB over {r.samples} one-second samples", flush=True)
 
 
 # --------------------------------------------------------------------------- #
@@ -216,9 +217,33 @@ def train_run(shards: Path, out: Path, nproc: int, steps: int, batch_size: int, 
     omp = max(1, (os.cpu_count() or 1) // nproc)
     env = {**os.environ, "OMP_NUM_THREADS": str(omp), "DCGAN_CACHE_DIR": str(cache_dir)}
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [sys.executable, "-m", "dcgan", "train", "--data", str(shards), "--image-size", "64", "--channels", "1",
-           "--steps", str(steps), "--batch-size", str(batch_size), "--workers", "1", "--seed", "0", "--device", "cpu",
-           "--quiet", "--out", str(out), "--log-every", str(log_every)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dcgan",
+        "train",
+        "--data",
+        str(shards),
+        "--image-size",
+        "64",
+        "--channels",
+        "1",
+        "--steps",
+        str(steps),
+        "--batch-size",
+        str(batch_size),
+        "--workers",
+        "1",
+        "--seed",
+        "0",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        str(out),
+        "--log-every",
+        str(log_every),
+    ]
     if nproc > 1:
         cmd += ["--nproc", str(nproc)]
     print(f"$ OMP_NUM_THREADS={omp} {' '.join(cmd[1:])}", flush=True)
@@ -236,8 +261,11 @@ def train_run(shards: Path, out: Path, nproc: int, steps: int, batch_size: int, 
     first, last = windows[0], windows[-1]
     images = (last["step"] - first["step"]) * batch_size * nproc
     rate = images / (last["elapsed_s"] - first["elapsed_s"])
-    print(f"  {nproc} process(es): {rate:,.0f} images/s over steps {first['step']}..{last['step']} "
-          f"({len(windows) - 1} windows), whole command {wall:.0f} s", flush=True)
+    print(
+        f"  {nproc} process(es): {rate:,.0f} images/s over steps {first['step']}..{last['step']} "
+        f"({len(windows) - 1} windows), whole command {wall:.0f} s",
+        flush=True,
+    )
     return TrainRun(nproc, omp, rate, len(windows) - 1, wall)
 
 
@@ -265,16 +293,19 @@ def main() -> int:
     shards = work / f"shards-{args.images}-{args.shard_size}"
 
     model, bf16 = cpu_model()
-    print(f"CPU: {model}, {os.cpu_count()} cores, avx512_bf16 {'yes' if bf16 else 'no'}; torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads in this process)")
+    print(
+        f"CPU: {model}, {os.cpu_count()} cores, avx512_bf16 {'yes' if bf16 else 'no'}; torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads in this process)"
+    )
     load = os.getloadavg()[0]
     busy = "  (other processes are using the CPU: the figures will be low and noisy)" if load > 0.5 else ""
     print(f"load average {load:.2f}{busy}")
-    print(f"N = {args.images:,} images ({args.image_size}x{args.image_size}x{args.channels}), shards of {args.shard_size:,}, "
-          f"batch {args.batch_size}, {args.workers} workers (shards use {usable_workers(args.workers)}), work folder {work}")
+    print(
+        f"N = {args.images:,} images ({args.image_size}x{args.image_size}x{args.channels}), shards of {args.shard_size:,}, "
+        f"batch {args.batch_size}, {args.workers} workers (shards use {usable_workers(args.workers)}), work folder {work}"
+    )
 
-    build = {"folder": build_folder(folder, args.images, args.data_dir),
-             "shards": build_shards(folder, shards, args.shard_size)}
+    build = {"folder": build_folder(folder, args.images, args.data_dir), "shards": build_shards(folder, shards, args.shard_size)}
     for what, seconds in build.items():
         print(f"{what}: " + ("present, not rebuilt" if seconds is None else f"built in {seconds:.1f} s (one-off)"))
     print(f"on disk: folder {describe_size(folder)}; shards {describe_size(shards)}", flush=True)
@@ -307,24 +338,30 @@ def main() -> int:
 def print_tables(args: argparse.Namespace, build: dict, epochs: list[EpochResult], runs: list[TrainRun]) -> None:
     """The figures as markdown, for BENCHMARKS.md."""
     if epochs:
-        print(f"One epoch of {args.images:,} MNIST PNGs at {args.image_size}x{args.image_size}, batch {args.batch_size}, "
-              f"{args.workers} workers, data path only (CPU, warm page cache):")
+        print(
+            f"One epoch of {args.images:,} MNIST PNGs at {args.image_size}x{args.image_size}, batch {args.batch_size}, "
+            f"{args.workers} workers, data path only (CPU, warm page cache):"
+        )
         print()
         print("| data | images/s | vs folder | first batch | RSS at 10% / 50% / 100% | peak RSS |")
         print("| --- | ---: | ---: | ---: | ---: | ---: |")
         folder_rate = next(e.images_per_s for e in epochs if e.path.startswith("folder"))
         for e in epochs:
             rss = " / ".join(f"{e.rss_at[f]:,.0f}" for f in FRACTIONS)
-            print(f"| {e.path} | {e.images_per_s:,.0f} | {e.images_per_s / folder_rate:.2f}x | {e.first_batch_s:.1f} s "
-                  f"| {rss} MB | {e.peak_mb:,.0f} MB |")
+            print(
+                f"| {e.path} | {e.images_per_s:,.0f} | {e.images_per_s / folder_rate:.2f}x | {e.first_batch_s:.1f} s "
+                f"| {rss} MB | {e.peak_mb:,.0f} MB |"
+            )
         built = [f"{k} {v:.0f} s" for k, v in build.items() if v is not None]
         if built:
             print(f"\n(one-off: {', '.join(built)})")
         print()
     if runs:
         one = runs[0].images_per_s
-        print(f"`dcgan train` on the shards, 64x64x1, batch 64 per process, {args.steps} steps, gloo DDP on "
-              f"{os.cpu_count()} cores; images/s after the first of every {args.log_every} steps:")
+        print(
+            f"`dcgan train` on the shards, 64x64x1, batch 64 per process, {args.steps} steps, gloo DDP on "
+            f"{os.cpu_count()} cores; images/s after the first of every {args.log_every} steps:"
+        )
         print()
         print("| processes | OMP threads each | global batch | images/s | vs 1 process |")
         print("| ---: | ---: | ---: | ---: | ---: |")

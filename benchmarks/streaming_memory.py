@@ -77,8 +77,12 @@ def main() -> int:
     from dcgan.training import TrainConfig, Trainer
 
     data = load_dataset(str(folder), image_size=32, channels=1, stream=True)
-    trainer = Trainer(ModelConfig(image_size=32, channels=1, z_dim=32, width=16), TrainConfig(data=str(folder), epochs=1, seed=0,
-                      workers=args.workers, log_every=50), data, progress=False)
+    trainer = Trainer(
+        ModelConfig(image_size=32, channels=1, z_dim=32, width=16),
+        TrainConfig(data=str(folder), epochs=1, seed=0, workers=args.workers, log_every=50),
+        data,
+        progress=False,
+    )
     samples: list[tuple[float, float]] = []
     done = threading.Event()
 
@@ -95,10 +99,14 @@ def main() -> int:
     seconds = time.perf_counter() - start
     rss = [m for _, m in samples]
     tenth = max(1, len(rss) // 10)
-    print(f"{len(data)} images streamed, {result.step} iterations of 128 in {seconds:.0f} s "
-          f"({result.step * 128 / seconds:.0f} images/s, {args.workers} workers)")
-    print(f"resident memory of trainer + workers: first 10% of the epoch max {max(rss[:tenth]):.0f} MB, "
-          f"last 10% max {max(rss[-tenth:]):.0f} MB, peak {max(rss):.0f} MB over {len(rss)} one-second samples")
+    print(
+        f"{len(data)} images streamed, {result.step} iterations of 128 in {seconds:.0f} s "
+        f"({result.step * 128 / seconds:.0f} images/s, {args.workers} workers)"
+    )
+    print(
+        f"resident memory of trainer + workers: first 10% of the epoch max {max(rss[:tenth]):.0f} MB, "
+        f"last 10% max {max(rss[-tenth:]):.0f} MB, peak {max(rss):.0f} MB over {len(rss)} one-second samples"
+    )
     return 0
 
 

@@ -32,17 +32,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import baseline_example  # noqa: E402
-
 from dcgan.data import load_dataset  # noqa: E402
 from dcgan.imaging import resize_uint8  # noqa: E402
 from dcgan.models import ModelConfig, model_summary  # noqa: E402
 from dcgan.training import TrainConfig, Trainer  # noqa: E402
 
-CONFIGS = {
-    "fp32, as the example": dict(precision="fp32", channels_last=False, adam="loop"),
-    "default": dict(),
-    "bf16": dict(precision="bf16"),
-}
+CONFIGS = {"fp32, as the example": dict(precision="fp32", channels_last=False, adam="loop"), "default": dict(), "bf16": dict(precision="bf16")}
 
 
 def _sync(device: torch.device) -> None:
@@ -86,8 +81,10 @@ def main() -> int:
         for name, opts in CONFIGS.items()
     }
     baseline = baseline_example.BaselineTrainer(native, nc=1, image_size=64, batch_size=128, workers=args.workers, device=args.device)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}"
-          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}"
+        + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+    )
     print(f"model 64x64x1, width 64, batch 128; {args.rounds} rounds of {args.steps} timed steps after {args.warmup} warm-up steps")
 
     results: dict[str, list[float]] = {"PyTorch example (baseline)": [], **{n: [] for n in trainers}}

@@ -33,19 +33,17 @@ import time
 from pathlib import Path
 
 import torch
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import baseline_example  # noqa: E402
-
 from dcgan.data import default_cache_dir, load_dataset  # noqa: E402
 from dcgan.imaging import grid_image  # noqa: E402
 from dcgan.metrics import build_extractor, reference_features, resolve_features  # noqa: E402
 from dcgan.metrics.evaluate import LADDER_SIGMAS, evaluate, reference_mean_image  # noqa: E402
 from dcgan.metrics.scores import fid_from_features, grid_pattern  # noqa: E402
-from dcgan.training.recipes import get_recipe  # noqa: E402
 from dcgan.sampling import generate, sample_z  # noqa: E402
 from dcgan.training import Trainer  # noqa: E402
+from dcgan.training.recipes import get_recipe  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = {  # --data -> (dataset argument of load_dataset and the evaluator, its default --data-dir)
@@ -65,8 +63,7 @@ def contender(args, data: str, name: str):
     data_arg, data_dir = DATA[data]
     if name == "dcgan":
         options = {k: v for k, v in get_recipe(data).options.items() if k not in ("data", "eval_every", "epochs")}
-        trainer = Trainer.from_options(data=data_arg, data_dir=args.data_dir or data_dir, seed=0, epochs=1000, progress=False,
-                                       **options)
+        trainer = Trainer.from_options(data=data_arg, data_dir=args.data_dir or data_dir, seed=0, epochs=1000, progress=False, **options)
         state = {"batches": iter(()), "epoch": 0}
 
         def step():
@@ -82,6 +79,7 @@ def contender(args, data: str, name: str):
             def sample(n, seed):
                 G = trainer.gan.G if raw else trainer.gan.sampling_generator(trainer.gan.ema.updates)  # refreshed once per step
                 return generate(G, sample_z(n, G.config.z_dim, G.config.prior, torch.Generator().manual_seed(seed)))
+
             return sample
 
         desc = f"dcgan --recipe {data} (32x32, batch {trainer.config.batch_size}, bf16={trainer.gan.bf16})"
@@ -131,14 +129,18 @@ def report(results: list[dict], rungs: dict, out: Path) -> None:
         base_at = reached(base, best)
         print(f"\nthe baseline's best FID: {best:.3f}, after {base_at[1] / 60:.1f} minutes ({base_at[0]} iterations)")
         if got and got == ours[0][:2]:
-            print(f"dcgan was already there at its first evaluation ({got[1] / 60:.1f} minutes, {got[0]} iterations): "
-                  f"at least {base_at[1] / got[1]:.1f}x sooner")
+            print(
+                f"dcgan was already there at its first evaluation ({got[1] / 60:.1f} minutes, {got[0]} iterations): "
+                f"at least {base_at[1] / got[1]:.1f}x sooner"
+            )
         elif got:
             print(f"dcgan reached it after {got[1] / 60:.1f} minutes ({got[0]} iterations): {base_at[1] / got[1]:.1f}x sooner")
         else:
             print("dcgan did not reach it in its time")
-        print(f"best FID in {max(h[-1][1] for h in curves.values()) / 60:.0f} minutes: "
-              + ", ".join(f"{label} {min(x[2] for x in h):.3f}" for label, h in curves.items()))
+        print(
+            f"best FID in {max(h[-1][1] for h in curves.values()) / 60:.0f} minutes: "
+            + ", ".join(f"{label} {min(x[2] for x in h):.3f}" for label, h in curves.items())
+        )
     for r in results:
         for label, images in r["grids"].items():
             name = label.split(" ")[0] + ("-raw" if "raw" in label else "")
@@ -166,8 +168,25 @@ def run_one(args, data: str, out: Path) -> None:
     if args.side_by_side and not args.only:
         procs = []
         for core, name in enumerate(names):
-            cmd = ["taskset", "-c", str(core), sys.executable, __file__, "--data", data, "--minutes", str(args.minutes),
-                   "--eval-every", str(args.eval_every), "--num-samples", str(args.num_samples), "--out", str(out), "--only", name]
+            cmd = [
+                "taskset",
+                "-c",
+                str(core),
+                sys.executable,
+                __file__,
+                "--data",
+                data,
+                "--minutes",
+                str(args.minutes),
+                "--eval-every",
+                str(args.eval_every),
+                "--num-samples",
+                str(args.num_samples),
+                "--out",
+                str(out),
+                "--only",
+                name,
+            ]
             if args.data_dir:
                 cmd += ["--data-dir", args.data_dir]
             procs.append(subprocess.Popen(cmd, env=dict(os.environ, OMP_NUM_THREADS="1")))
@@ -175,8 +194,11 @@ def run_one(args, data: str, out: Path) -> None:
             proc.wait()
         results = [torch.load(out / f"{name}.pt", weights_only=False) for name in names]
     else:
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {extractor.description}; "
-              f"FID of {args.num_samples} vs {args.num_samples}, every {args.eval_every:g} s of training", flush=True)
+        print(
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads; {extractor.description}; "
+            f"FID of {args.num_samples} vs {args.num_samples}, every {args.eval_every:g} s of training",
+            flush=True,
+        )
         results = [race(args, data, name, extractor, real_features, real_mean) for name in names]
         if args.only:
             torch.save(results[0], out / f"{args.only}.pt")
@@ -186,10 +208,11 @@ def run_one(args, data: str, out: Path) -> None:
     rungs = {row["subject"]: row["fid"] for row in ladder.rows}
     print(f"\n== {data}")
     report(results, rungs, out)
-    (out / "results.json").write_text(json.dumps({
-        "features": extractor.description, "rungs": rungs,
-        "curves": {label: h for r in results for label, h in r["history"].items()},
-    }, indent=2))
+    (out / "results.json").write_text(
+        json.dumps(
+            {"features": extractor.description, "rungs": rungs, "curves": {label: h for r in results for label, h in r["history"].items()}}, indent=2
+        )
+    )
 
 
 def main() -> int:

@@ -119,6 +119,7 @@ def conditional_run(request, tmp_path_factory):
     from dcgan.training import Trainer
 
     run = tmp_path_factory.mktemp(f"conditional-{request.param}") / "run"
-    Trainer.from_options(run_dir=run, progress=False, data="digits", **TINY, conditional=True,
-                         conditioning=request.param, steps=40, batch_size=32, seed=0).train()
+    Trainer.from_options(
+        run_dir=run, progress=False, data="digits", **TINY, conditional=True, conditioning=request.param, steps=40, batch_size=32, seed=0
+    ).train()
     return run

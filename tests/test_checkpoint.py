@@ -6,10 +6,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from conftest import TINY
 from dcgan.checkpoint import atomic_write_bytes, checkpoint_from_bytes, load_checkpoint, resolve_checkpoint, save_checkpoint
 from dcgan.errors import CheckpointError
 from dcgan.models import Discriminator, Generator, ModelConfig
+
+from conftest import TINY
 
 pytestmark = pytest.mark.kernels  # depends on the CPU's kernels: make test-avx2 reruns it (pyproject's markers)
 
@@ -21,8 +22,9 @@ def saved(tmp_path):
     opt = torch.optim.Adam(G.parameters(), lr=1e-3)
     G(torch.randn(4, 8)).mean().backward()
     opt.step()
-    path = save_checkpoint(tmp_path / "ck.safetensors", cfg, G, D, optimizers={"opt_g": opt},
-                           extra={"fixed_noise": torch.randn(3, 8)}, state={"step": 7, "note": "x"})
+    path = save_checkpoint(
+        tmp_path / "ck.safetensors", cfg, G, D, optimizers={"opt_g": opt}, extra={"fixed_noise": torch.randn(3, 8)}, state={"step": 7, "note": "x"}
+    )
     return path, cfg, G, D, opt
 
 

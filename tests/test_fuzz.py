@@ -36,14 +36,15 @@ from PIL import Image, ImageFile
 from safetensors import safe_open
 from safetensors.torch import save as st_save
 
-from conftest import TINY
 from dcgan.checkpoint import load_checkpoint
 from dcgan.cli import main
 from dcgan.data import load_image_files
 from dcgan.data.check import check_files
-from dcgan.errors import CheckpointError, DataError
 from dcgan.data.imagefiles import MAX_PIXELS, DecodeError, decode_image, open_source
+from dcgan.errors import CheckpointError, DataError
 from dcgan.models import SUPPORTED_SIZES
+
+from conftest import TINY
 
 pytestmark = pytest.mark.filterwarnings("ignore")  # Pillow and zipfile warn about the broken files we feed them
 
@@ -55,8 +56,7 @@ def fuzz(n: int):
         max_examples=max(1, round(n * float(os.environ.get("DCGAN_FUZZ_SCALE", "1")))),
         deadline=None,
         database=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                               HealthCheck.filter_too_much, HealthCheck.data_too_large],
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
     )
 
 
@@ -86,7 +86,7 @@ def snapshot(*folders: Path, recursive: tuple[Path, ...] = ()) -> dict:
     for folder in folders:
         snap[str(folder)] = sorted(os.listdir(folder)) if folder.is_dir() else None
     for root in recursive:
-        for dirpath, dirnames, filenames in os.walk(root):
+        for dirpath, _dirnames, filenames in os.walk(root):
             for f in filenames:
                 p = Path(dirpath, f)
                 snap[str(p)] = p.stat().st_size
@@ -293,8 +293,22 @@ MEMBER_NAME = st.one_of(
     ),
     st.integers(90, 400).map(lambda n: "d/" * (n // 2) + "x.png"),  # deep
     st.integers(90, 400).map(lambda n: "é" * n + ".png"),  # long unicode
-    st.sampled_from(["", "/", "..", "../x.png", "/etc/passwd.png", "a/../../x.png", "..\\..\\x.png", "\\x.png",
-                     "./ok.png", "x.png\\..\\..", "\u202e.png", "ok/../../../x.png"]),
+    st.sampled_from(
+        [
+            "",
+            "/",
+            "..",
+            "../x.png",
+            "/etc/passwd.png",
+            "a/../../x.png",
+            "..\\..\\x.png",
+            "\\x.png",
+            "./ok.png",
+            "x.png\\..\\..",
+            "\u202e.png",
+            "ok/../../../x.png",
+        ]
+    ),
 )
 MEMBER = st.tuples(
     MEMBER_NAME,
@@ -398,7 +412,8 @@ def test_archive_member_names_are_never_paths(tmp_path, monkeypatch, capsys, no_
         got = {i: source.read(n) for i, n in enumerate(source.names)}
     if "ok/normal.png" in source.names:
         assert got[source.names.index("ok/normal.png")] == VALID_PNG or any(
-            n == "ok/normal.png" for n, _, _ in members[:-1])  # a fuzzed member of the same name may win
+            n == "ok/normal.png" for n, _, _ in members[:-1]
+        )  # a fuzzed member of the same name may win
     try:
         report = check_files(path, 16, 1)
         assert report.total == len(source)
@@ -551,8 +566,7 @@ def test_tar_file_shadowed_by_a_later_symlink_is_not_an_image(tmp_path):
     # Was a bug: read("a.png") followed the symlink (KeyError). As with extraction, the later member wins:
     # a.png is a link, so it is not listed, and nothing is ever read through it.
     path = tmp_path / "shadow.tar"
-    _build_tar(path, [("a.png", "file", VALID_PNG), ("a.png", "symlink", "/etc/passwd"), ("b.png", "file", VALID_PNG)],
-               "w", tarfile.PAX_FORMAT)
+    _build_tar(path, [("a.png", "file", VALID_PNG), ("a.png", "symlink", "/etc/passwd"), ("b.png", "file", VALID_PNG)], "w", tarfile.PAX_FORMAT)
     source = open_source(path)
     assert source.names == ["b.png"] and source.read("b.png") == VALID_PNG
     assert [i for i, _ in source.iter_bytes()] == [0]
@@ -591,9 +605,36 @@ def _as_float(text):
 
 JUNK = st.one_of(
     TEXT,
-    st.sampled_from(["", " ", "0", "-1", "-0", "1e3", "0x10", "1_6", "+2", " 2 ", "2.0", "nan", "inf", "-inf",
-                     "1e-400", "1e400", "١٦", "16\n", "-", "--", "--x", "None", "9" * 30, str(2**32), str(2**64),
-                     str(10**14)]),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "0",
+            "-1",
+            "-0",
+            "1e3",
+            "0x10",
+            "1_6",
+            "+2",
+            " 2 ",
+            "2.0",
+            "nan",
+            "inf",
+            "-inf",
+            "1e-400",
+            "1e400",
+            "١٦",
+            "16\n",
+            "-",
+            "--",
+            "--x",
+            "None",
+            "9" * 30,
+            str(2**32),
+            str(2**64),
+            str(10**14),
+        ]
+    ),
     st.integers(-(10**6), 10**6).map(str),
 )
 
@@ -621,14 +662,30 @@ def cli_dir(tmp_path, monkeypatch, tiny_run):
 
 
 CKPT_GOOD = ["run", "run/", "run/checkpoints", "run/checkpoints/latest.safetensors"]
-CKPT_BAD = ["", ".", "missing", "missing/latest.safetensors", "garbage.safetensors", "empty",
-            "run/config.json", "run/samples.png", "ünïcödé/ckpt.safetensors", "\u202e", " ", "~", "-", "--help"]
-CKPT = st.one_of(st.sampled_from(CKPT_GOOD + CKPT_BAD),
-                 st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00\n/"), max_size=20))
+CKPT_BAD = [
+    "",
+    ".",
+    "missing",
+    "missing/latest.safetensors",
+    "garbage.safetensors",
+    "empty",
+    "run/config.json",
+    "run/samples.png",
+    "ünïcödé/ckpt.safetensors",
+    "\u202e",
+    " ",
+    "~",
+    "-",
+    "--help",
+]
+CKPT = st.one_of(
+    st.sampled_from(CKPT_GOOD + CKPT_BAD), st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00\n/"), max_size=20)
+)
 OUT_GOOD = ["g.png", "g.jpg", "g.jpeg", "g.webp", "g.bmp", "G.PNG", "folder/", "sub/dir/x.png", "ünï.png"]
 OUT_BAD = ["g.xyz", "g", "g.gif", ".png.txt", "g.png.", "x.tif"]
 OUT_NAME = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00\n/"), max_size=20).filter(
-    lambda s: s.strip() not in (".", ".."))
+    lambda s: s.strip() not in (".", "..")
+)
 OUT = st.one_of(st.sampled_from(OUT_GOOD + OUT_BAD), st.tuples(OUT_NAME, st.sampled_from(["", ".png", ".jpg", "/"])).map("".join))
 
 
@@ -639,8 +696,7 @@ def _check_exit(code, err, cwd):
     assert os.getcwd() == str(cwd)
 
 
-DATA_BAD = ["nonexistent", "nonexistent/x.zip", "ünïcödé", "garbage.safetensors", "empty", "imagenet", "mnist",
-            "run/config.json"]
+DATA_BAD = ["nonexistent", "nonexistent/x.zip", "ünïcödé", "garbage.safetensors", "empty", "imagenet", "mnist", "run/config.json"]
 
 
 @fuzz(16)
@@ -655,15 +711,26 @@ DATA_BAD = ["nonexistent", "nonexistent/x.zip", "ünïcödé", "garbage.safetens
 )
 def test_cli_train_values(cli_dir, capsys, size, steps, batch, seed, lr, drop, data):
     n = next(_counter)
-    argv = ["train", f"--data={data}", "--z-dim=8", "--width=8", "--quiet", "--device=cpu", f"--out=runs/r{n}",
-            f"--image-size={size}", f"--steps={steps}"]
+    argv = [
+        "train",
+        f"--data={data}",
+        "--z-dim=8",
+        "--width=8",
+        "--quiet",
+        "--device=cpu",
+        f"--out=runs/r{n}",
+        f"--image-size={size}",
+        f"--steps={steps}",
+    ]
     values = {"batch": batch, "seed": seed, "lr": lr}
     argv += [f"--{dict(batch='batch-size').get(k, k)}={v}" for k, v in values.items() if k not in drop]
     size_v, steps_v, batch_v, seed_v, lr_v = _as_int(size), _as_int(steps), _as_int(batch), _as_int(seed), _as_float(lr)
     valid = (
         size_v in SUPPORTED_SIZES
-        and steps_v is not None and steps_v >= 1
-        and batch_v is not None and batch_v >= 1
+        and steps_v is not None
+        and steps_v >= 1
+        and batch_v is not None
+        and batch_v >= 1
         and ("seed" in drop or (seed_v is not None and 0 <= seed_v <= SEED_MAX))
         and ("lr" in drop or (lr_v is not None and np.isfinite(lr_v) and lr_v > 0))
     )
@@ -733,8 +800,9 @@ def test_cli_sheet_values(cli_dir, capsys, num, seed, nrow, out, ckpt):
     argv += [f"--out={out}"] if out is not None else []
     code, stdout, err = run_main([*argv, "--", ckpt], capsys)
     _check_exit(code, err, cli_dir)
-    options_ok = (num_v is not None and num_v >= 1 and seed_v is not None and 0 <= seed_v <= SEED_MAX
-                  and (nrow is None or (nrow_v is not None and nrow_v >= 1)))
+    options_ok = (
+        num_v is not None and num_v >= 1 and seed_v is not None and 0 <= seed_v <= SEED_MAX and (nrow is None or (nrow_v is not None and nrow_v >= 1))
+    )
     if not options_ok:
         assert code == 2, (argv, err)
     elif ckpt in CKPT_GOOD and (out is None or (out in OUT_GOOD and not out.endswith("/"))):
@@ -756,12 +824,27 @@ def test_cli_evaluate_values(cli_dir, capsys, num, seed, metrics, features, ckpt
     assume(num_v is None or num_v <= 32)
     assume(features != "inception")  # would try to download weights
     n = next(_counter)
-    argv = ["evaluate", f"--num-samples={num}", f"--seed={seed}", f"--metrics={metrics}", f"--features={features}",
-            f"--json=reports/e{n}.json", "--device=cpu", "--", ckpt]
+    argv = [
+        "evaluate",
+        f"--num-samples={num}",
+        f"--seed={seed}",
+        f"--metrics={metrics}",
+        f"--features={features}",
+        f"--json=reports/e{n}.json",
+        "--device=cpu",
+        "--",
+        ckpt,
+    ]
     code, out, err = run_main(argv, capsys)
     _check_exit(code, err, cli_dir)
     seed_v = _as_int(seed)
-    if num_v is None or num_v < 1 or seed_v is None or not 0 <= seed_v <= SEED_MAX or features not in ("pixels", "classifier", "discriminator", "inception"):
+    if (
+        num_v is None
+        or num_v < 1
+        or seed_v is None
+        or not 0 <= seed_v <= SEED_MAX
+        or features not in ("pixels", "classifier", "discriminator", "inception")
+    ):
         assert code == 2, (argv, err)
     elif ckpt in CKPT_BAD:
         assert code == 2, (argv, err)
@@ -786,8 +869,21 @@ def test_cli_huge_seed_is_a_one_line_error(cli_dir, capsys, command):
 # seed >= ~1.845e13): the data order seeds torch.Generator with seed * 1_000_003 + epoch, which passes 2**64
 # (ValueError 'Overflow when unpacking long long' traceback)
 def test_cli_train_large_seed(cli_dir, capsys):
-    code, out, err = run_main(["train", "--data=digits", "--z-dim=8", "--width=8", "--image-size=16", "--steps=1",
-                               "--quiet", "--device=cpu", "--out=runs/big-seed", f"--seed={10**14}"], capsys)
+    code, out, err = run_main(
+        [
+            "train",
+            "--data=digits",
+            "--z-dim=8",
+            "--width=8",
+            "--image-size=16",
+            "--steps=1",
+            "--quiet",
+            "--device=cpu",
+            "--out=runs/big-seed",
+            f"--seed={10**14}",
+        ],
+        capsys,
+    )
     assert code in (0, 2)
     assert_one_line_error(code, err)
 
@@ -795,9 +891,11 @@ def test_cli_train_large_seed(cli_dir, capsys):
 # Regression test for a bug this file's fuzzing found (fixed since): an option written as `--opt=--` (e.g.
 # `dcgan sheet run --seed=--`) reaches the command as an empty list, not a string (Python 3.11 argparse strips
 # the '--'), so the type check never runs and the command fails with TypeError/RuntimeError tracebacks
-@pytest.mark.parametrize("argv", [["sheet", "--seed=--", "run"], ["sheet", "--num=--", "run"],
-                                  ["generate", "--num=--", "--out=g.png", "run"], ["generate", "--out=--", "run"]],
-                         ids=["sheet-seed", "sheet-num", "generate-num", "generate-out"])
+@pytest.mark.parametrize(
+    "argv",
+    [["sheet", "--seed=--", "run"], ["sheet", "--num=--", "run"], ["generate", "--num=--", "--out=g.png", "run"], ["generate", "--out=--", "run"]],
+    ids=["sheet-seed", "sheet-num", "generate-num", "generate-out"],
+)
 def test_cli_option_equals_double_dash(cli_dir, capsys, argv):
     code, out, err = run_main(argv, capsys)
     assert code == 2
@@ -956,9 +1054,13 @@ def test_resume_from_damaged_extra_tensors(tmp_path, tiny_run, capsys, damage):
 def test_resume_with_a_wrong_shape_optimizer_moment(tmp_path, tiny_run):
     """Run in a child process: the bug corrupts memory, which must not happen inside pytest."""
     run = _damaged_run(tmp_path, tiny_run, lambda t: t.__setitem__(_first("opt_g.state.")(t), torch.zeros(3)))
-    proc = subprocess.run([sys.executable, "-m", "dcgan", "train", "--resume", str(run), "--steps", "4", "--quiet"],
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "DCGAN_CACHE_DIR": str(tmp_path / "cache")})
+    proc = subprocess.run(
+        [sys.executable, "-m", "dcgan", "train", "--resume", str(run), "--steps", "4", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "DCGAN_CACHE_DIR": str(tmp_path / "cache")},
+    )
     assert proc.returncode == 2, f"exit {proc.returncode}: {proc.stderr[-500:]}"
     assert_one_line_error(proc.returncode, proc.stderr)
 
@@ -1030,8 +1132,7 @@ def test_state_that_is_not_an_object(tmp_path, ckpt_bytes, capsys, value):
 # z_dim/width from a checkpoint header; z_dim 10**15 makes build_generator try to allocate ~1e18 bytes
 # (RuntimeError 'can't allocate memory' traceback; a smaller absurd value could exhaust memory instead)
 def test_absurd_model_size_in_the_header(tmp_path, ckpt_bytes, capsys):
-    path = _with_metadata(tmp_path, ckpt_bytes,
-                          lambda meta: {"model_config": json.dumps({**json.loads(meta["model_config"]), "z_dim": 10**15})})
+    path = _with_metadata(tmp_path, ckpt_bytes, lambda meta: {"model_config": json.dumps({**json.loads(meta["model_config"]), "z_dim": 10**15})})
     code, out, err = run_main(["info", path], capsys)
     assert code == 2
     assert_one_line_error(code, err)
@@ -1089,8 +1190,11 @@ def test_pickle_payload_never_runs(tmp_path, monkeypatch, capsys, payload, conta
     target = tmp_path / "run" if where.startswith("run/") else path
     with pytest.raises(CheckpointError):
         load_checkpoint(target)
-    for argv in (["info", target], ["generate", target, "-n", "2", "--out", tmp_path / "g.png"],
-                 ["train", "--resume", target, "--steps", "3", "--quiet"]):
+    for argv in (
+        ["info", target],
+        ["generate", target, "-n", "2", "--out", tmp_path / "g.png"],
+        ["train", "--resume", target, "--steps", "3", "--quiet"],
+    ):
         code, out, err = run_main(argv, capsys)
         assert code == 2, (argv, err)
         assert_one_line_error(code, err)

@@ -24,8 +24,21 @@ LAYERS = [
 ]
 CORE = LAYERS[0]
 # The 0.3.0 paths that forward to their new homes (through _moved.forwarder, at attribute access only).
-MOVED = {"conditioning", "latent", "probe", "filters", "imagefiles", "lsun", "datacheck", "download", "shards",
-         "health", "distributed", "recipes", "configfile"}
+MOVED = {
+    "conditioning",
+    "latent",
+    "probe",
+    "filters",
+    "imagefiles",
+    "lsun",
+    "datacheck",
+    "download",
+    "shards",
+    "health",
+    "distributed",
+    "recipes",
+    "configfile",
+}
 
 
 def _module_name(path: Path) -> str:
@@ -57,8 +70,11 @@ def _imports(path: Path) -> set[str]:
             if target.startswith("dcgan"):
                 for alias in node.names:  # `from .x import y`: y when it is a module, else x
                     sub = f"{target}.{alias.name}"
-                    found.add(sub if (SRC.parent / sub.replace(".", "/")).with_suffix(".py").exists()
-                              or (SRC.parent / sub.replace(".", "/")).is_dir() else target)
+                    found.add(
+                        sub
+                        if (SRC.parent / sub.replace(".", "/")).with_suffix(".py").exists() or (SRC.parent / sub.replace(".", "/")).is_dir()
+                        else target
+                    )
         for child in ast.iter_child_nodes(node):
             visit(child)
 
@@ -87,9 +103,9 @@ def test_every_unit_has_a_layer():
 def test_imports_run_downwards(module):
     unit = _unit(module)
     upward = sorted(
-        target for target in GRAPH[module]
-        if (other := _unit(target)) != unit and not (unit in CORE and other in CORE)
-        and (other in MOVED or _layer(other) >= _layer(unit))
+        target
+        for target in GRAPH[module]
+        if (other := _unit(target)) != unit and not (unit in CORE and other in CORE) and (other in MOVED or _layer(other) >= _layer(unit))
     )
     assert not upward, f"{module} imports {upward} from its own layer or above (or through an old path)"
 
@@ -104,7 +120,7 @@ def test_no_modules_import_each_other_in_a_circle():
         path.append(node)
         for nxt in sorted(edges[node]):
             if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             elif nxt not in state and (found := walk(nxt)):
                 return found
         path.pop()
@@ -114,4 +130,3 @@ def test_no_modules_import_each_other_in_a_circle():
     for start in sorted(edges):
         if start not in state and (cycle := walk(start)):
             pytest.fail(" -> ".join(cycle))
-

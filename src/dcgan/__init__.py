@@ -7,17 +7,12 @@ Three lines to train on the digits bundled with scikit-learn:
 >>> trainer.train()
 """
 
+from . import metrics
 from ._moved import forwarder
 from ._version import __version__
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .data import DATASETS, ImageData, load_dataset
 from .errors import CheckpointError, ConfigError, DataError, DCGANError
-from .models import Discriminator, Generator, ModelConfig, format_summary, model_summary
-from .sampling import generate, sample_labels, sample_z
-from .models.conditioning import CONDITIONING, class_grid, resolve_class
-from .training import TrainConfig, Trainer
-from . import metrics
-from .metrics import build_extractor, evaluate, train_classifier
 from .explore.latent import (
     PrincipalDirections,
     interpolate,
@@ -29,29 +24,64 @@ from .explore.latent import (
     slerp,
     vector_arithmetic,
 )
-from .export import EXPORT_FORMATS, export_files, model_card
 from .explore.probe import run_probe
+from .export import EXPORT_FORMATS, export_files, model_card
+from .metrics import build_extractor, evaluate, train_classifier
+from .models import Discriminator, Generator, ModelConfig, format_summary, model_summary
+from .models.conditioning import CONDITIONING, class_grid, resolve_class
+from .sampling import generate, sample_labels, sample_z
+from .training import TrainConfig, Trainer
 
 __all__ = [
     "__version__",
     # errors: every user mistake is one of these, with a one-line message
-    "DCGANError", "ConfigError", "DataError", "CheckpointError",
+    "DCGANError",
+    "ConfigError",
+    "DataError",
+    "CheckpointError",
     # data
-    "DATASETS", "ImageData", "load_dataset",
+    "DATASETS",
+    "ImageData",
+    "load_dataset",
     # models
-    "ModelConfig", "Generator", "Discriminator", "model_summary", "format_summary",
-    "CONDITIONING", "class_grid", "resolve_class",
+    "ModelConfig",
+    "Generator",
+    "Discriminator",
+    "model_summary",
+    "format_summary",
+    "CONDITIONING",
+    "class_grid",
+    "resolve_class",
     # training and checkpoints
-    "TrainConfig", "Trainer", "Checkpoint", "load_checkpoint", "save_checkpoint",
+    "TrainConfig",
+    "Trainer",
+    "Checkpoint",
+    "load_checkpoint",
+    "save_checkpoint",
     # sampling
-    "generate", "sample_z", "sample_labels",
+    "generate",
+    "sample_z",
+    "sample_labels",
     # evaluation
-    "metrics", "evaluate", "build_extractor", "train_classifier",
+    "metrics",
+    "evaluate",
+    "build_extractor",
+    "train_classifier",
     # the paper's uses of a trained pair
-    "latent_sheet", "interpolate", "slerp", "vector_arithmetic", "invert", "nearest_neighbors",
-    "principal_directions", "PrincipalDirections", "move_along", "run_probe",
+    "latent_sheet",
+    "interpolate",
+    "slerp",
+    "vector_arithmetic",
+    "invert",
+    "nearest_neighbors",
+    "principal_directions",
+    "PrincipalDirections",
+    "move_along",
+    "run_probe",
     # export
-    "EXPORT_FORMATS", "export_files", "model_card",
+    "EXPORT_FORMATS",
+    "export_files",
+    "model_card",
 ]
 
 # The explorer's classes stood here in 0.3.0; they belong to the server (`dcgan.server.Explorer`, `ServeLimits`)

@@ -100,7 +100,7 @@ class TrainingRecord:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainingRecord":
+    def from_dict(cls, data: dict) -> TrainingRecord:
         """Read a checkpoint's state; the layout before callbacks (top-level last, best, health, rollbacks) too."""
         data = dict(data or {})
         if "callbacks" not in data and any(k in data for k in ("last", "best", "health", "rollbacks")):
@@ -181,7 +181,9 @@ class Checkpoint:
             module.load_state_dict(self._sub(prefix), strict=True)
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()
-            raise CheckpointError(f"{self.path}: {prefix} weights do not fit the model in its config ({first[1].strip() if len(first) > 1 else first[0]})") from None
+            raise CheckpointError(
+                f"{self.path}: {prefix} weights do not fit the model in its config ({first[1].strip() if len(first) > 1 else first[0]})"
+            ) from None
         return module
 
     def load_optimizer(self, prefix: str, optimizer: torch.optim.Optimizer) -> None:
@@ -292,7 +294,7 @@ HUB_GENERATOR = "generator.safetensors"  # what a Hub folder (`dcgan export --fo
 
 def _download_from_hub(ref: str) -> Path:
     """hf://owner/name[/path] -> the file, downloaded (or found in the cache) by huggingface_hub."""
-    parts = ref[len(HUB_PREFIX):].strip("/").split("/")
+    parts = ref[len(HUB_PREFIX) :].strip("/").split("/")
     if len(parts) < 2 or not all(parts):
         raise CheckpointError(f"{ref}: give a Hub model as hf://owner/name or hf://owner/name/file.safetensors")
     repo_id, filename = "/".join(parts[:2]), "/".join(parts[2:]) or HUB_GENERATOR
@@ -311,8 +313,9 @@ def _download_from_hub(ref: str) -> Path:
     try:
         return Path(huggingface_hub.hf_hub_download(repo_id, filename))
     except Exception as exc:  # not found, unauthorised, dropped: huggingface_hub and httpx raise many types
-        raise CheckpointError(f"could not download {filename} from the Hugging Face Hub repo {repo_id} "
-                              f"({type(exc).__name__}: {first_line(exc)})") from None
+        raise CheckpointError(
+            f"could not download {filename} from the Hugging Face Hub repo {repo_id} ({type(exc).__name__}: {first_line(exc)})"
+        ) from None
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import io
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -18,16 +18,7 @@ from PIL import Image
 
 from .fileio import atomic_write_bytes
 
-__all__ = [
-    "to_uint8",
-    "to_unit_range",
-    "make_grid",
-    "grid_image",
-    "tensor_to_pil",
-    "resize_uint8",
-    "save_image_atomic",
-    "save_gif",
-]
+__all__ = ["to_uint8", "to_unit_range", "make_grid", "grid_image", "tensor_to_pil", "resize_uint8", "save_image_atomic", "save_gif"]
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -111,6 +102,4 @@ def save_gif(frames: Sequence[Image.Image], path: str | os.PathLike, duration_ms
         raise ValueError("a GIF needs at least one frame")
     frames = [f.convert("RGB") if f.mode not in ("L", "P") else f for f in frames]
     durations = [duration_ms] * (len(frames) - 1) + [last_frame_ms]
-    return save_image_atomic(
-        frames[0], path, format="GIF", save_all=True, append_images=list(frames[1:]), duration=durations, loop=0
-    )
+    return save_image_atomic(frames[0], path, format="GIF", save_all=True, append_images=list(frames[1:]), duration=durations, loop=0)

@@ -23,13 +23,29 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import MISSING, Field, dataclass, field, fields
-from typing import Any, Callable
+from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["Check", "option", "validate_options", "current_value", "add_options", "resumable_fields", "flag_of", "legacy_words",
-           "POSITIVE_INT", "NONNEGATIVE_INT", "POSITIVE_FLOAT", "UNIT_FLOAT", "FRACTION", "SEED", "MAX_SEED"]
+__all__ = [
+    "Check",
+    "option",
+    "validate_options",
+    "current_value",
+    "add_options",
+    "resumable_fields",
+    "flag_of",
+    "legacy_words",
+    "POSITIVE_INT",
+    "NONNEGATIVE_INT",
+    "POSITIVE_FLOAT",
+    "UNIT_FLOAT",
+    "FRACTION",
+    "SEED",
+    "MAX_SEED",
+]
 
 MAX_SEED = 2**32 - 1  # the largest seed any command takes: seeds are mixed with epochs, ranks and steps into 64-bit seeds
 
@@ -97,8 +113,19 @@ def option(
     legacy: old spellings of values and what they mean now ({"on": True, "off": False}): still read from
         files, checkpoints and Python, and on the command line through `legacy_words`.
     """
-    meta = dict(help=help, group=group, check=check, choices=choices, resume=resume, flag=flag,
-                metavar=metavar, default_text=default_text, cli=cli, exclusive=exclusive, legacy=legacy or {})
+    meta = dict(
+        help=help,
+        group=group,
+        check=check,
+        choices=choices,
+        resume=resume,
+        flag=flag,
+        metavar=metavar,
+        default_text=default_text,
+        cli=cli,
+        exclusive=exclusive,
+        legacy=legacy or {},
+    )
     return field(default=default, metadata={"option": meta})
 
 
@@ -167,8 +194,7 @@ def _help_text(f: Field, meta: dict) -> str:
     return f"{text} ({tail})" if tail else text
 
 
-def add_options(parser: argparse.ArgumentParser, config_classes, groups: dict[str, argparse._ArgumentGroup],
-                skip: tuple[str, ...] = ()) -> None:
+def add_options(parser: argparse.ArgumentParser, config_classes, groups: dict[str, argparse._ArgumentGroup], skip: tuple[str, ...] = ()) -> None:
     """Add one flag per `option` field of `config_classes` to `groups` (by the field's group name).
 
     Every flag defaults to None, meaning "not given": the config's own default applies, and
@@ -208,8 +234,12 @@ def legacy_words(words: list[str], config_classes) -> list[str]:
     Kept for one version after a choice of words became a bool (option(legacy=...)); each
     replacement prints a note on stderr naming the new flag.
     """
-    spelled = {"--" + f.name.replace("_", "-"): (f, _meta(f)["legacy"]) for cls in config_classes for f in fields(cls)
-               if (_meta(f) or {}).get("legacy") and isinstance(f.default, bool)}
+    spelled = {
+        "--" + f.name.replace("_", "-"): (f, _meta(f)["legacy"])
+        for cls in config_classes
+        for f in fields(cls)
+        if (_meta(f) or {}).get("legacy") and isinstance(f.default, bool)
+    }
     out, i = [], 0
     while i < len(words):
         word = words[i]

@@ -56,7 +56,9 @@ def loss_figure_png(records: list[dict]) -> bytes:
         fid_steps, values = [r["step"] for r in evals], [r["fid"] for r in evals]
         ax_fid.plot(fid_steps, values, marker="o", markersize=3)
         best = min(range(len(values)), key=values.__getitem__)
-        ax_fid.plot([fid_steps[best]], [values[best]], marker="*", markersize=14, color="tab:red", label=f"best {values[best]:.2f} (step {fid_steps[best]})")
+        ax_fid.plot(
+            [fid_steps[best]], [values[best]], marker="*", markersize=14, color="tab:red", label=f"best {values[best]:.2f} (step {fid_steps[best]})"
+        )
         ax_fid.set_xlabel("iteration")
         ax_fid.set_title("FID" + (f" ({evals[-1]['eval']})" if evals[-1].get("eval") else ""))
         ax_fid.legend()

@@ -19,11 +19,11 @@ from pathlib import Path
 from PIL import Image
 
 from .checkpoint import load_checkpoint
-from .models.conditioning import class_grid
 from .errors import ConfigError
 from .explore.figures import walk_figure
-from .figures import class_rows_image, stack_vertical, titled
 from .explore.latent import interpolate, latent_sheet, sheet_labels
+from .figures import class_rows_image, stack_vertical, titled
+from .models.conditioning import class_grid
 from .rundir import RunDir
 from .sampling import generate
 from .training.monitors import describe_best
@@ -87,7 +87,9 @@ def build_report(run_dir: str | Path, walks: int = 4, steps: int = 8, seed: int 
     }
     if mc.conditional:
         names = [mc.class_name(k) for k in range(mc.num_classes)]
-        report.summary["classes"] = f"{mc.num_classes} ({mc.conditioning}): " + ", ".join(names[:CLASS_GRID_ROWS]) + (", ..." if len(names) > CLASS_GRID_ROWS else "")
+        report.summary["classes"] = (
+            f"{mc.num_classes} ({mc.conditioning}): " + ", ".join(names[:CLASS_GRID_ROWS]) + (", ..." if len(names) > CLASS_GRID_ROWS else "")
+        )
     G = ckpt.build_generator(raw=raw)
     if run.latest_samples.exists():
         with Image.open(run.latest_samples) as im:
@@ -99,14 +101,22 @@ def build_report(run_dir: str | Path, walks: int = 4, steps: int = 8, seed: int 
     if train_records:
         from .plots import loss_figure_png
 
-        report.panels.append(("losses, D outputs" + (" and FID" if any("fid" in r for r in records) else ""),
-                              Image.open(io.BytesIO(loss_figure_png(records))).convert("RGB")))
+        report.panels.append(
+            (
+                "losses, D outputs" + (" and FID" if any("fid" in r for r in records) else ""),
+                Image.open(io.BytesIO(loss_figure_png(records))).convert("RGB"),
+            )
+        )
     if mc.conditional:
         classes = list(range(min(mc.num_classes, CLASS_GRID_ROWS)))
         z, labels = class_grid(latent_sheet(mc, seed, CLASS_GRID_COLUMNS), classes)  # (rows * cols, D), (rows * cols,)
         shown = "" if len(classes) == mc.num_classes else f", the first {len(classes)} of {mc.num_classes} classes"
-        report.panels.append((f"classes: a row per class, the same z down each column (seed {seed}{shown})",
-                              class_rows_image(generate(G, z, labels), [mc.class_name(k) for k in classes])))
+        report.panels.append(
+            (
+                f"classes: a row per class, the same z down each column (seed {seed}{shown})",
+                class_rows_image(generate(G, z, labels), [mc.class_name(k) for k in classes]),
+            )
+        )
     sheet = latent_sheet(mc, seed, 2 * walks)
     walk_labels = sheet_labels(mc, walks)  # a conditional G: walk r within class r mod K
     walk_images = interpolate(G, sheet[:walks], sheet[walks:], steps, "spherical", labels=walk_labels)
@@ -146,10 +156,11 @@ def _data_uri(image: Image.Image) -> str:
 def report_html(report: Report) -> str:
     """A self-contained HTML page (pictures inlined as base64 PNG)."""
     s = report.summary
-    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v) if isinstance(v, dict) else str(v))}</td></tr>" for k, v in s.items())
+    rows = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v) if isinstance(v, dict) else str(v))}</td></tr>" for k, v in s.items()
+    )
     sections = "".join(
-        f"<section><h2>{html.escape(title)}</h2><img src='{_data_uri(image)}' alt='{html.escape(title)}'></section>"
-        for title, image in report.panels
+        f"<section><h2>{html.escape(title)}</h2><img src='{_data_uri(image)}' alt='{html.escape(title)}'></section>" for title, image in report.panels
     )
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>dcgan report</title>"

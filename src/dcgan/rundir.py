@@ -50,7 +50,7 @@ class RunDir:
         object.__setattr__(self, "root", Path(root))
 
     @classmethod
-    def of_checkpoint(cls, path: str | Path) -> "RunDir":
+    def of_checkpoint(cls, path: str | Path) -> RunDir:
         """The run directory of a checkpoint file (RUN/checkpoints/X.safetensors), or the file's own folder."""
         path = Path(path)
         folder = path.parent
@@ -170,8 +170,11 @@ class RunDir:
         """
         if not self.metrics.exists():
             return
-        kept = [line for line in self.metrics.read_text().splitlines()
-                if line.strip() and ((keep_health and '"health"' in line) or _record_step(line) <= step)]
+        kept = [
+            line
+            for line in self.metrics.read_text().splitlines()
+            if line.strip() and ((keep_health and '"health"' in line) or _record_step(line) <= step)
+        ]
         self.metrics.write_text("".join(line + "\n" for line in kept))
 
     # Space ------------------------------------------------------------------
@@ -190,8 +193,7 @@ class RunDir:
         free = shutil.disk_usage(self.root).free
         if free < needed_bytes:
             raise ConfigError(
-                f"not enough free space in {self.root}: checkpoints need about {needed_bytes / 2**20:.0f} MB, "
-                f"{free / 2**20:.0f} MB are free"
+                f"not enough free space in {self.root}: checkpoints need about {needed_bytes / 2**20:.0f} MB, {free / 2**20:.0f} MB are free"
             )
 
 

@@ -8,22 +8,18 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import update_bn
 
-from .models.conditioning import balanced_labels, check_labels
 from .errors import ConfigError
 from .imaging import to_unit_range
 from .models import evaluating
-from .options import MAX_SEED  # declared with the seed check every command shares
+from .models.conditioning import balanced_labels, check_labels
 from .models.priors import get_prior
+from .options import MAX_SEED  # declared with the seed check every command shares
 
 __all__ = ["sample_z", "sample_labels", "balanced_labels", "generate", "standing_statistics", "with_real_statistics", "MAX_SEED"]
 
 
 def sample_z(
-    n: int,
-    z_dim: int,
-    prior: str = "normal",
-    generator: torch.Generator | None = None,
-    device: torch.device | str | None = None,
+    n: int, z_dim: int, prior: str = "normal", generator: torch.Generator | None = None, device: torch.device | str | None = None
 ) -> torch.Tensor:
     """Draw `n` latent vectors of shape (n, z_dim) from the model's prior (a name in `models.priors.LATENT_PRIORS`).
 
@@ -39,8 +35,9 @@ def sample_z(
     return get_prior(prior).sample((n, z_dim), generator, device)
 
 
-def sample_labels(n: int, num_classes: int, generator: torch.Generator | None = None,
-                  device: torch.device | str | None = None) -> torch.Tensor | None:
+def sample_labels(
+    n: int, num_classes: int, generator: torch.Generator | None = None, device: torch.device | str | None = None
+) -> torch.Tensor | None:
     """`n` class labels drawn uniformly, shape (n,) int64 (repeatable with `generator`); None when num_classes is 0."""
     if num_classes <= 0:
         return None
@@ -62,16 +59,14 @@ def generate(G: nn.Module, z: torch.Tensor, labels: torch.Tensor | int | None = 
         device = next(G.parameters()).device
         if labels is None:
             return torch.cat([G(chunk.to(device)).float() for chunk in z.split(batch_size)])
-        return torch.cat([G(chunk.to(device), y.to(device)).float()
-                          for chunk, y in zip(z.split(batch_size), labels.split(batch_size))])
+        return torch.cat([G(chunk.to(device), y.to(device)).float() for chunk, y in zip(z.split(batch_size), labels.split(batch_size))])
 
 
 STANDING_BATCHES = 8  # batches of fresh z for standing statistics (1,024 samples at batch 128); `dcgan train --standing-batches`
 STANDING_BATCH_SIZE = 128
 
 
-def standing_statistics(G: nn.Module, num_batches: int = STANDING_BATCHES, batch_size: int = STANDING_BATCH_SIZE,
-                        seed: int = 0) -> nn.Module:
+def standing_statistics(G: nn.Module, num_batches: int = STANDING_BATCHES, batch_size: int = STANDING_BATCH_SIZE, seed: int = 0) -> nn.Module:
     """Recompute G's batch-norm running statistics from `num_batches` fresh, seeded batches of z.
 
     In train mode each BN layer sees batch statistics, which is how G made its images while it was
@@ -106,8 +101,9 @@ def standing_statistics(G: nn.Module, num_batches: int = STANDING_BATCHES, batch
     return G
 
 
-def with_real_statistics(D: nn.Module, images_uint8: torch.Tensor, max_images: int = 4096,
-                         batch_size: int = STANDING_BATCH_SIZE, seed: int = 0) -> nn.Module:
+def with_real_statistics(
+    D: nn.Module, images_uint8: torch.Tensor, max_images: int = 4096, batch_size: int = STANDING_BATCH_SIZE, seed: int = 0
+) -> nn.Module:
     """A copy of D (eval mode) whose batch-norm statistics are those of real images alone.
 
     D's running statistics from training mix real and fake batches (about 70% fake at the

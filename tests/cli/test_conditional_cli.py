@@ -11,17 +11,18 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY, run_cli
 from dcgan.checkpoint import load_checkpoint, save_checkpoint
 from dcgan.cli import main
-from dcgan.models.conditioning import ClassConditionalBatchNorm2d, class_grid
 from dcgan.errors import ConfigError
+from dcgan.explore.latent import class_walk, generate_between_classes, interpolate, invert, latent_sheet, sheet_labels, vector_arithmetic
 from dcgan.figures import class_rows_image
 from dcgan.imaging import tensor_to_pil
-from dcgan.explore.latent import class_walk, generate_between_classes, interpolate, invert, latent_sheet, sheet_labels, vector_arithmetic
 from dcgan.models import ModelConfig, build_models
+from dcgan.models.conditioning import ClassConditionalBatchNorm2d, class_grid
 from dcgan.report import build_report
 from dcgan.sampling import generate, sample_z
+
+from conftest import TINY, run_cli
 
 CLOTHES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "Sneaker", "bag", "ankle boot")
 
@@ -193,8 +194,10 @@ def test_arithmetic_is_drawn_in_the_class(conditional_run, tmp_path, capsys):
     assert torch.allclose(result.grid, generate(G, result.z_grid, 2), atol=1e-6)
     assert torch.allclose(result.exemplars[0], generate(G, sheet[:2], 2), atol=1e-6)
     for k in (2, 9):
-        assert run_cli("arithmetic", conditional_run, "-n", 8, "--class", k, "--a", "0,1", "--b", "2,3", "--c", "4,5",
-                       "--out", tmp_path / f"a{k}.png") == 0
+        assert (
+            run_cli("arithmetic", conditional_run, "-n", 8, "--class", k, "--a", "0,1", "--b", "2,3", "--c", "4,5", "--out", tmp_path / f"a{k}.png")
+            == 0
+        )
         assert f"all in class {k}" in capsys.readouterr().out
     assert not np.array_equal(pixels(tmp_path / "a2.png"), pixels(tmp_path / "a9.png"))
 
@@ -222,8 +225,9 @@ def test_invert_infers_the_class_or_takes_it(conditional_run, tmp_path, capsys):
     assert given["class"] == 4 and not given["class_inferred"] and "class_mse" not in given
     assert given["mse"] == pytest.approx(errors["4"], rel=1e-3, abs=1e-6)
     # The z file keeps its class: a walk from it starts in that class.
-    assert run_cli("interpolate", conditional_run, "-n", 4, "--steps", 3, "--pairs", f"{tmp_path / 'given.json'}:1",
-                   "--out", tmp_path / "walk.png") == 0
+    assert (
+        run_cli("interpolate", conditional_run, "-n", 4, "--steps", 3, "--pairs", f"{tmp_path / 'given.json'}:1", "--out", tmp_path / "walk.png") == 0
+    )
     assert "given->1 (4->1)" in capsys.readouterr().out  # from class 4 (the file's) to class 1 (sheet index 1's)
 
 

@@ -9,12 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY
 from dcgan.cli import main
 from dcgan.data import load_dataset, load_image_files
 from dcgan.data.check import check_files
 from dcgan.models import ModelConfig
 from dcgan.training import TrainConfig, Trainer
+
+from conftest import TINY
 
 
 def _png(value, size=(12, 10), mode="L"):
@@ -67,8 +68,33 @@ def test_stream_and_memory_training_are_identical(small_folder):
 
 def test_cli_train_on_a_folder_and_data_check(small_folder, tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", "--data", str(small_folder), "--image-size", "16", "--channels", "1", "--z-dim", "8",
-                 "--width", "8", "--batch-size", "16", "--steps", "3", "--out", str(run), "--quiet", "--seed", "0"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(small_folder),
+                "--image-size",
+                "16",
+                "--channels",
+                "1",
+                "--z-dim",
+                "8",
+                "--width",
+                "8",
+                "--batch-size",
+                "16",
+                "--steps",
+                "3",
+                "--out",
+                str(run),
+                "--quiet",
+                "--seed",
+                "0",
+            ]
+        )
+        == 0
+    )
     assert (run / "checkpoints" / "latest.safetensors").exists()
     assert main(["data", "check", str(small_folder), "--image-size", "16"]) == 0
     assert "verdict      training will use all 80 images" in capsys.readouterr().out

@@ -23,8 +23,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from dcgan.data import download
-from dcgan.data import DATASETS
+from dcgan.data import DATASETS, download
 from dcgan.data.download import DOWNLOADS, download_dataset, extract_tar, file_checksum, missing_files_message, verify_files
 from dcgan.errors import DataError
 
@@ -154,7 +153,12 @@ def _leftovers(folder: Path) -> list[str]:
 def test_registry_is_well_formed():
     assert set(DOWNLOADS) == {"mnist", "fashion-mnist", "cifar10"}
     mnist = DOWNLOADS["mnist"].files
-    assert [f.name for f in mnist] == ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+    assert [f.name for f in mnist] == [
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ]
     assert mnist[0].urls[0].startswith("https://ossci-datasets.s3.amazonaws.com/mnist/")
     assert mnist[0].urls[1].startswith("http://yann.lecun.com/exdb/mnist/")
     assert {f.checksum[0] for f in mnist} == {"sha256-uncompressed"}
@@ -234,9 +238,7 @@ def test_stale_part_file_is_resumed(mnist_server, shared_mnist, tmp_path):
 
 def test_mirrors_are_tried_in_order(mnist_server, shared_mnist, tmp_path, monkeypatch):
     spec = DOWNLOADS["mnist"]
-    files = tuple(
-        dataclasses.replace(f, urls=(f"{mnist_server.url}/gone/{f.name}", f"{mnist_server.url}/{f.name}")) for f in spec.files
-    )
+    files = tuple(dataclasses.replace(f, urls=(f"{mnist_server.url}/gone/{f.name}", f"{mnist_server.url}/{f.name}")) for f in spec.files)
     monkeypatch.setitem(DATASETS, "mnist", dataclasses.replace(DATASETS["mnist"], download=dataclasses.replace(spec, files=files)))
     download_dataset("mnist", tmp_path / "out", progress=False)  # no base_url: the spec's mirrors
     assert [name for name, _ in mnist_server.requests][:2] == ["gone/train-images-idx3-ubyte.gz", "train-images-idx3-ubyte.gz"]
@@ -330,10 +332,9 @@ def _tar_with(path: Path, member: tarfile.TarInfo, data: bytes = b"") -> Path:
 def test_extract_refuses_unsafe_members(tmp_path, kind):
     dest = tmp_path / "dest"
     evil = tmp_path / "evil"
-    member = {
-        "dotdot": lambda: tarfile.TarInfo("../evil"),
-        "absolute": lambda: tarfile.TarInfo(str(evil)),
-    }.get(kind, lambda: tarfile.TarInfo("fine/link"))()
+    member = {"dotdot": lambda: tarfile.TarInfo("../evil"), "absolute": lambda: tarfile.TarInfo(str(evil))}.get(
+        kind, lambda: tarfile.TarInfo("fine/link")
+    )()
     if kind == "symlink":
         member.type, member.linkname = tarfile.SYMTYPE, str(evil)
     if kind == "hardlink":
@@ -346,8 +347,10 @@ def test_extract_refuses_unsafe_members(tmp_path, kind):
 
 
 def _fake_cifar(folder: Path) -> tuple[Path, dict[str, bytes]]:
-    contents = {name: f"fake {name}".encode() * 10 for name in
-                ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch", "batches.meta", "readme.html"]}
+    contents = {
+        name: f"fake {name}".encode() * 10
+        for name in ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch", "batches.meta", "readme.html"]
+    }
     archive = folder / "cifar-10-python.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         top = tarfile.TarInfo("cifar-10-batches-py")

@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from dcgan.data import ImageData, Storage, load_dataset, load_image_files
-from dcgan.errors import DataError
 from dcgan.data.imagefiles import DecodeError, decode_image, open_source
+from dcgan.errors import DataError
 
 
 def _img(mode, size=(20, 12), color=None):
@@ -23,7 +23,13 @@ def _img(mode, size=(20, 12), color=None):
         return Image.fromarray(arr)
     if mode == "P":
         return Image.new("RGB", size, (200, 30, 30)).convert("P", palette=Image.Palette.ADAPTIVE)
-    return Image.new(mode, size, color if color is not None else {"1": 1, "L": 128, "LA": (128, 255), "RGB": (10, 200, 30), "RGBA": (10, 200, 30, 255), "CMYK": (0, 0, 0, 0)}[mode])
+    return Image.new(
+        mode,
+        size,
+        color
+        if color is not None
+        else {"1": 1, "L": 128, "LA": (128, 255), "RGB": (10, 200, 30), "RGBA": (10, 200, 30, 255), "CMYK": (0, 0, 0, 0)}[mode],
+    )
 
 
 def _bytes(im, fmt, **kw):
@@ -34,8 +40,22 @@ def _bytes(im, fmt, **kw):
 
 @pytest.mark.parametrize(
     "fmt,mode",
-    [("JPEG", "RGB"), ("JPEG", "L"), ("JPEG", "CMYK"), ("PNG", "RGB"), ("PNG", "RGBA"), ("PNG", "LA"), ("PNG", "P"), ("PNG", "I;16"),
-     ("PNG", "1"), ("BMP", "RGB"), ("GIF", "P"), ("WEBP", "RGB"), ("TIFF", "RGB"), ("TIFF", "L")],
+    [
+        ("JPEG", "RGB"),
+        ("JPEG", "L"),
+        ("JPEG", "CMYK"),
+        ("PNG", "RGB"),
+        ("PNG", "RGBA"),
+        ("PNG", "LA"),
+        ("PNG", "P"),
+        ("PNG", "I;16"),
+        ("PNG", "1"),
+        ("BMP", "RGB"),
+        ("GIF", "P"),
+        ("WEBP", "RGB"),
+        ("TIFF", "RGB"),
+        ("TIFF", "L"),
+    ],
 )
 @pytest.mark.parametrize("channels", [1, 3])
 def test_every_format_and_mode_decodes(fmt, mode, channels):
@@ -67,8 +87,7 @@ def test_resize_shorter_side_and_centre_crop():
 
 
 @pytest.mark.parametrize(
-    "data,reason",
-    [(b"", "empty"), (b"this is text, not a png", "cannot identify"), (_bytes(_img("RGB", (64, 64)), "JPEG")[:200], "(?i)truncated")],
+    "data,reason", [(b"", "empty"), (b"this is text, not a png", "cannot identify"), (_bytes(_img("RGB", (64, 64)), "JPEG")[:200], "(?i)truncated")]
 )
 def test_broken_files_raise_decode_error(data, reason):
     with pytest.raises(DecodeError, match=reason):
@@ -128,7 +147,7 @@ def test_empty_and_missing_folders(tmp_path):
         load_dataset(str(tmp_path / "empty"))
     with pytest.raises(DataError, match="does not exist"):
         load_dataset(str(tmp_path / "missing"))
-    (tmp_path / "bad" ).mkdir()
+    (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "x.png").write_text("nope")
     with pytest.raises(DataError, match="none of the 1 files"):
         load_dataset(str(tmp_path / "bad"))
@@ -216,7 +235,7 @@ def test_storage_says_where_the_images_are_and_images_at_reads_them_from_either(
     assert (streamed.image_size, streamed.channels) == (memory.image_size, memory.channels) == (16, 3)
     empty = ImageData(images=None, name="nothing")
     with pytest.raises(DataError, match="the dataset 'nothing' holds no images"):
-        empty.storage
+        _ = empty.storage
 
 
 def test_cifar_partial_binary(cifar_partial):

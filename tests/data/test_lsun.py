@@ -14,13 +14,14 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import run_cli
 from dcgan.data import load_dataset
 from dcgan.data.check import check_dataset
-from dcgan.training.distributed import DistInfo
-from dcgan.errors import DataError
 from dcgan.data.lsun import close_environments, looks_like_lmdb, open_lmdb
+from dcgan.errors import DataError
+from dcgan.training.distributed import DistInfo
 from dcgan.training.feed import DataFeed
+
+from conftest import run_cli
 
 lmdb = pytest.importorskip("lmdb")
 

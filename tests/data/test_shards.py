@@ -21,16 +21,9 @@ from PIL import Image
 
 from dcgan.checkpoint import load_checkpoint
 from dcgan.data import Storage, load_dataset
-from dcgan.errors import DataError
-from dcgan.data.shards import (
-    EpochPlan,
-    buffer_permutation,
-    looks_like_shards,
-    open_shards,
-    read_samples,
-    stream_batches,
-)
 from dcgan.data.shard_writer import shard_pattern, write_shards
+from dcgan.data.shards import EpochPlan, buffer_permutation, looks_like_shards, open_shards, read_samples, stream_batches
+from dcgan.errors import DataError
 
 from conftest import one_line_error, run_cli
 
@@ -96,8 +89,7 @@ def test_buffer_permutation_is_a_seeded_permutation_that_never_looks_far_ahead()
 
 
 @settings(max_examples=60, deadline=None)
-@given(counts=st.lists(st.integers(0, 40), min_size=1, max_size=9), batch=st.integers(1, 7), world=st.integers(1, 3),
-       epoch=st.integers(0, 3))
+@given(counts=st.lists(st.integers(0, 40), min_size=1, max_size=9), batch=st.integers(1, 7), world=st.integers(1, 3), epoch=st.integers(0, 3))
 def test_plan_gives_every_sample_to_exactly_one_process_and_part(counts, batch, world, epoch):
     """All processes' parts together cover steps x batch x world distinct positions; only the tail is left out."""
     taken = []
@@ -115,8 +107,9 @@ def test_plan_gives_every_sample_to_exactly_one_process_and_part(counts, batch, 
 
 def test_the_order_changes_with_the_epoch_and_the_seed():
     plan = EpochPlan(SIZES, 0, 0, 10)
-    assert plan.shard_order() != EpochPlan(SIZES, 0, 1, 10).shard_order() or \
-        plan.shard_permutation(0) != EpochPlan(SIZES, 0, 1, 10).shard_permutation(0)
+    assert plan.shard_order() != EpochPlan(SIZES, 0, 1, 10).shard_order() or plan.shard_permutation(0) != EpochPlan(
+        SIZES, 0, 1, 10
+    ).shard_permutation(0)
     assert plan.shard_permutation(2) != EpochPlan(SIZES, 1, 0, 10).shard_permutation(2)
 
 
@@ -293,8 +286,27 @@ def test_data_check_reads_every_shard_and_spots_shards_sorted_by_class(class_fol
     assert "do not exist" in one_line_error(capsys.readouterr().err)
 
 
-TRAIN = ["--image-size", "16", "--channels", "1", "--z-dim", "8", "--width", "8", "--batch-size", "16", "--log-every", "2",
-         "--checkpoint-every", "3", "--workers", "1", "--seed", "0", "--quiet"]
+TRAIN = [
+    "--image-size",
+    "16",
+    "--channels",
+    "1",
+    "--z-dim",
+    "8",
+    "--width",
+    "8",
+    "--batch-size",
+    "16",
+    "--log-every",
+    "2",
+    "--checkpoint-every",
+    "3",
+    "--workers",
+    "1",
+    "--seed",
+    "0",
+    "--quiet",
+]
 
 
 def _same_weights(a, b) -> None:
@@ -325,8 +337,7 @@ def test_kill_9_mid_epoch_then_resume_equals_an_uninterrupted_run(pattern, tmp_p
     env = {**os.environ, "DCGAN_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     run = tmp_path / "killed"
     train = ["train", "--data", pattern, *TRAIN, "--conditional"]
-    proc = subprocess.Popen(_dcgan(*train, "--steps", "100000", "--out", run),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(_dcgan(*train, "--steps", "100000", "--out", run), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     latest = run / "checkpoints" / "latest.safetensors"
     try:
         deadline = time.monotonic() + 120
@@ -345,8 +356,7 @@ def test_kill_9_mid_epoch_then_resume_equals_an_uninterrupted_run(pattern, tmp_p
     total = max(24, k + 4)
     resumed = subprocess.run(_dcgan("train", "--resume", run, "--steps", total, "--quiet"), capture_output=True, text=True, env=env)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    straight = subprocess.run(_dcgan(*train, "--steps", total, "--out", tmp_path / "straight"),
-                              capture_output=True, text=True, env=env)
+    straight = subprocess.run(_dcgan(*train, "--steps", total, "--out", tmp_path / "straight"), capture_output=True, text=True, env=env)
     assert straight.returncode == 0, straight.stderr[-2000:]
     assert "streaming 300 images from 5 shard(s)" in straight.stdout
     a, b = load_checkpoint(tmp_path / "straight"), load_checkpoint(run)

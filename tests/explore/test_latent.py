@@ -6,22 +6,13 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY
 from dcgan.cli import main
 from dcgan.errors import ConfigError
-from dcgan.explore.latent import (
-    interpolate,
-    interpolation_path,
-    invert,
-    latent_sheet,
-    lerp,
-    nearest_neighbors,
-    pick,
-    slerp,
-    vector_arithmetic,
-)
+from dcgan.explore.latent import interpolate, interpolation_path, invert, latent_sheet, lerp, nearest_neighbors, pick, slerp, vector_arithmetic
 from dcgan.sampling import generate
 from dcgan.training import Trainer
+
+from conftest import TINY
 
 pytestmark = pytest.mark.kernels  # depends on the CPU's kernels: make test-avx2 reruns it (pyproject's markers)
 

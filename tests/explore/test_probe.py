@@ -7,15 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from dcgan.errors import ConfigError, DataError
+from dcgan.explore.probe import discriminator_features, feature_dim, fit_linear_svm, labelled_subset, pixel_features, run_probe
 from dcgan.models import Discriminator, ModelConfig
-from dcgan.explore.probe import (
-    discriminator_features,
-    feature_dim,
-    fit_linear_svm,
-    labelled_subset,
-    pixel_features,
-    run_probe,
-)
 from dcgan.training import Trainer
 
 from conftest import TINY

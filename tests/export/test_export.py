@@ -16,7 +16,6 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from conftest import one_line_error, run_cli
 from dcgan import export
 from dcgan.checkpoint import GENERATOR_FORMAT, load_checkpoint
 from dcgan.cli import EXIT_EXPORT_MISMATCH
@@ -34,6 +33,8 @@ from dcgan.export import (
 )
 from dcgan.sampling import generate, sample_z
 from dcgan.training import Trainer
+
+from conftest import one_line_error, run_cli
 
 pytestmark = pytest.mark.kernels  # depends on the CPU's kernels: make test-avx2 reruns it (pyproject's markers)
 
@@ -59,13 +60,35 @@ def runs(tmp_path_factory):
     for name, options in MODELS.items():
         run = root / name
         if name == "28x1":
-            assert run_cli("train", "--data", "digits", "--steps", "4", "--batch-size", "32", "--z-dim", "8", "--width", "8",
-                           "--image-size", "28", "--seed", "0", "--quiet", "--device", "cpu", "--out", run, *EVAL) == 0
-            assert run_cli("evaluate", run, "--features", "pixels", "--metrics", "fid,kid", "--num-samples", "64", "--floors",
-                           "--device", "cpu") == 0
+            assert (
+                run_cli(
+                    "train",
+                    "--data",
+                    "digits",
+                    "--steps",
+                    "4",
+                    "--batch-size",
+                    "32",
+                    "--z-dim",
+                    "8",
+                    "--width",
+                    "8",
+                    "--image-size",
+                    "28",
+                    "--seed",
+                    "0",
+                    "--quiet",
+                    "--device",
+                    "cpu",
+                    "--out",
+                    run,
+                    *EVAL,
+                )
+                == 0
+            )
+            assert run_cli("evaluate", run, "--features", "pixels", "--metrics", "fid,kid", "--num-samples", "64", "--floors", "--device", "cpu") == 0
         else:
-            Trainer.from_options(run_dir=run, data="digits", progress=False, steps=2, batch_size=32, z_dim=8, width=8, seed=0,
-                                 **options).train()
+            Trainer.from_options(run_dir=run, data="digits", progress=False, steps=2, batch_size=32, z_dim=8, width=8, seed=0, **options).train()
         made[name] = run
     return made
 
@@ -222,8 +245,18 @@ def test_card_of_the_evaluated_run_holds_both_sources(runs):
 
 
 def _write_report(run: Path, step: int, fid: float, floor: float | None = None) -> None:
-    protocol = {"features": "pixels", "extractor": "raw pixels", "real_data": "digits", "real_split": "train", "num_real": 500,
-                "num_generated": 500, "seed": 0, "metrics": {"fid": "Fréchet distance"}, "lower_is_better": {"fid": True}, "step": step}
+    protocol = {
+        "features": "pixels",
+        "extractor": "raw pixels",
+        "real_data": "digits",
+        "real_split": "train",
+        "num_real": 500,
+        "num_generated": 500,
+        "seed": 0,
+        "metrics": {"fid": "Fréchet distance"},
+        "lower_is_better": {"fid": True},
+        "step": step,
+    }
     rows = [{"subject": "generator", "n": 500, "fid": fid, "class_shares": {"0": 0.1}}]
     if floor is not None:
         rows.append({"subject": "real test (floor)", "n": 500, "fid": floor})
@@ -236,14 +269,17 @@ def test_run_metrics_picks_the_checkpoint_step_only(tmp_path):
     _write_report(run, 4, 40.0)
     _write_report(run, 6, 30.0, floor=2.0)
     (run / "eval" / "step_0000006-broken.json").write_text("{not json")
-    records = [{"step": 4, "loss_d": 1.0}, {"step": 4, "fid": 44.0, "eval": "pixels features, 500 generated vs 500 real"},
-               {"step": 6, "loss_d": 0.9}, {"step": 6, "fid": 33.0, "eval": "pixels features, 500 generated vs 500 real"},
-               {"step": 6, "health": "collapse", "message": "x"}]
+    records = [
+        {"step": 4, "loss_d": 1.0},
+        {"step": 4, "fid": 44.0, "eval": "pixels features, 500 generated vs 500 real"},
+        {"step": 6, "loss_d": 0.9},
+        {"step": 6, "fid": 33.0, "eval": "pixels features, 500 generated vs 500 real"},
+        {"step": 6, "health": "collapse", "message": "x"},
+    ]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records) + "garbage line\n")
 
     found = run_metrics(run, 6)
-    assert [(m["name"], m["value"], m["source"]) for m in found] == [
-        ("fid", 30.0, "eval/step_0000006-pixels.json"), ("fid", 33.0, "metrics.jsonl")]
+    assert [(m["name"], m["value"], m["source"]) for m in found] == [("fid", 30.0, "eval/step_0000006-pixels.json"), ("fid", 33.0, "metrics.jsonl")]
     assert found[0]["floor"] == 2.0 and "digits train split, 500 images" in found[0]["protocol"]
     assert "--eval-every" in found[1]["protocol"] and "500 generated" in found[1]["protocol"]
     assert [m["value"] for m in run_metrics(run, 4)] == [40.0, 44.0]
@@ -269,8 +305,13 @@ def test_parse_formats():
 def cli_export(runs, tmp_path_factory):
     """`dcgan export RUN --format all` as a user runs it, in a fresh process: (process, out folder)."""
     out = tmp_path_factory.mktemp("cli-export") / "release"
-    proc = subprocess.run([sys.executable, "-m", "dcgan", "export", str(runs["28x1"]), "--format", "all", "--out", str(out)],
-                          capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": "default"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "dcgan", "export", str(runs["28x1"]), "--format", "all", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONWARNINGS": "default"},
+    )
     return proc, out
 
 
@@ -324,12 +365,15 @@ def test_cli_default_folder_force_and_the_exported_file_everywhere(runs, tmp_pat
     assert snapshot(run) == before
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["export", "{tmp}/notes.txt"], "not a readable dcgan checkpoint"),
-    (["export", "{tmp}/missing.safetensors"], "does not exist"),
-    (["export", "{run}", "--format", "pickle"], "unknown export format"),
-    (["export", "{run}", "--out", "{tmp}/notes.txt"], "is a file"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["export", "{tmp}/notes.txt"], "not a readable dcgan checkpoint"),
+        (["export", "{tmp}/missing.safetensors"], "does not exist"),
+        (["export", "{run}", "--format", "pickle"], "unknown export format"),
+        (["export", "{run}", "--out", "{tmp}/notes.txt"], "is a file"),
+    ],
+)
 def test_cli_one_line_errors(runs, tmp_path, capsys, argv, message):
     (tmp_path / "notes.txt").write_text("hello")
     argv = [a.format(tmp=tmp_path, run=runs["28x1"]) for a in argv]

@@ -13,7 +13,6 @@ from safetensors import safe_open
 
 from dcgan.checkpoint import GENERATOR_FORMAT, load_checkpoint
 from dcgan.cli import main
-from dcgan.models.conditioning import ClassConditionalBatchNorm2d
 from dcgan.errors import ConfigError
 from dcgan.export import (
     CARD_JSON,
@@ -27,6 +26,7 @@ from dcgan.export import (
     export_files,
     model_card_markdown,
 )
+from dcgan.models.conditioning import ClassConditionalBatchNorm2d
 from dcgan.sampling import generate, sample_z
 
 pytestmark = pytest.mark.kernels  # depends on the CPU's kernels: make test-avx2 reruns it (pyproject's markers)
@@ -82,7 +82,7 @@ def _moved_class(G, label, by=0.05):
 def test_every_file_passes_its_check_on_labels(exported):
     ckpt, G, files = exported
     assert ckpt.model_config.conditional and ckpt.model_config.num_classes == NUM_CLASSES
-    for name, fmt in EXPORT_FORMATS.items():
+    for name in EXPORT_FORMATS:
         assert files[name].passed, (name, files[name].max_diff)
     assert files["safetensors"].max_diff == 0.0
 
@@ -177,7 +177,7 @@ def test_torchscript_takes_labels_as_a_second_argument(exported):
     z, labels = _inputs(G, 5)
     with torch.no_grad():
         assert torch.allclose(module(z, labels), G(z, labels), rtol=0, atol=TORCHSCRIPT_TOLERANCE)
-        with pytest.raises(Exception):  # the class is not optional in the traced graph
+        with pytest.raises(Exception):  # noqa: B017  (TorchScript's own error type: the class is not optional in the traced graph)
             module(z)
 
 
@@ -256,7 +256,8 @@ def test_cli_export_of_a_conditional_run(conditional_run, tmp_path, capsys):
     mc = load_checkpoint(conditional_run).model_config
     assert f"10 classes ({mc.conditioning})" in captured.out and captured.err == ""
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["generator.safetensors", "generator.onnx", "generator.torchscript.pt", CARD_JSON, CARD_MARKDOWN])
+        ["generator.safetensors", "generator.onnx", "generator.torchscript.pt", CARD_JSON, CARD_MARKDOWN]
+    )
     card = json.loads((out / CARD_JSON).read_text())
     assert [c["name"] for c in card["model"]["classes"]] == [str(i) for i in range(NUM_CLASSES)]
     assert all(f["max_diff"] <= f["tolerance"] for f in card["files"])

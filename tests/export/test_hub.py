@@ -8,13 +8,14 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY, one_line_error, run_cli
 from dcgan.checkpoint import load_checkpoint
 from dcgan.cli import EXIT_USER_ERROR
 from dcgan.errors import CheckpointError
 from dcgan.export.hub import HUB_FILES, HUB_TAGS
 from dcgan.sampling import generate, sample_z
 from dcgan.training import Trainer
+
+from conftest import TINY, one_line_error, run_cli
 
 
 def snapshot(folder):
@@ -58,7 +59,7 @@ def test_hub_folder_layout_and_front_matter(hub_folder, run):
     front, body = readme[4:].split("\n---\n", 1)
     lines = front.splitlines()
     assert "library_name: dcgan" in lines
-    assert lines[lines.index("tags:") + 1:][:len(HUB_TAGS)] == [f"- {t}" for t in HUB_TAGS]
+    assert lines[lines.index("tags:") + 1 :][: len(HUB_TAGS)] == [f"- {t}" for t in HUB_TAGS]
     assert 'license: "mit"' in lines
     assert lines[lines.index("datasets:") + 1] == '- "digits"'
     assert body.lstrip().startswith("# DCGAN generator: 16x16 grey images")

@@ -103,8 +103,9 @@ def test_real_images_of_the_right_class_score_at_the_floor_and_shifted_classes_d
     ex = build_extractor("classifier-layers", dataset="digits")
     rows = {}
     for shift in (0, 1):
-        report = evaluate(RealImagesOfClass(test, shift), train, ex, ["fid", *COND], num_samples=360, classifier=ex.classifier,
-                          test=test, test_metrics=COND)
+        report = evaluate(
+            RealImagesOfClass(test, shift), train, ex, ["fid", *COND], num_samples=360, classifier=ex.classifier, test=test, test_metrics=COND
+        )
         gen, floor = report.rows
         assert gen["subject"] == "generator" and floor["subject"] == "real test (floor)"
         rows[shift] = gen
@@ -173,15 +174,17 @@ class _Scripted:
         return {"fid": 100.0 + value, self.name: value} if self.name != "fid" else {"fid": value}
 
 
-@pytest.mark.parametrize("name, lower, values, best_step", [
-    ("conditional_accuracy", False, [0.2, 0.6, 0.4], 4),  # highest wins
-    ("intra_fid", True, [5.0, 3.0, 4.0], 4),  # lowest wins
-    ("fid", True, [5.0, 6.0, 4.0], 6),
-])
+@pytest.mark.parametrize(
+    "name, lower, values, best_step",
+    [
+        ("conditional_accuracy", False, [0.2, 0.6, 0.4], 4),  # highest wins
+        ("intra_fid", True, [5.0, 3.0, 4.0], 4),  # lowest wins
+        ("fid", True, [5.0, 6.0, 4.0], 6),
+    ],
+)
 def test_the_best_checkpoint_follows_the_metric_direction(tmp_path, name, lower, values, best_step):
     run = tmp_path / "run"
-    trainer = Trainer.from_options(run_dir=run, progress=False, data="digits", **TINY, conditional=True, steps=6,
-                                   batch_size=32, eval_every=2, seed=0)
+    trainer = Trainer.from_options(run_dir=run, progress=False, data="digits", **TINY, conditional=True, steps=6, batch_size=32, eval_every=2, seed=0)
     trainer.callback(Evaluate).tracked = _Scripted(name, lower, values)
     result = trainer.train()
     assert result.best["step"] == best_step and load_checkpoint(run / "checkpoints" / "best.safetensors").step == best_step
@@ -193,9 +196,36 @@ def test_the_best_checkpoint_follows_the_metric_direction(tmp_path, name, lower,
 
 def test_cli_train_tracks_conditional_accuracy(digits_classifier, tmp_path, capsys):
     run = tmp_path / "run"
-    assert _cli("train", "--data", "digits", "--conditional", "--image-size", "16", "--z-dim", "8", "--width", "8",
-                "--steps", "20", "--batch-size", "32", "--seed", "1", "--eval-every", "10", "--eval-samples", "200",
-                "--eval-metric", "conditional_accuracy", "--out", run, "--quiet") == 0
+    assert (
+        _cli(
+            "train",
+            "--data",
+            "digits",
+            "--conditional",
+            "--image-size",
+            "16",
+            "--z-dim",
+            "8",
+            "--width",
+            "8",
+            "--steps",
+            "20",
+            "--batch-size",
+            "32",
+            "--seed",
+            "1",
+            "--eval-every",
+            "10",
+            "--eval-samples",
+            "200",
+            "--eval-metric",
+            "conditional_accuracy",
+            "--out",
+            run,
+            "--quiet",
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     evals = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if '"tracked"' in line]
     assert [e["step"] for e in evals] == [10, 20]
@@ -213,8 +243,20 @@ def test_cli_train_tracks_conditional_accuracy(digits_classifier, tmp_path, caps
 
 def test_eval_every_tracks_intra_fid(tmp_path):
     run = tmp_path / "run"
-    trainer = Trainer.from_options(run_dir=run, progress=False, data="digits", **TINY, conditional=True, steps=10, batch_size=32,
-                                   eval_every=5, eval_samples=100, eval_metric="intra_fid", eval_features="pixels", seed=0)
+    trainer = Trainer.from_options(
+        run_dir=run,
+        progress=False,
+        data="digits",
+        **TINY,
+        conditional=True,
+        steps=10,
+        batch_size=32,
+        eval_every=5,
+        eval_samples=100,
+        eval_metric="intra_fid",
+        eval_features="pixels",
+        seed=0,
+    )
     result = trainer.train()
     evals = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if '"tracked"' in line]
     assert [e["step"] for e in evals] == [5, 10] and all(e["tracked"] == "intra_fid" for e in evals)
@@ -224,13 +266,44 @@ def test_eval_every_tracks_intra_fid(tmp_path):
     assert result.best == {"metric": "intra_fid", "intra_fid": best["intra_fid"], "fid": best["fid"], "step": best["step"]}
     assert load_checkpoint(run / "checkpoints" / "best.safetensors").step == best["step"]
     with pytest.raises(ConfigError, match="at least 2 samples per class"):
-        Trainer.from_options(run_dir=tmp_path / "few", progress=False, data="digits", **TINY, conditional=True, steps=2,
-                             eval_every=1, eval_samples=10, eval_metric="intra_fid", eval_features="pixels").train()
+        Trainer.from_options(
+            run_dir=tmp_path / "few",
+            progress=False,
+            data="digits",
+            **TINY,
+            conditional=True,
+            steps=2,
+            eval_every=1,
+            eval_samples=10,
+            eval_metric="intra_fid",
+            eval_features="pixels",
+        ).train()
 
 
 def test_cli_train_conditional_metric_on_an_unconditional_model_is_one_line(tmp_path, capsys):
-    assert _cli("train", "--data", "digits", "--image-size", "16", "--z-dim", "8", "--width", "8", "--steps", "4",
-                "--eval-every", "2", "--eval-metric", "intra_fid", "--out", tmp_path / "run", "--quiet") == 2
+    assert (
+        _cli(
+            "train",
+            "--data",
+            "digits",
+            "--image-size",
+            "16",
+            "--z-dim",
+            "8",
+            "--width",
+            "8",
+            "--steps",
+            "4",
+            "--eval-every",
+            "2",
+            "--eval-metric",
+            "intra_fid",
+            "--out",
+            tmp_path / "run",
+            "--quiet",
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "--eval-metric intra_fid scores a class-conditional model" in err and len(err.strip().splitlines()) == 1, err
 
@@ -255,21 +328,23 @@ def test_cli_evaluate_a_conditional_run(conditional_run, digits_classifier, tmp_
     # on screen: the overall table, class coverage, and the per-class table with the floor beside it
     assert "conditional_accuracy" in out and "intra_fid" in out and "class shares (generator)" in out
     assert "per class" in out and "floor intra-FID" in out
-    table = out[out.index("per class"):].splitlines()
+    table = out[out.index("per class") :].splitlines()
     assert table[1].split()[:3] == ["class", "samples", "accuracy"]
     assert [line.split()[0] for line in table[2:13]] == [str(i) for i in range(10)] + ["all"]
     assert "intra-FID compares each class's samples with that class's real images alone (20 per class here)" in out
 
     # --floors: every rung gets the per-class figures; --sanity: the ladder's floor row carries them
-    assert _cli("evaluate", conditional_run, "--num-samples", "100", "--metrics", "fid,intra_fid", "--floors",
-                "--json", tmp_path / "floors.json") == 0
+    assert (
+        _cli("evaluate", conditional_run, "--num-samples", "100", "--metrics", "fid,intra_fid", "--floors", "--json", tmp_path / "floors.json") == 0
+    )
     rows = json.loads((tmp_path / "floors.json").read_text())["results"]
     assert [r["subject"] for r in rows][:3] == ["generator", "real test (floor)", "test + noise 0.1"]
     assert all("intra_fid" in r and "fid" in r for r in rows)
     assert rows[1]["intra_fid"] < rows[-1]["intra_fid"]  # noise 0.5 on the right classes is worse than the floor
     capsys.readouterr()
-    assert _cli("evaluate", conditional_run, "--num-samples", "100", "--metrics", "fid,intra_fid", "--sanity",
-                "--json", tmp_path / "sanity.json") == 0
+    assert (
+        _cli("evaluate", conditional_run, "--num-samples", "100", "--metrics", "fid,intra_fid", "--sanity", "--json", tmp_path / "sanity.json") == 0
+    )
     rows = json.loads((tmp_path / "sanity.json").read_text())["results"]
     floors = [r for r in rows if r["subject"] == "real test (floor)"]
     assert len(floors) == 1 and "intra_fid" in floors[0] and floors[0]["fid_x_floor"] == 1.0
@@ -279,8 +354,10 @@ def test_cli_evaluate_a_conditional_run(conditional_run, digits_classifier, tmp_
 def test_cli_evaluate_class_mismatch_is_one_line(conditional_run, digits_classifier, tmp_path, capsys):
     fewer = save_classifier(tmp_path / "three.safetensors", _renamed_classifier(digits_classifier, ("0", "1", "2")))
     renamed = save_classifier(tmp_path / "letters.safetensors", _renamed_classifier(digits_classifier, tuple("abcdefghij")))
-    for path, what in ((fewer, "classifier's 3 classes (0, 1, 2) are not the model's 10"),
-                       (renamed, "classifier's 10 classes (a, b, c, d, e, f, g, h, i, j) are not the model's 10")):
+    for path, what in (
+        (fewer, "classifier's 3 classes (0, 1, 2) are not the model's 10"),
+        (renamed, "classifier's 10 classes (a, b, c, d, e, f, g, h, i, j) are not the model's 10"),
+    ):
         capsys.readouterr()
         assert _cli("evaluate", conditional_run, "--evaluator", path, "--num-samples", "100", "--json", tmp_path / "x.json") == 2
         err = capsys.readouterr().err

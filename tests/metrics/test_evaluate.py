@@ -6,7 +6,6 @@ import re
 import pytest
 import torch
 
-from conftest import TINY
 from dcgan.cli import main
 from dcgan.data import default_cache_dir, load_dataset
 from dcgan.errors import CheckpointError, ConfigError
@@ -24,6 +23,8 @@ from dcgan.metrics import (
 from dcgan.metrics.classifier import accuracy, adapt_images
 from dcgan.training import Trainer
 from dcgan.training.monitors import Evaluate, describe_best
+
+from conftest import TINY
 
 
 def test_classifier_learns_digits_and_round_trips(digits_classifier, tmp_path):
@@ -186,8 +187,30 @@ def test_cli_evaluator_train_and_list(tmp_path, capsys):
 
 def test_cli_train_with_eval_every_then_evaluate(digits_classifier, tmp_path, capsys):
     run = tmp_path / "run"
-    code = _cli("train", "--data", "digits", "--image-size", "16", "--z-dim", "8", "--width", "8", "--steps", "20",
-                "--batch-size", "64", "--seed", "1", "--eval-every", "10", "--eval-samples", "200", "--out", run, "--quiet")
+    code = _cli(
+        "train",
+        "--data",
+        "digits",
+        "--image-size",
+        "16",
+        "--z-dim",
+        "8",
+        "--width",
+        "8",
+        "--steps",
+        "20",
+        "--batch-size",
+        "64",
+        "--seed",
+        "1",
+        "--eval-every",
+        "10",
+        "--eval-samples",
+        "200",
+        "--out",
+        run,
+        "--quiet",
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert re.search(r": classifier(-layers)? features", out) and "best checkpoint" in out
@@ -209,14 +232,28 @@ def test_cli_train_with_eval_every_then_evaluate(digits_classifier, tmp_path, ca
     assert "protocol: features classifier (" in capsys.readouterr().out  # the penultimate layer alone, by name
     # more samples than the test split has images: the floor is read at a smaller count, and the output says so
     assert _cli("evaluate", run, "--num-samples", "1000", "--floors", "--metrics", "fid,grid", "--json", tmp_path / "n.json") == 0
-    note = re.search(r"note: the floor and the rungs use the (\d+) test images there are, against 1000 samples.*--num-samples (\d+)",
-                     capsys.readouterr().out)
+    note = re.search(
+        r"note: the floor and the rungs use the (\d+) test images there are, against 1000 samples.*--num-samples (\d+)", capsys.readouterr().out
+    )
     assert note and note.group(1) == note.group(2) and int(note.group(1)) < 1000
     assert (run / "eval" / "step_0000020-classifier.json").is_file()
 
     out_json = tmp_path / "px.json"
-    assert _cli("evaluate", run / "checkpoints" / "best.safetensors", "--features", "pixels", "--metrics", "fid",
-                "--num-samples", "100", "--json", out_json) == 0
+    assert (
+        _cli(
+            "evaluate",
+            run / "checkpoints" / "best.safetensors",
+            "--features",
+            "pixels",
+            "--metrics",
+            "fid",
+            "--num-samples",
+            "100",
+            "--json",
+            out_json,
+        )
+        == 0
+    )
     assert json.loads(out_json.read_text())["protocol"]["features"] == "pixels"
     assert _cli("evaluate", run, "--features", "discriminator", "--metrics", "fid,kid", "--num-samples", "100", "--json", tmp_path / "d.json") == 0
     # the reference features were cached
@@ -261,8 +298,29 @@ def test_cli_evaluate_without_a_classifier(tmp_path, capsys, monkeypatch):
     metrics skipped with a note, unless asked for by name."""
     monkeypatch.setenv("DCGAN_EVALUATOR_DIR", str(tmp_path / "evaluators"))
     run = tmp_path / "run"
-    assert _cli("train", "--data", "digits", "--image-size", "16", "--z-dim", "8", "--width", "8", "--steps", "4",
-                "--batch-size", "64", "--seed", "1", "--out", run, "--quiet") == 0
+    assert (
+        _cli(
+            "train",
+            "--data",
+            "digits",
+            "--image-size",
+            "16",
+            "--z-dim",
+            "8",
+            "--width",
+            "8",
+            "--steps",
+            "4",
+            "--batch-size",
+            "64",
+            "--seed",
+            "1",
+            "--out",
+            run,
+            "--quiet",
+        )
+        == 0
+    )
     capsys.readouterr()
     assert _cli("evaluate", run, "--num-samples", "100") == 0
     out = capsys.readouterr().out

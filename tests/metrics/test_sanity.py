@@ -8,7 +8,7 @@ from dcgan.cli import main
 from dcgan.data import ImageData, load_dataset
 from dcgan.errors import ConfigError
 from dcgan.metrics import DEGRADATIONS, build_extractor, memorisation, sanity
-from dcgan.metrics.classifier import LAYER_BLOCKS, calibrate_classifier, layer_feature_dim, layer_features, _raw_blocks
+from dcgan.metrics.classifier import LAYER_BLOCKS, _raw_blocks, calibrate_classifier, layer_feature_dim, layer_features
 from dcgan.metrics.sanity import SanityInputs, gaussian_blur, grid_dots, shift
 
 
@@ -163,8 +163,9 @@ def test_sanity_ladder_on_mnist(mnist_evaluation):
     defects stand well above the floor, the grid score flags the dots, and the layout the penultimate
     layer averages away (a 2-pixel shift) is seen."""
     train, test, evaluator = mnist_evaluation
-    layers = sanity(train, test, build_extractor("classifier-layers", dataset="mnist", evaluator=evaluator),
-                    ["fid", "memorisation", "grid"], num=2000)
+    layers = sanity(
+        train, test, build_extractor("classifier-layers", dataset="mnist", evaluator=evaluator), ["fid", "memorisation", "grid"], num=2000
+    )
     rows = _by_name(layers)
     _check_ladder(rows, margin=3.0)
     new = {name: row["fid_x_floor"] for name, row in rows.items()}
@@ -188,8 +189,14 @@ def test_noise_augmentation_weighs_shapes_over_faint_noise(mnist_evaluation, tmp
         clf = train_classifier(subset, check, epochs=2, width=8, seed=0, noise=noise)
         assert clf.info["noise_augmentation"] == noise
         path = save_classifier(tmp_path / f"noise-{noise}.safetensors", clf)
-        report = sanity(train, test, build_extractor("classifier-layers", dataset="mnist", evaluator=path), ["fid"], num=2000,
-                        names=["noise-0.1", "noise-0.2", "drop-class"])
+        report = sanity(
+            train,
+            test,
+            build_extractor("classifier-layers", dataset="mnist", evaluator=path),
+            ["fid"],
+            num=2000,
+            names=["noise-0.1", "noise-0.2", "drop-class"],
+        )
         ratios[noise] = {name: row["fid_x_floor"] for name, row in _by_name(report).items()}
     plain, robust = ratios[0.0], ratios[0.3]
     assert robust["noise-0.1"] < robust["noise-0.2"], robust  # still ranked, and still above the floor
@@ -203,8 +210,23 @@ def test_noise_augmentation_weighs_shapes_over_faint_noise(mnist_evaluation, tmp
 # --------------------------------------------------------------------------- #
 def test_cli_sanity_ladder(digits_classifier, capsys, tmp_path):
     out = tmp_path / "ladder.json"
-    assert _cli("evaluate", "--data", "digits", "--image-size", "16", "--sanity", "--num-samples", "360",
-                "--metrics", "fid,pr,memorisation", "--json", out) == 0
+    assert (
+        _cli(
+            "evaluate",
+            "--data",
+            "digits",
+            "--image-size",
+            "16",
+            "--sanity",
+            "--num-samples",
+            "360",
+            "--metrics",
+            "fid,pr,memorisation",
+            "--json",
+            out,
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "features: classifier-layers" in text and "fid_x_floor" in text
     for subject in ("real test (floor)", "test + noise 0.5", "test, dots stride 2", "memorised: reference copies"):

@@ -155,7 +155,10 @@ def test_metric_registry_and_parsing():
 
 def test_needs_is_an_enum_that_reads_as_its_plain_name():
     assert {m.name: m.needs for m in METRICS.values() if m.name in ("fid", "grid", "is")} == {
-        "fid": Needs.FEATURES, "grid": Needs.MEAN_IMAGE, "is": Needs.PROBS}
+        "fid": Needs.FEATURES,
+        "grid": Needs.MEAN_IMAGE,
+        "is": Needs.PROBS,
+    }
     assert Needs.PROBS == "probs" and str(Needs.MEAN_IMAGE) == "mean_image" and f"{Needs.FEATURES}" == "features"
     assert json.dumps({"needs": Needs.FEATURES}) == '{"needs": "features"}'  # reports keep the plain names
     plain = Metric("x", "probs", lambda probs, classes: {"x": 0.0}, {"x": True}, "a plain name")
@@ -172,8 +175,7 @@ def test_tracked_metrics_and_what_they_take_come_from_the_registry():
     assert [m.needs_classifier for m in (fid, intra, accuracy)] == [False, False, True]
     assert [m.needs_class_references for m in (fid, intra, accuracy)] == [False, True, False]
     assert [m.conditional for m in (fid, intra, accuracy)] == [False, True, True]
-    assert (fid.show(12.3456), intra.show(5.5), accuracy.show(0.931)) == ("FID 12.346", "intra-FID 5.500",
-                                                                           "conditional accuracy 93.1%")
+    assert (fid.show(12.3456), intra.show(5.5), accuracy.show(0.931)) == ("FID 12.346", "intra-FID 5.500", "conditional accuracy 93.1%")
     # a tracked metric reports a figure under its own name; an unconditional one compares features
     with pytest.raises(ConfigError, match="under its own name"):
         Metric("pr2", Needs.FEATURES, lambda r, f: {}, {"precision": False}, "", tracked=True)

@@ -8,14 +8,15 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY
 from dcgan.checkpoint import load_checkpoint
 from dcgan.cli import main
-from dcgan.models.conditioning import CONDITIONING, DEFAULT_CONDITIONING, MAX_CLASSES, balanced_labels, class_grid, resolve_class
 from dcgan.errors import ConfigError, DataError
 from dcgan.models import ModelConfig, build_models
+from dcgan.models.conditioning import CONDITIONING, DEFAULT_CONDITIONING, MAX_CLASSES, balanced_labels, class_grid, resolve_class
 from dcgan.sampling import generate, sample_z, standing_statistics
 from dcgan.training import TrainConfig, Trainer
+
+from conftest import TINY
 
 pytestmark = pytest.mark.kernels  # depends on the CPU's kernels: make test-avx2 reruns it (pyproject's markers)
 
@@ -66,8 +67,15 @@ def test_an_unconditional_pair_keeps_the_plain_weights():
         generate(G, torch.zeros(2, 8), torch.zeros(2, dtype=torch.long))
 
 
-@pytest.mark.parametrize("labels,match", [(None, "give a class label"), (torch.tensor([0, 10]), r"0\.\.9"),
-                                           (torch.tensor([0.0, 1.0]), "whole-number"), (torch.tensor([1, 2, 3]), "shape")])
+@pytest.mark.parametrize(
+    "labels,match",
+    [
+        (None, "give a class label"),
+        (torch.tensor([0, 10]), r"0\.\.9"),
+        (torch.tensor([0.0, 1.0]), "whole-number"),
+        (torch.tensor([1, 2, 3]), "shape"),
+    ],
+)
 def test_a_conditional_generator_checks_its_labels(labels, match):
     G, _ = build_models(conditional_config("projection"), seed=0)
     with pytest.raises(ConfigError, match=match):
@@ -141,8 +149,7 @@ def test_the_batch_labels_reach_g_and_d(digits16):
     """G and D are called with the real batch's labels (the fakes take the same classes)."""
     trainer = conditional_trainer(digits16)
     seen = []
-    hooks = [m.register_forward_pre_hook(lambda mod, args: seen.append((type(mod).__name__, args[1])))
-             for m in (trainer.G, trainer.D)]
+    hooks = [m.register_forward_pre_hook(lambda mod, args: seen.append((type(mod).__name__, args[1]))) for m in (trainer.G, trainer.D)]
     images, labels = trainer.feed.batch(trainer.feed.epoch_order(0), 0)
     trainer.gan.step((images, labels))
     for h in hooks:
@@ -181,8 +188,7 @@ def test_conditional_resume_equals_an_uninterrupted_run_bit_for_bit(tmp_path, di
 
 def test_the_run_keeps_its_classes_and_draws_a_row_per_class(tmp_path):
     run = tmp_path / "run"
-    trainer = Trainer.from_options(run_dir=run, progress=False, data="digits", **TINY, conditional=True, steps=4,
-                                   batch_size=64, seed=0)
+    trainer = Trainer.from_options(run_dir=run, progress=False, data="digits", **TINY, conditional=True, steps=4, batch_size=64, seed=0)
     trainer.train()
     ckpt = load_checkpoint(run)
     mc = ckpt.model_config
@@ -244,9 +250,36 @@ def test_cli_trains_a_conditional_run_from_class_folders(tmp_path, capsys):
             pixels = np.clip(value + rng.normal(0, 10, (16, 16, 3)), 0, 255).astype(np.uint8)
             Image.fromarray(pixels).save(root / name / f"{i}.png")
     out = tmp_path / "run"
-    assert main(["train", "--data", str(root), "--conditional", "--conditioning", "concat", "--image-size", "16",
-                 "--z-dim", "8", "--width", "8", "--batch-size", "16", "--steps", "3", "--seed", "1", "--out", str(out),
-                 "--quiet", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(root),
+                "--conditional",
+                "--conditioning",
+                "concat",
+                "--image-size",
+                "16",
+                "--z-dim",
+                "8",
+                "--width",
+                "8",
+                "--batch-size",
+                "16",
+                "--steps",
+                "3",
+                "--seed",
+                "1",
+                "--out",
+                str(out),
+                "--quiet",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     mc = load_checkpoint(out).model_config
     assert mc.class_names == ("bright", "dark") and mc.conditioning == "concat"
     # A conditional run cannot be resumed as anything else.

@@ -3,16 +3,7 @@ import torch
 from torch import nn
 
 from dcgan.errors import ConfigError
-from dcgan.models import (
-    DOWNSAMPLE_BLOCKS,
-    SUPPORTED_SIZES,
-    UPSAMPLE_BLOCKS,
-    Discriminator,
-    Generator,
-    ModelConfig,
-    format_summary,
-    model_summary,
-)
+from dcgan.models import DOWNSAMPLE_BLOCKS, SUPPORTED_SIZES, UPSAMPLE_BLOCKS, Discriminator, Generator, ModelConfig, format_summary, model_summary
 
 
 @pytest.mark.parametrize("size", SUPPORTED_SIZES)
@@ -122,4 +113,3 @@ def test_summary_macs_match_flop_counter(g_block, d_block):
         assert sum(r["params"] for r in rows) == sum(p.numel() for p in model.parameters())
         text = format_summary("model", rows)
         assert "total" in text and f"{sum(p.numel() for p in model.parameters()):,}" in text
-

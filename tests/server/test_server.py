@@ -15,15 +15,16 @@ pytest.importorskip("fastapi")
 pytest.importorskip("httpx2")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from conftest import TINY  # noqa: E402
 from dcgan.checkpoint import load_checkpoint  # noqa: E402
 from dcgan.data import load_dataset  # noqa: E402
 from dcgan.errors import ConfigError  # noqa: E402
-from dcgan.imaging import to_uint8  # noqa: E402
 from dcgan.explore.latent import latent_sheet, vector_arithmetic  # noqa: E402
+from dcgan.imaging import to_uint8  # noqa: E402
 from dcgan.sampling import generate  # noqa: E402
 from dcgan.server import Busy, Explorer, ModelGate, ServeLimits, bind_socket, create_app, running  # noqa: E402
 from dcgan.training import Trainer  # noqa: E402
+
+from conftest import TINY  # noqa: E402
 
 LOCAL = "http://127.0.0.1:8000"
 
@@ -232,8 +233,11 @@ def test_bad_requests_get_a_4xx_with_one_line(client, path, body, status, messag
 def test_malformed_json_nan_and_oversized_bodies(client):
     bad_json = client.post("/api/sheet", content=b"{seed: ", headers={"content-type": "application/json"})
     assert bad_json.status_code == 400 and "not valid JSON" in bad_json.json()["error"]
-    nan = client.post("/api/walk", content=b'{"a": {"z": [NaN, 0, 0, 0, 0, 0, 0, 0]}, "b": {"z": [0, 0, 0, 0, 0, 0, 0, 0]}}',
-                      headers={"content-type": "application/json"})
+    nan = client.post(
+        "/api/walk",
+        content=b'{"a": {"z": [NaN, 0, 0, 0, 0, 0, 0, 0]}, "b": {"z": [0, 0, 0, 0, 0, 0, 0, 0]}}',
+        headers={"content-type": "application/json"},
+    )
     assert nan.status_code == 422 and "finite" in nan.json()["error"]
     huge = client.post("/api/sheet", content=b" " * (2 << 20), headers={"content-type": "application/json"})
     assert huge.status_code == 413
@@ -343,8 +347,9 @@ def test_dcgan_serve_runs_until_ctrl_c(tiny_ckpt):
     import subprocess
     import sys
 
-    proc = subprocess.Popen([sys.executable, "-m", "dcgan", "serve", str(tiny_ckpt.path), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dcgan", "serve", str(tiny_ckpt.path), "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         lines = [proc.stdout.readline(), proc.stdout.readline()]
         assert lines[0].startswith(f"serving {tiny_ckpt.path} (step 40, 16x16x1)"), lines

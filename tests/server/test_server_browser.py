@@ -17,19 +17,26 @@ from PIL import Image
 pytest.importorskip("fastapi")
 playwright = pytest.importorskip("playwright.sync_api")
 
-from conftest import TINY  # noqa: E402
 from dcgan.checkpoint import load_checkpoint  # noqa: E402
 from dcgan.data import load_dataset  # noqa: E402
 from dcgan.server import Explorer, bind_socket, create_app, running  # noqa: E402
 from dcgan.training import Trainer  # noqa: E402
+
+from conftest import TINY  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
 # The flags a root user in a sandbox without network needs (see the env notes): no sandbox, no GPU,
 # and no background connections, which a closed network would refuse by the dozen.
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
 ]
 TIMEOUT_MS = 30_000  # the two cores may be busy with other tests
 
@@ -150,8 +157,11 @@ def test_arithmetic_on_picked_groups_returns_images_of_the_right_size(page):
 
 @pytest.mark.parametrize(
     "field,value,message",
-    [("#seed", "-5", "seed: Input should be greater than or equal to 0"), ("#seed", "2.5", "seed: Input should be a valid integer"),
-     ("#count", "100000", "n must be from 1 to 256")],
+    [
+        ("#seed", "-5", "seed: Input should be greater than or equal to 0"),
+        ("#seed", "2.5", "seed: Input should be a valid integer"),
+        ("#count", "100000", "n must be from 1 to 256"),
+    ],
 )
 def test_a_bad_value_shows_the_servers_error(page, field, value, message):
     page.fill(field, value)
@@ -242,8 +252,12 @@ def test_a_walk_and_the_sliders_are_redrawn_in_a_new_class(conditional_page):
         return lambda r: r.url.endswith(f"/api/{path}") and r.post_data_json["class"] == 5
 
     # The sheet, the walk, the sliders' directions and the slider image are each asked for again, in class 5 ...
-    with page.expect_request(asked("sheet")), page.expect_request(asked("walk")), page.expect_request(asked("slide")), \
-            page.expect_request(lambda r: r.url.endswith("/api/directions?class=5")):
+    with (
+        page.expect_request(asked("sheet")),
+        page.expect_request(asked("walk")),
+        page.expect_request(asked("slide")),
+        page.expect_request(lambda r: r.url.endswith("/api/directions?class=5")),
+    ):
         page.select_option("#class", "5")
     # ... and show it: the walk starts at sample 3 and the slider (at zero) shows sample 2 of the new sheet.
     page.wait_for_function("() => document.querySelector('#walk-images img').src === document.querySelectorAll('#grid .cell img')[3].src")

@@ -8,13 +8,13 @@ from PIL import Image
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx2")
 from fastapi.testclient import TestClient  # noqa: E402
+from test_server import LOCAL, decode, pixels, png_bytes  # noqa: E402
 
 from dcgan.checkpoint import load_checkpoint  # noqa: E402
-from dcgan.imaging import to_uint8  # noqa: E402
 from dcgan.explore.latent import latent_sheet, move_along  # noqa: E402
+from dcgan.imaging import to_uint8  # noqa: E402
 from dcgan.sampling import generate  # noqa: E402
 from dcgan.server import Explorer, ServeLimits, create_app  # noqa: E402
-from test_server import LOCAL, decode, pixels, png_bytes  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +164,7 @@ def test_inversion_in_a_given_class_and_with_the_class_inferred(client, explorer
         ("/api/sheet", {"seed": 0}, 400, 'this model is class-conditional: give a "class" from 0 to 9'),
         ("/api/walk", {"a": ref(0, 1), "b": ref(1, 1), "end_class": 10}, 400, "class 10 is out of range"),
         ("/api/walk", {"a": ref(0, 12), "b": ref(1, 2), "class": 3}, 400, "class 12 is out of range"),
-        ("/api/walk", {"a": ref(0), "b": ref(1)}, 400, "give a \"class\""),
+        ("/api/walk", {"a": ref(0), "b": ref(1)}, 400, 'give a "class"'),
         ("/api/slide", {"base": ref(0), "amounts": [0.0] * 8, "class": 99}, 400, "class 99 is out of range"),
         ("/api/arithmetic", {"a": [ref(0, 1)], "b": [ref(1, 1)], "c": [ref(2, 3)]}, 400, "different classes (1, 3)"),
         ("/api/classes", {"base": {"seed": 3, "n": 16}}, 422, "a latent point is either"),
@@ -205,8 +205,9 @@ def test_dcgan_serve_names_the_classes_and_answers_with_them(conditional_run, ck
     import sys
     import urllib.request
 
-    proc = subprocess.Popen([sys.executable, "-m", "dcgan", "serve", str(conditional_run), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dcgan", "serve", str(conditional_run), "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         lines = [proc.stdout.readline(), proc.stdout.readline()]
         method = ckpt.model_config.conditioning

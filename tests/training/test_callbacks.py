@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import TINY
 from dcgan.checkpoint import load_checkpoint
 from dcgan.models import ModelConfig
 from dcgan.training import Action, Callback, Schedule, TrainConfig, Trainer, TrainState
+
+from conftest import TINY
 
 pytestmark = pytest.mark.kernels  # depends on the CPU's kernels: make test-avx2 reruns it (pyproject's markers)
 

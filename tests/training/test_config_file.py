@@ -8,10 +8,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import run_cli
+from dcgan.errors import ConfigError
 from dcgan.training.configfile import read_config_file
 from dcgan.training.resolve import resolve_options
-from dcgan.errors import ConfigError
+
+from conftest import run_cli
 
 pytestmark = pytest.mark.kernels  # depends on the CPU's kernels: make test-avx2 reruns it (pyproject's markers)
 
@@ -57,8 +58,7 @@ def test_config_json_repeats_the_run_bit_for_bit(original, tmp_path, capsys):
 
 def test_command_line_overrides_a_config_json(original, tmp_path):
     longer = tmp_path / "longer"
-    assert run_cli("train", "--config", original / "config.json", "--out", longer, "--steps", "4", "--seed", "12",
-                   "--quiet") == 0
+    assert run_cli("train", "--config", original / "config.json", "--out", longer, "--steps", "4", "--seed", "12", "--quiet") == 0
     config = json.loads((longer / "config.json").read_text())
     assert config["train"]["steps"] == 4 and config["train"]["seed"] == 12
     assert config["train"]["ema_half_life"] == 0.5 and config["model"]["width"] == 8  # the rest from the file
@@ -66,8 +66,7 @@ def test_command_line_overrides_a_config_json(original, tmp_path):
 
 def test_conditional_run_takes_its_classes_from_the_data(tmp_path, capsys):
     run, again = tmp_path / "cond", tmp_path / "again"
-    assert run_cli("train", "--conditional", "--conditioning", "projection", "--steps", "2", "--seed", "3", "--out", run,
-                   *TINY_ARGS) == 0
+    assert run_cli("train", "--conditional", "--conditioning", "projection", "--steps", "2", "--seed", "3", "--out", run, *TINY_ARGS) == 0
     assert run_cli("train", "--config", run / "config.json", "--out", again, "--quiet") == 0
     config = json.loads((again / "config.json").read_text())
     assert config["model"]["num_classes"] == 10 and config["model"]["conditioning"] == "projection"
@@ -104,8 +103,7 @@ def test_toml_with_overrides_from_the_command_line(tmp_path, capsys):
     toml = tmp_path / "run.toml"
     toml.write_text(TOML)
     run = tmp_path / "run"
-    assert run_cli("train", "--config", toml, "--out", run, "--steps", "2", "--seed", "7", "--lr-d", "5e-4",
-                   "--device", "cpu", "--quiet") == 0
+    assert run_cli("train", "--config", toml, "--out", run, "--steps", "2", "--seed", "7", "--lr-d", "5e-4", "--device", "cpu", "--quiet") == 0
     assert "with --device, --lr-d, --seed, --steps from the command line" in capsys.readouterr().out
     config = json.loads((run / "config.json").read_text())
     model, train = config["model"], config["train"]
@@ -125,8 +123,16 @@ def test_precedence_defaults_recipe_file_command_line(tmp_path):
     assert options["batch_size"] == 16  # the command line over both
     # --recipe on the command line replaces the file's recipe; --data drops the file's data folder.
     record = tmp_path / "config.json"
-    record.write_text(json.dumps({"dcgan_version": "0", "model": {"image_size": 32, "channels": 1},
-                                  "train": {"data": "mnist", "data_dir": "/somewhere/mnist", "steps": 9}, "data": {}}))
+    record.write_text(
+        json.dumps(
+            {
+                "dcgan_version": "0",
+                "model": {"image_size": 32, "channels": 1},
+                "train": {"data": "mnist", "data_dir": "/somewhere/mnist", "steps": 9},
+                "data": {},
+            }
+        )
+    )
     options = resolve_options({"data": "digits"}, read_config_file(record))
     assert options["data"] == "digits" and "data_dir" not in options and options["steps"] == 9
     with pytest.raises(ConfigError, match="drop --recipe"):
@@ -175,14 +181,17 @@ def test_bad_value_in_a_config_json(original, tmp_path, capsys):
     assert "beta1 must be a number in [0, 1), got 1.5" in one_line_error(capsys)
 
 
-@pytest.mark.parametrize("name, content, message", [
-    ("broken.toml", "width = \n", "is not valid TOML"),
-    ("broken.json", '{"model": {', "is not valid JSON"),
-    ("list.json", "[1, 2]", "expected a JSON object"),
-    ("latin.toml", b"data = \"caf\xe9\"\n", "is not UTF-8 text"),
-    ("options.yaml", "width: 8\n", "a config file is a .toml file or a run's config.json"),
-    ("missing.toml", None, "not found"),
-])
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("broken.toml", "width = \n", "is not valid TOML"),
+        ("broken.json", '{"model": {', "is not valid JSON"),
+        ("list.json", "[1, 2]", "expected a JSON object"),
+        ("latin.toml", b'data = "caf\xe9"\n', "is not UTF-8 text"),
+        ("options.yaml", "width: 8\n", "a config file is a .toml file or a run's config.json"),
+        ("missing.toml", None, "not found"),
+    ],
+)
 def test_malformed_or_missing_files_are_one_line(tmp_path, capsys, name, content, message):
     path = tmp_path / name
     if isinstance(content, bytes):
@@ -212,15 +221,13 @@ def test_a_bool_the_file_sets_is_undone_on_the_command_line(tmp_path, capsys):
     toml = tmp_path / "fast.toml"
     toml.write_text("compile = true\nsteps = 1\n[model]\nimage-size = 16\nz-dim = 8\nwidth = 8\n")
     run = tmp_path / "run"
-    assert run_cli("train", "--config", toml, "--no-compile", "--seed", "1", "--batch-size", "64", "--device", "cpu",
-                   "--quiet", "--out", run) == 0
+    assert run_cli("train", "--config", toml, "--no-compile", "--seed", "1", "--batch-size", "64", "--device", "cpu", "--quiet", "--out", run) == 0
     assert "with --batch-size, --device, --no-compile, --seed from the command line" in capsys.readouterr().out
     assert json.loads((run / "config.json").read_text())["train"]["compile"] is False
     assert read_config_file(toml).options["compile"] is True
 
 
-@pytest.mark.parametrize("text, ema", [('ema = "on"\n', True), ('ema = "off"\n', False), ("no-ema = true\n", False),
-                                       ("ema = false\n", False)])
+@pytest.mark.parametrize("text, ema", [('ema = "on"\n', True), ('ema = "off"\n', False), ("no-ema = true\n", False), ("ema = false\n", False)])
 def test_ema_as_a_bool_and_its_old_spelling(tmp_path, text, ema):
     """`ema` is a bool; files written for 0.3.0 say "on" / "off", which still read as what they meant."""
     toml = tmp_path / "ema.toml"

@@ -10,8 +10,25 @@ import torch
 
 from dcgan.checkpoint import load_checkpoint
 
-ARGS = ["--data", "digits", "--image-size", "16", "--z-dim", "8", "--width", "8", "--batch-size", "32",
-        "--log-every", "3", "--checkpoint-every", "6", "--seed", "0", "--quiet"]
+ARGS = [
+    "--data",
+    "digits",
+    "--image-size",
+    "16",
+    "--z-dim",
+    "8",
+    "--width",
+    "8",
+    "--batch-size",
+    "32",
+    "--log-every",
+    "3",
+    "--checkpoint-every",
+    "6",
+    "--seed",
+    "0",
+    "--quiet",
+]
 
 
 def _dcgan(tmp_path, *args, timeout=240, env=None):
@@ -72,8 +89,31 @@ def test_two_processes_stream_from_disk_and_resume_exactly(tmp_path, digits16):
     folder.mkdir()
     for i, image in enumerate(digits16.images[:400]):
         Image.fromarray(image[0].numpy()).save(folder / f"{i:04d}.png")
-    common = ["--data", folder, "--image-size", "16", "--channels", "1", "--z-dim", "8", "--width", "8", "--batch-size", "32",
-              "--log-every", "2", "--checkpoint-every", "4", "--workers", "1", "--seed", "0", "--quiet", "--nproc", "2"]
+    common = [
+        "--data",
+        folder,
+        "--image-size",
+        "16",
+        "--channels",
+        "1",
+        "--z-dim",
+        "8",
+        "--width",
+        "8",
+        "--batch-size",
+        "32",
+        "--log-every",
+        "2",
+        "--checkpoint-every",
+        "4",
+        "--workers",
+        "1",
+        "--seed",
+        "0",
+        "--quiet",
+        "--nproc",
+        "2",
+    ]
     env = {"DCGAN_MEMORY_BUDGET": "0"}  # stream, whatever the machine's memory
     straight = _dcgan(tmp_path, "train", *common, "--steps", "8", "--out", tmp_path / "straight", env=env)
     assert straight.returncode == 0, straight.stderr[-2000:]
@@ -126,10 +166,27 @@ def _kill_node(proc) -> None:
 def _nodes(tmp_path, port: int, run_id: str, *args):
     """Two torchrun "nodes" of one process each on this machine, meeting through a c10d rendezvous."""
     env = {**os.environ, "DCGAN_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d",
-           "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", run_id, "--max-restarts", "0", "-m", "dcgan", *map(str, args)]
-    return [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
-            for _ in range(2)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "2",
+        "--nproc-per-node",
+        "1",
+        "--rdzv-backend",
+        "c10d",
+        "--rdzv-endpoint",
+        f"127.0.0.1:{port}",
+        "--rdzv-id",
+        run_id,
+        "--max-restarts",
+        "0",
+        "-m",
+        "dcgan",
+        *map(str, args),
+    ]
+    return [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True) for _ in range(2)]
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")

@@ -5,22 +5,23 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import TINY
 from dcgan.checkpoint import load_checkpoint
 from dcgan.models import ModelConfig, build_models
 from dcgan.sampling import generate, sample_z, standing_statistics
 from dcgan.training import TrainConfig, Trainer
 from dcgan.training.ema import GeneratorEMA, ema_decay
 
+from conftest import TINY
+
 pytestmark = pytest.mark.kernels  # depends on the CPU's kernels: make test-avx2 reruns it (pyproject's markers)
 
 
 def test_decay_follows_the_half_life_and_ramps_up():
     # Half-life 10k images, batch 100: 0.5 ** (100 / 10000) once the ramp-up no longer caps it.
-    assert ema_decay(100, 1_000_000, 10_000, 0.05) == pytest.approx(0.5 ** 0.01)
+    assert ema_decay(100, 1_000_000, 10_000, 0.05) == pytest.approx(0.5**0.01)
     # Early on the half-life is 5% of the images seen: 2,000 images in, it is 100 images, one batch.
     assert ema_decay(100, 2_000, 10_000, 0.05) == pytest.approx(0.5)
-    assert ema_decay(100, 2_000, 10_000, None) == pytest.approx(0.5 ** 0.01)
+    assert ema_decay(100, 2_000, 10_000, None) == pytest.approx(0.5**0.01)
     # A longer run never forgets faster: the decay grows with the images seen.
     decays = [ema_decay(128, n * 128, 10_000, 0.05) for n in (1, 10, 100, 1000)]
     assert decays == sorted(decays)

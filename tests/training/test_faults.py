@@ -71,9 +71,11 @@ class Soak:
     leftovers: set[str] = field(default_factory=set)
 
     def summary(self) -> str:
-        return (f"{self.kills} kills ({self.kills_mid_write} mid-checkpoint-write), {self.resumes} resumes "
-                f"({self.resumes_failed} failed), loadable steps after each kill / resume {self.steps}, "
-                f"{len(self.leftovers)} temporaries left behind")
+        return (
+            f"{self.kills} kills ({self.kills_mid_write} mid-checkpoint-write), {self.resumes} resumes "
+            f"({self.resumes_failed} failed), loadable steps after each kill / resume {self.steps}, "
+            f"{len(self.leftovers)} temporaries left behind"
+        )
 
 
 def check_run_after_kill(run: Path, killed_pid: int, soak: Soak) -> int:
@@ -102,8 +104,11 @@ def kill_once(run: Path, env: dict, rng: random.Random, soak: Soak, fresh: bool,
     its next checkpoint temporary appears -- and check what it left. Returns the loadable step."""
     latest = run / "checkpoints" / "latest.safetensors"
     before = inode(latest)
-    argv = dcgan("train", *TINY_TRAIN, "--steps", 400, "--checkpoint-every", 1, "--log-every", 1, "--out", run) if fresh else \
-        dcgan("train", "--resume", run, "--steps", 1_000_000, "--quiet")
+    argv = (
+        dcgan("train", *TINY_TRAIN, "--steps", 400, "--checkpoint-every", 1, "--log-every", 1, "--out", run)
+        if fresh
+        else dcgan("train", "--resume", run, "--steps", 1_000_000, "--quiet")
+    )
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         # Fresh: the first checkpoint exists. Resumed: it has written a new one (a new inode: os.replace).
@@ -137,8 +142,7 @@ def resume_to(run: Path, env: dict, target: int, soak: Soak) -> None:
     """`dcgan train --resume RUN --steps TARGET` finishes cleanly at TARGET."""
     # A garbage temporary of a process that never finished (a dead pid's) must be ignored.
     (run / "checkpoints" / ".latest.safetensors.tmp-999999999").write_bytes(b"\x00" * 64)
-    proc = subprocess.run(dcgan("train", "--resume", run, "--steps", target, "--quiet"),
-                          capture_output=True, text=True, env=env, timeout=TIMEOUT)
+    proc = subprocess.run(dcgan("train", "--resume", run, "--steps", target, "--quiet"), capture_output=True, text=True, env=env, timeout=TIMEOUT)
     soak.resumes += 1
     if proc.returncode != 0:
         soak.resumes_failed += 1
@@ -191,7 +195,10 @@ def test_sigterm_saves_a_checkpoint_and_resumes(tmp_path):
     env = env_for(tmp_path)
     proc = subprocess.Popen(
         dcgan("train", *TINY_TRAIN, "--steps", 100000, "--log-every", 1, "--out", run),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         metrics = run / "metrics.jsonl"
@@ -210,7 +217,6 @@ def test_sigterm_saves_a_checkpoint_and_resumes(tmp_path):
     assert not [p.name for p in (run / "checkpoints").iterdir() if TEMP_NAME.match(p.name)], "a clean stop leaves no temporaries"
 
     target = ck.step + 2
-    resumed = subprocess.run(dcgan("train", "--resume", run, "--steps", target, "--quiet"),
-                             capture_output=True, text=True, env=env, timeout=TIMEOUT)
+    resumed = subprocess.run(dcgan("train", "--resume", run, "--steps", target, "--quiet"), capture_output=True, text=True, env=env, timeout=TIMEOUT)
     assert resumed.returncode == 0, resumed.stderr
     assert load_checkpoint(run).step == target == last_logged_step(run)

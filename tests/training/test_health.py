@@ -5,13 +5,14 @@ import json
 import pytest
 import torch
 
-from conftest import TINY
 from dcgan.checkpoint import load_checkpoint
 from dcgan.cli import main
 from dcgan.errors import ConfigError
-from dcgan.training.health import HealthConfig, HealthMonitor, all_finite, sample_diversity
 from dcgan.training import Callback, Trainer
+from dcgan.training.health import HealthConfig, HealthMonitor, all_finite, sample_diversity
 from dcgan.training.monitors import Health
+
+from conftest import TINY
 
 FAST = HealthConfig(warmup_steps=10, saturation_logs=3, blowup_logs=2)  # verdicts within a few dozen steps
 
@@ -76,7 +77,7 @@ def test_d_saturation_is_caught_and_stops(tmp_path):
     result = t.train()
     assert result.failure["condition"] == "d_saturated" and result.step < 60
     assert (tmp_path / "run" / "checkpoints" / "failed.safetensors").is_file()
-    events = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines() if '"health"' in l]
+    events = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines() if '"health"' in line]
     assert events and events[0]["health"] == "d_saturated" and events[0]["action"] == "stop"
 
 
@@ -171,9 +172,34 @@ def test_rollback_needs_a_run_directory():
 
 
 def test_cli_stop_on_failure_exits_3_with_a_summary(tmp_path, capsys):
-    code = main(["train", "--data", "digits", "--image-size", "16", "--z-dim", "8", "--width", "8", "--batch-size", "64",
-                 "--steps", "200", "--lr", "50", "--on-failure", "stop", "--log-every", "5", "--seed", "0", "--quiet",
-                 "--out", str(tmp_path / "run")])
+    code = main(
+        [
+            "train",
+            "--data",
+            "digits",
+            "--image-size",
+            "16",
+            "--z-dim",
+            "8",
+            "--width",
+            "8",
+            "--batch-size",
+            "64",
+            "--steps",
+            "200",
+            "--lr",
+            "50",
+            "--on-failure",
+            "stop",
+            "--log-every",
+            "5",
+            "--seed",
+            "0",
+            "--quiet",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 3
     assert "stopped at step" in err and "Hint:" in err and "last healthy checkpoint" in err
@@ -208,8 +234,30 @@ def test_disk_full_mid_run_keeps_the_previous_checkpoint(tmp_path, monkeypatch, 
         return real_write(path, data)
 
     monkeypatch.setattr(checkpoint_module, "atomic_write_bytes", failing_write)
-    code = main(["train", "--data", "digits", "--image-size", "16", "--z-dim", "8", "--width", "8", "--batch-size", "64",
-                 "--steps", "20", "--checkpoint-every", "5", "--seed", "0", "--quiet", "--out", str(tmp_path / "run")])
+    code = main(
+        [
+            "train",
+            "--data",
+            "digits",
+            "--image-size",
+            "16",
+            "--z-dim",
+            "8",
+            "--width",
+            "8",
+            "--batch-size",
+            "64",
+            "--steps",
+            "20",
+            "--checkpoint-every",
+            "5",
+            "--seed",
+            "0",
+            "--quiet",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1 and "No space left on device" in err and "Traceback" not in err
     ckpt = load_checkpoint(tmp_path / "run")  # the first checkpoint is intact

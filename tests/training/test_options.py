@@ -38,16 +38,31 @@ def test_the_train_command_has_a_flag_for_every_field():
 def test_resume_may_change_the_budget_and_bookkeeping_only():
     # The allow-list the trainer had before options were declared once, unchanged.
     assert resumable_fields(ModelConfig, TrainConfig) == {
-        "steps", "epochs", "log_every", "sample_every", "checkpoint_every", "device", "tensorboard", "data_dir",
-        "workers", "eval_every", "on_failure", "max_rollbacks", "rollback_lr_factor"}
+        "steps",
+        "epochs",
+        "log_every",
+        "sample_every",
+        "checkpoint_every",
+        "device",
+        "tensorboard",
+        "data_dir",
+        "workers",
+        "eval_every",
+        "on_failure",
+        "max_rollbacks",
+        "rollback_lr_factor",
+    }
 
 
-@pytest.mark.parametrize("argv, field, value", [
-    (["--device", "cuda:1"], "device", "cuda:1"),  # the flag once refused what TrainConfig accepted
-    (["--rollback-lr-factor", "0.5"], "rollback_lr_factor", 0.5),
-    (["--no-channels-last"], "channels_last", False),
-    (["--g-block", "nearest"], "g_block", "nearest"),
-])
+@pytest.mark.parametrize(
+    "argv, field, value",
+    [
+        (["--device", "cuda:1"], "device", "cuda:1"),  # the flag once refused what TrainConfig accepted
+        (["--rollback-lr-factor", "0.5"], "rollback_lr_factor", 0.5),
+        (["--no-channels-last"], "channels_last", False),
+        (["--g-block", "nearest"], "g_block", "nearest"),
+    ],
+)
 def test_flags_parse_into_config_values(argv, field, value):
     args = _train_parser().parse_args(argv)
     assert getattr(args, field) == value
@@ -90,8 +105,7 @@ def test_resume_refuses_fixed_options_naming_each(tmp_path, capsys):
 def test_every_bool_option_has_both_forms():
     """A bool a config file or a recipe sets can be turned either way on the command line: --NAME and --no-NAME."""
     actions = {a.dest: a for a in _train_parser()._actions}
-    bools = [f for cls in (ModelConfig, TrainConfig) for f in fields(cls)
-             if isinstance(f.default, bool) and f.metadata["option"]["cli"]]
+    bools = [f for cls in (ModelConfig, TrainConfig) for f in fields(cls) if isinstance(f.default, bool) and f.metadata["option"]["cli"]]
     assert {"compile", "channels_last", "ema", "conditional"} <= {f.name for f in bools}
     for f in bools:
         name = f.name.replace("_", "-")
@@ -102,8 +116,9 @@ def test_every_bool_option_has_both_forms():
     assert "--compile, --no-compile" in _train_parser().format_help()
 
 
-@pytest.mark.parametrize("words, ema", [(["--ema", "off"], False), (["--ema=off"], False), (["--ema", "on"], True),
-                                        (["--no-ema"], False), (["--ema"], True)])
+@pytest.mark.parametrize(
+    "words, ema", [(["--ema", "off"], False), (["--ema=off"], False), (["--ema", "on"], True), (["--no-ema"], False), (["--ema"], True)]
+)
 def test_ema_is_a_bool_and_the_old_words_still_parse(words, ema, capsys):
     from dcgan.cli.train import COMMANDS
 
@@ -111,7 +126,10 @@ def test_ema_is_a_bool_and_the_old_words_still_parse(words, ema, capsys):
     assert _train_parser().parse_args(rewritten).ema is ema
     err = capsys.readouterr().err
     if "on" in words or "off" in words or "--ema=off" in words:
-        assert err.strip() == f"note: --ema {'off' if not ema else 'on'} is the old spelling of {'--ema' if ema else '--no-ema'}, read for one more version"
+        assert (
+            err.strip()
+            == f"note: --ema {'off' if not ema else 'on'} is the old spelling of {'--ema' if ema else '--no-ema'}, read for one more version"
+        )
     else:
         assert err == ""
     assert TrainConfig(ema="off").ema is False and TrainConfig(ema="on").ema is True  # Python, checkpoints, files
@@ -140,8 +158,21 @@ def _commands(parser, prefix=()):
                 yield from _commands(sub, (*prefix, name))
 
 
-SEEDED = {("train",), ("generate",), ("sheet",), ("interpolate",), ("arithmetic",), ("invert",), ("neighbors",),
-          ("probe",), ("filters",), ("evaluate",), ("evaluator", "train"), ("data", "shard"), ("report",)}
+SEEDED = {
+    ("train",),
+    ("generate",),
+    ("sheet",),
+    ("interpolate",),
+    ("arithmetic",),
+    ("invert",),
+    ("neighbors",),
+    ("probe",),
+    ("filters",),
+    ("evaluate",),
+    ("evaluator", "train"),
+    ("data", "shard"),
+    ("report",),
+}
 
 
 def test_every_seed_flag_is_the_one_declaration():

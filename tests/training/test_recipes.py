@@ -11,8 +11,8 @@ from PIL import Image
 
 from dcgan.cli import main
 from dcgan.models import ModelConfig
-from dcgan.training.recipes import RECIPES
 from dcgan.training import TrainConfig
+from dcgan.training.recipes import RECIPES
 
 MODEL_FIELDS = {f.name for f in fields(ModelConfig)}
 TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}
@@ -28,8 +28,26 @@ def test_every_recipe_is_a_valid_configuration(name):
 
 def test_mnist_recipe_runs_and_is_recorded(tmp_path, mnist_dir, capsys):
     run = tmp_path / "run"
-    code = main(["train", "--recipe", "mnist", "--data-dir", str(mnist_dir), "--steps", "2", "--eval-samples", "200",
-                 "--standing-batches", "1", "--seed", "0", "--quiet", "--out", str(run)])
+    code = main(
+        [
+            "train",
+            "--recipe",
+            "mnist",
+            "--data-dir",
+            str(mnist_dir),
+            "--steps",
+            "2",
+            "--eval-samples",
+            "200",
+            "--standing-batches",
+            "1",
+            "--seed",
+            "0",
+            "--quiet",
+            "--out",
+            str(run),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     config = json.loads((run / "config.json").read_text())
     assert config["train"]["recipe"] == "mnist" and config["train"]["data"] == "mnist"
@@ -48,8 +66,28 @@ def test_photo_recipe_needs_data_and_runs_on_a_folder(tmp_path, capsys):
     for i in range(70):
         Image.fromarray(rng.integers(0, 256, (72, 80, 3), dtype=np.uint8)).save(folder / f"{i:03d}.png")
     run = tmp_path / "run"
-    code = main(["train", "--recipe", "photos64", "--data", str(folder), "--steps", "1", "--eval-every", "5",
-                 "--eval-samples", "64", "--standing-batches", "1", "--width", "8", "--quiet", "--out", str(run)])
+    code = main(
+        [
+            "train",
+            "--recipe",
+            "photos64",
+            "--data",
+            str(folder),
+            "--steps",
+            "1",
+            "--eval-every",
+            "5",
+            "--eval-samples",
+            "64",
+            "--standing-batches",
+            "1",
+            "--width",
+            "8",
+            "--quiet",
+            "--out",
+            str(run),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     config = json.loads((run / "config.json").read_text())
     assert config["model"]["image_size"] == 64 and config["model"]["channels"] == 3 and config["model"]["width"] == 8

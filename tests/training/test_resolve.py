@@ -7,14 +7,14 @@ import json
 
 import pytest
 
-from conftest import TINY, run_cli
 from dcgan.options import MAX_SEED
 from dcgan.training import Trainer
 from dcgan.training.resolve import DEFAULT_EPOCHS, default_epochs, resolve_options
 
+from conftest import TINY, run_cli
+
 SMALL = dict(batch_size=64, device="cpu")
-SMALL_ARGS = ["--image-size", "16", "--channels", "1", "--z-dim", "8", "--width", "8", "--batch-size", "64",
-              "--device", "cpu", "--quiet"]
+SMALL_ARGS = ["--image-size", "16", "--channels", "1", "--z-dim", "8", "--width", "8", "--batch-size", "64", "--device", "cpu", "--quiet"]
 
 
 def test_the_defaults_of_a_new_run():
@@ -73,8 +73,9 @@ def test_the_random_seed_is_recorded_and_repeats_the_run(tmp_path):
 
 
 def test_from_options_applies_a_recipe_under_the_options_given():
-    trainer = Trainer.from_options(recipe="photos64", data="digits", image_size=16, channels=1, z_dim=8, width=8,
-                                   steps=1, progress=False, device="cpu")
+    trainer = Trainer.from_options(
+        recipe="photos64", data="digits", image_size=16, channels=1, z_dim=8, width=8, steps=1, progress=False, device="cpu"
+    )
     assert trainer.config.recipe == "photos64" and trainer.config.eval_every == 500  # from the recipe
     assert trainer.config.steps == 1 and trainer.config.epochs is None  # the budget given replaces the recipe's
     assert trainer.model_config.image_size == 16  # what is given wins

@@ -10,17 +10,17 @@ from PIL import Image
 pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
-from conftest import TINY  # noqa: E402
 from dcgan.errors import ConfigError  # noqa: E402
 from dcgan.models import ModelConfig  # noqa: E402
 from dcgan.training import Action, Callback, TrainConfig, Trainer  # noqa: E402
+
+from conftest import TINY  # noqa: E402
 
 TRAIN = ("loss_d", "loss_g", "d_real", "d_fake", "images_per_s", "epoch", "elapsed_s")
 
 
 def make_trainer(data, run_dir, callbacks=None, **train):
-    options = dict(batch_size=32, seed=0, device="cpu", steps=8, log_every=2, sample_every=4, checkpoint_every=4,
-                   tensorboard=True)
+    options = dict(batch_size=32, seed=0, device="cpu", steps=8, log_every=2, sample_every=4, checkpoint_every=4, tensorboard=True)
     options.update(train)
     return Trainer(ModelConfig(**TINY), TrainConfig(**options), data, run_dir=run_dir, progress=False, callbacks=callbacks)
 
@@ -79,9 +79,22 @@ def test_a_run_logs_every_figure_the_grid_histograms_and_its_config(digits16, tm
 
 def test_a_conditional_run_logs_its_tracked_metric_and_its_class_grid(digits_classifier, tmp_path):
     run = tmp_path / "run"
-    Trainer.from_options(run_dir=run, progress=False, data="digits", **TINY, conditional=True, steps=4, batch_size=32,
-                         seed=0, log_every=2, sample_every=4, eval_every=2, eval_samples=100,
-                         eval_metric="conditional_accuracy", tensorboard=True).train()
+    Trainer.from_options(
+        run_dir=run,
+        progress=False,
+        data="digits",
+        **TINY,
+        conditional=True,
+        steps=4,
+        batch_size=32,
+        seed=0,
+        log_every=2,
+        sample_every=4,
+        eval_every=2,
+        eval_samples=100,
+        eval_metric="conditional_accuracy",
+        tensorboard=True,
+    ).train()
     acc = read_log(run)
     evals = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if '"tracked"' in line]
     assert [e["step"] for e in evals] == [2, 4]
@@ -170,8 +183,9 @@ class ReportAt(Callback):
 
     def on_log(self, trainer, record):
         if trainer.state.step == self.step:
-            trainer.emit({"step": self.step, "health": "collapse", "message": "the samples look alike",
-                          "hint": "lower the learning rates", "action": "warn"})
+            trainer.emit(
+                {"step": self.step, "health": "collapse", "message": "the samples look alike", "hint": "lower the learning rates", "action": "warn"}
+            )
 
 
 def test_health_events_are_logged_as_text(digits16, tmp_path):

@@ -14,30 +14,12 @@ import argparse
 import sys
 
 from .._version import __version__
-from ..training.distributed import cleanup
 from ..errors import DCGANError
+from ..training.distributed import cleanup
 from . import data, discriminator, evaluate, explore, export, generate, report, serve, train
-from .common import (
-    EXIT_EXPORT_MISMATCH,
-    EXIT_INTERRUPTED,
-    EXIT_TRAINING_FAILED,
-    EXIT_USER_ERROR,
-    Command,
-    _help_formatter,
-    _one_line,
-    _Parser,
-)
+from .common import EXIT_EXPORT_MISMATCH, EXIT_INTERRUPTED, EXIT_TRAINING_FAILED, EXIT_USER_ERROR, Command, _help_formatter, _one_line, _Parser
 
-__all__ = [
-    "COMMANDS",
-    "Command",
-    "build_parser",
-    "main",
-    "EXIT_USER_ERROR",
-    "EXIT_INTERRUPTED",
-    "EXIT_TRAINING_FAILED",
-    "EXIT_EXPORT_MISMATCH",
-]
+__all__ = ["COMMANDS", "Command", "build_parser", "main", "EXIT_USER_ERROR", "EXIT_INTERRUPTED", "EXIT_TRAINING_FAILED", "EXIT_EXPORT_MISMATCH"]
 
 # In the order `dcgan --help` lists them.
 COMMANDS: dict[str, Command] = {
@@ -92,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dcgan {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except OSError as exc:  # permissions, full disk, a folder where a file should be: the user's to fix
-        print(f"dcgan {args.command}: error: {_one_line(exc.strerror or exc)}{': ' + _one_line(exc.filename) if exc.filename else ''}", file=sys.stderr)
+        print(
+            f"dcgan {args.command}: error: {_one_line(exc.strerror or exc)}{': ' + _one_line(exc.filename) if exc.filename else ''}", file=sys.stderr
+        )
         return 1
     finally:
         cleanup()

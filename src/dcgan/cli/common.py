@@ -4,9 +4,9 @@ take (--seed, --data, --data-dir, --device, --raw-g: each declared here once), e
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Callable
 
 from ..data import DATASETS, ImageData, load_dataset
 from ..errors import ConfigError
@@ -62,9 +62,13 @@ def add_seed(p, seeds: str, flag: str = "--seed") -> None:
 def add_data(p, what: str, default: str | None = "the checkpoint's training data", required: bool = False) -> None:
     """--data NAME_OR_PATH: a dataset of the registry or files, as every command reads data."""
     tail = "" if required or default is None else f" (default: {default})"
-    p.add_argument("--data", default=None, required=required, metavar="NAME_OR_PATH",
-                   help=f"{what}: {', '.join(sorted(DATASETS))}, or a folder / .zip / .tar(.gz) of images, an LSUN lmdb "
-                   f"or WebDataset shards{tail}")
+    p.add_argument(
+        "--data",
+        default=None,
+        required=required,
+        metavar="NAME_OR_PATH",
+        help=f"{what}: {', '.join(sorted(DATASETS))}, or a folder / .zip / .tar(.gz) of images, an LSUN lmdb or WebDataset shards{tail}",
+    )
 
 
 _DATA_DIR_HELP = next(f.metadata["option"]["help"] for f in fields(TrainConfig) if f.name == "data_dir")
@@ -121,11 +125,14 @@ def _explore_path(ckpt, args: argparse.Namespace, default: str) -> Path:
 
 
 def _add_device(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", type=DEVICE.parse, metavar="DEVICE",
-                   help="auto (cuda when present), cpu, cuda or cuda:N (default auto)")
+    p.add_argument(
+        "--device", default="auto", type=DEVICE.parse, metavar="DEVICE", help="auto (cuda when present), cpu, cuda or cuda:N (default auto)"
+    )
 
 
 def _add_raw_g(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--raw-g", action="store_true",
-                   help="use the trained G instead of its average (the EMA with standing batch-norm statistics that "
-                   "checkpoints hold by default)")
+    p.add_argument(
+        "--raw-g",
+        action="store_true",
+        help="use the trained G instead of its average (the EMA with standing batch-norm statistics that checkpoints hold by default)",
+    )

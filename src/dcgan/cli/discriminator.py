@@ -14,11 +14,11 @@ import torch
 
 from ..checkpoint import load_checkpoint
 from ..errors import ConfigError
-from ..fileio import atomic_write_bytes
-from ..figures import stack_vertical, titled
 from ..explore.filters import discriminator_filters, generator_filters, top_activation_figure
-from ..imaging import save_image_atomic
 from ..explore.probe import run_probe
+from ..figures import stack_vertical, titled
+from ..fileio import atomic_write_bytes
+from ..imaging import save_image_atomic
 from ..sampling import with_real_statistics
 from .common import (
     Command,
@@ -51,8 +51,13 @@ def _add_probe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", metavar="CKPT", help="a run directory (its latest checkpoint) or a checkpoint file")
     add_data(p, "labelled data with a test split")
     add_data_dir(p)
-    p.add_argument("--labels-per-class", type=_checked(int, lambda v: 1 <= v <= 100_000, "a whole number from 1 to 100000"), default=100, metavar="N",
-                   help="labelled training images per class (default 100)")
+    p.add_argument(
+        "--labels-per-class",
+        type=_checked(int, lambda v: 1 <= v <= 100_000, "a whole number from 1 to 100000"),
+        default=100,
+        metavar="N",
+        help="labelled training images per class (default 100)",
+    )
     p.add_argument("--max-test", type=_positive_int, default=None, metavar="N", help="score a seeded subset of N test images (default: all)")
     add_seed(p, "the choice of labelled images, the validation split and the random D")
     p.add_argument("--no-baselines", action="store_true", help="skip the pixel and random-D baselines")
@@ -68,12 +73,15 @@ def _run_probe(args: argparse.Namespace) -> int:
     D = ckpt.build_discriminator(_device(args.device))
     print(f"probing D of {ckpt.path} (step {ckpt.step}) on {train.name}: {args.labels_per_class} labels per class ...", flush=True)
     start = time.perf_counter()
-    report = run_probe(D, train, test, args.labels_per_class, seed=args.seed, baselines=() if args.no_baselines else ("pixels", "random_d"),
-                       max_test=args.max_test)
+    report = run_probe(
+        D, train, test, args.labels_per_class, seed=args.seed, baselines=() if args.no_baselines else ("pixels", "random_d"), max_test=args.max_test
+    )
     print(report.table())
     print(f"({time.perf_counter() - start:.1f} s in all)")
     out = Path(args.json) if args.json else _explore_dir(ckpt) / f"probe-{args.labels_per_class}.json"
-    atomic_write_bytes(out, (json.dumps({"checkpoint": str(ckpt.path), "step": ckpt.step, "data": train.name, **report.to_dict()}, indent=2) + "\n").encode())
+    atomic_write_bytes(
+        out, (json.dumps({"checkpoint": str(ckpt.path), "step": ckpt.step, "data": train.name, **report.to_dict()}, indent=2) + "\n").encode()
+    )
     print(f"report: {out}")
     return 0
 
@@ -82,7 +90,9 @@ def _add_filters_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", metavar="CKPT", help="a run directory (its latest checkpoint) or a checkpoint file")
     p.add_argument("--layer", type=_nonnegative_int, default=0, help="D block whose channels to show (0 = the first, image side)")
     p.add_argument("--channels", default="0,1,2,3,4,5,6,7", metavar="I,J,...", help="channels of that block (default 0..7)")
-    p.add_argument("--top-k", type=_checked(int, lambda v: 1 <= v <= 32, "a whole number from 1 to 32"), default=6, help="images per channel (default 6)")
+    p.add_argument(
+        "--top-k", type=_checked(int, lambda v: 1 <= v <= 32, "a whole number from 1 to 32"), default=6, help="images per channel (default 6)"
+    )
     add_data(p, "real images to search")
     add_data_dir(p)
     p.add_argument("--num-images", type=_positive_int, default=5000, metavar="N", help="search a seeded subset of N images (default 5000)")
@@ -113,8 +123,11 @@ def _run_filters(args: argparse.Namespace) -> int:
     panels = [
         titled(discriminator_filters(D), f"D, first layer: {D.config.hidden_widths()[0]} filters", size=12),
         titled(generator_filters(G), "G, output layer", size=12),
-        titled(top_activation_figure(D, images, args.layer, channels, args.top_k),
-               f"D block {args.layer}: the {args.top_k} of {len(images)} training images that excite each channel most, with its activation map", size=12),
+        titled(
+            top_activation_figure(D, images, args.layer, channels, args.top_k),
+            f"D block {args.layer}: the {args.top_k} of {len(images)} training images that excite each channel most, with its activation map",
+            size=12,
+        ),
     ]
     save_image_atomic(stack_vertical(panels, gap=16), out)
     print(f"wrote {out}")
@@ -122,6 +135,10 @@ def _run_filters(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "probe": Command("the paper's section 5.1: D's features + a linear SVM, against pixels and a random D", PROBE_EXAMPLES, _add_probe_args, _run_probe),
-    "filters": Command("D's and G's first-layer filters, and the images that excite chosen D channels", FILTERS_EXAMPLES, _add_filters_args, _run_filters),
+    "probe": Command(
+        "the paper's section 5.1: D's features + a linear SVM, against pixels and a random D", PROBE_EXAMPLES, _add_probe_args, _run_probe
+    ),
+    "filters": Command(
+        "D's and G's first-layer filters, and the images that excite chosen D channels", FILTERS_EXAMPLES, _add_filters_args, _run_filters
+    ),
 }

@@ -20,13 +20,25 @@ from ..metrics.classifier import (
     save_classifier,
     train_classifier,
 )
-from ..metrics.evaluate import LADDER_SIGMAS, EvalReport, _fmt, evaluate, report_json
+from ..metrics.evaluate import LADDER_SIGMAS, EvalReport, _fmt, evaluate, report_json, text_table
 from ..metrics.extractors import DEFAULT_FEATURES, FEATURE_EXTRACTORS, build_extractor, load_dataset_classifier, resolve_features
 from ..metrics.sanity import FLOOR_SUBJECT, floor_ratio, sanity
 from ..metrics.scores import METRICS, parse_metrics
 from ..rundir import RunDir
-from .common import (Command, _add_device, _add_raw_g, _data_source, _device, _help_formatter, _Parser, _positive_int, _unit_float,
-                     add_data, add_data_dir, add_seed)
+from .common import (
+    Command,
+    _add_device,
+    _add_raw_g,
+    _data_source,
+    _device,
+    _help_formatter,
+    _Parser,
+    _positive_int,
+    _unit_float,
+    add_data,
+    add_data_dir,
+    add_seed,
+)
 
 EVALUATE_EXAMPLES = """examples:
   dcgan evaluate runs/mnist --num-samples 10000                 # every metric, the best features available
@@ -39,20 +51,29 @@ EVALUATE_EXAMPLES = """examples:
 
 
 def _add_evaluate_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", nargs="?", default=None, metavar="CKPT", help="a run directory or checkpoint file (omit to score only the floors or the ladder)")
+    p.add_argument(
+        "checkpoint", nargs="?", default=None, metavar="CKPT", help="a run directory or checkpoint file (omit to score only the floors or the ladder)"
+    )
     add_data(p, "real data to compare with")
     add_data_dir(p)
     p.add_argument("--split", choices=("train", "test"), default="train", help="real split of the reference (default train)")
     p.add_argument("--metrics", default="all", metavar="LIST", help=f"comma-separated: {', '.join(METRICS)}, or all (default)")
-    p.add_argument("--features", default="auto", choices=("auto", *FEATURE_EXTRACTORS),
-                   help=f"feature extractor (default auto: {DEFAULT_FEATURES} when the dataset's evaluation classifier exists, else pixels)")
+    p.add_argument(
+        "--features",
+        default="auto",
+        choices=("auto", *FEATURE_EXTRACTORS),
+        help=f"feature extractor (default auto: {DEFAULT_FEATURES} when the dataset's evaluation classifier exists, else pixels)",
+    )
     p.add_argument("--evaluator", default=None, metavar="FILE", help="evaluation classifier file (default: the one trained for --data)")
     p.add_argument("--num-samples", type=_positive_int, default=10_000, metavar="N", help="generated samples (default 10000)")
     p.add_argument("--num-real", type=_positive_int, default=None, metavar="N", help="real images (default: as many as --num-samples)")
     p.add_argument("--floors", action="store_true", help="also score real test images (the floor) and test images with noise sigma 0.1, 0.2, 0.5")
-    p.add_argument("--sanity", action="store_true",
-                   help="also score the sanity ladder: the floor and known degradations of test images (noise, blur, grid dots, "
-                        "shift, a dropped and a doubled class, memorised copies), with FID as a multiple of the floor's")
+    p.add_argument(
+        "--sanity",
+        action="store_true",
+        help="also score the sanity ladder: the floor and known degradations of test images (noise, blur, grid dots, "
+        "shift, a dropped and a doubled class, memorised copies), with FID as a multiple of the floor's",
+    )
     add_seed(p, "the noise of the generated samples")
     p.add_argument("--image-size", type=int, default=None, metavar="N", help="without CKPT: size to score the floors at (default: the dataset's)")
     p.add_argument("--json", default=None, metavar="FILE", help="where to write the JSON report (default RUN_DIR/eval/step_N-FEATURES.json)")
@@ -76,8 +97,10 @@ def _classifier_for_probs(metrics: list[str], explicit: bool, extractor, data_na
     try:
         return metrics, load_dataset_classifier(data_name, evaluator, device)
     except DCGANError:
-        print(f"skipped {', '.join(probs)}: they need the evaluation classifier's class probabilities "
-              f"(train it with: dcgan evaluator train --data {data_name})")
+        print(
+            f"skipped {', '.join(probs)}: they need the evaluation classifier's class probabilities "
+            f"(train it with: dcgan evaluator train --data {data_name})"
+        )
         return [m for m in metrics if m not in probs], None
 
 
@@ -134,15 +157,18 @@ def _class_table(report: EvalReport) -> str | None:
             columns.append(("floor accuracy", lambda n: _percent(floor["class_accuracy"].get(n))))
         if "class_fid" in floor:
             columns.append(("floor intra-FID", lambda n: _fmt(floor["class_fid"].get(n))))
-    mean = {"class": "all", "samples": str(gen["n"]), "accuracy": _percent(gen.get("conditional_accuracy")),
-            "intra-FID": _fmt(gen.get("intra_fid")), "real images": str(sum(real_n.values())) if real_n else "-",
-            "test images": str(sum(floor.get("class_counts", {}).values())) if floor else "-",
-            "floor accuracy": _percent(floor.get("conditional_accuracy")), "floor intra-FID": _fmt(floor.get("intra_fid"))}
-    lines = [[fn(n) for _, fn in columns] for n in names] + [[mean[h] for h, _ in columns]]
-    header = [h for h, _ in columns]
-    widths = [max(len(h), *(len(l[i]) for l in lines)) for i, h in enumerate(header)]
-    fmt = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-    return "\n".join([fmt(header)] + [fmt(l) for l in lines])
+    mean = {
+        "class": "all",
+        "samples": str(gen["n"]),
+        "accuracy": _percent(gen.get("conditional_accuracy")),
+        "intra-FID": _fmt(gen.get("intra_fid")),
+        "real images": str(sum(real_n.values())) if real_n else "-",
+        "test images": str(sum(floor.get("class_counts", {}).values())) if floor else "-",
+        "floor accuracy": _percent(floor.get("conditional_accuracy")),
+        "floor intra-FID": _fmt(floor.get("intra_fid")),
+    }
+    rows = [[fn(n) for _, fn in columns] for n in names] + [[mean[h] for h, _ in columns]]
+    return text_table([h for h, _ in columns], rows)
 
 
 def _reading(report: EvalReport) -> str | None:
@@ -154,9 +180,13 @@ def _reading(report: EvalReport) -> str | None:
     below = [r for r in rungs if r["fid"] <= gen["fid"]]
     above = [r for r in rungs if r["fid"] > gen["fid"]]
     ratio = f" ({gen['fid_x_floor']:.1f}x the floor)" if "fid_x_floor" in gen else ""
-    where = (f"between {below[-1]['subject']!r} ({below[-1]['fid']:.4g}) and {above[0]['subject']!r} ({above[0]['fid']:.4g})"
-             if below and above else f"below every rung (lowest: {above[0]['subject']!r}, {above[0]['fid']:.4g})" if above
-             else f"above every rung (highest: {below[-1]['subject']!r}, {below[-1]['fid']:.4g})")
+    where = (
+        f"between {below[-1]['subject']!r} ({below[-1]['fid']:.4g}) and {above[0]['subject']!r} ({above[0]['fid']:.4g})"
+        if below and above
+        else f"below every rung (lowest: {above[0]['subject']!r}, {above[0]['fid']:.4g})"
+        if above
+        else f"above every rung (highest: {below[-1]['subject']!r}, {below[-1]['fid']:.4g})"
+    )
     return f"reading: the generator's FID {gen['fid']:.4g}{ratio} lies {where}"
 
 
@@ -193,8 +223,7 @@ def _join_ladder(report: EvalReport, ladder_report: EvalReport) -> EvalReport:
     return report
 
 
-def _score(args: argparse.Namespace, G, real, test, floor_test, extractor, metrics: list[str], classifier,
-           full_floors: bool) -> EvalReport:
+def _score(args: argparse.Namespace, G, real, test, floor_test, extractor, metrics: list[str], classifier, full_floors: bool) -> EvalReport:
     """The report: `evaluate` scores the generator (with --floors alone also the floor and the noise ladder,
     else a conditional model's per-class floor from `floor_test`), and --sanity adds the sanity ladder."""
     cond = [m for m in metrics if METRICS[m].conditional]
@@ -202,14 +231,34 @@ def _score(args: argparse.Namespace, G, real, test, floor_test, extractor, metri
     report = None
     if G is not None or not args.sanity:  # --sanity scores the floor and the noise rungs itself
         report = evaluate(
-            G, real, extractor, metrics, num_samples=args.num_samples, num_real=args.num_real, classifier=classifier,
-            seed=args.seed, test=test if full_floors else floor_test, ladder=LADDER_SIGMAS if full_floors else (),
-            real_split=args.split, cache_dir=cache_dir, test_metrics=None if full_floors else cond,
+            G,
+            real,
+            extractor,
+            metrics,
+            num_samples=args.num_samples,
+            num_real=args.num_real,
+            classifier=classifier,
+            seed=args.seed,
+            test=test if full_floors else floor_test,
+            ladder=LADDER_SIGMAS if full_floors else (),
+            real_split=args.split,
+            cache_dir=cache_dir,
+            test_metrics=None if full_floors else cond,
         )
     if args.sanity:
         plain = [m for m in metrics if not METRICS[m].conditional]  # the degradations mix classes: no per-class scores
-        ladder_report = sanity(real, test, extractor, plain, num=args.num_samples, num_real=args.num_real, classifier=classifier,
-                               seed=args.seed, real_split=args.split, cache_dir=cache_dir)
+        ladder_report = sanity(
+            real,
+            test,
+            extractor,
+            plain,
+            num=args.num_samples,
+            num_real=args.num_real,
+            classifier=classifier,
+            seed=args.seed,
+            real_split=args.split,
+            cache_dir=cache_dir,
+        )
         report = ladder_report if report is None else _join_ladder(report, ladder_report)
     return report
 
@@ -224,14 +273,22 @@ def _print_per_class(report: EvalReport) -> None:
     if not classes:
         return
     per_class = report.protocol.get("num_real_per_class")
-    print("per class (samples asked for each class; accuracy: the evaluation classifier sees that class"
-          + ("; the floor: real test images of the class, scored the same way" if any("class_counts" in r and r["subject"] == FLOOR_SUBJECT for r in report.rows) else "")
-          + "):")
+    print(
+        "per class (samples asked for each class; accuracy: the evaluation classifier sees that class"
+        + (
+            "; the floor: real test images of the class, scored the same way"
+            if any("class_counts" in r and r["subject"] == FLOOR_SUBJECT for r in report.rows)
+            else ""
+        )
+        + "):"
+    )
     print(classes)
     if per_class:
         low, high = min(per_class.values()), max(per_class.values())
-        print(f"note: intra-FID compares each class's samples with that class's real images alone ({low if low == high else f'{low}-{high}'} "
-              f"per class here); FID reads higher at such counts, so read it against the floor's")
+        print(
+            f"note: intra-FID compares each class's samples with that class's real images alone ({low if low == high else f'{low}-{high}'} "
+            f"per class here); FID reads higher at such counts, so read it against the floor's"
+        )
 
 
 def _print_report(report: EvalReport, scored_generator: bool) -> None:
@@ -249,8 +306,10 @@ def _print_report(report: EvalReport, scored_generator: bool) -> None:
         print(reading)
     num_test = report.protocol.get("num_test")
     if num_test is not None and scored_generator and num_test < report.protocol["num_generated"]:
-        print(f"note: the floor and the rungs use the {num_test} test images there are, against {report.protocol['num_generated']} "
-              f"samples; FID and KID read higher at smaller counts, so compare the generator with them at --num-samples {num_test}")
+        print(
+            f"note: the floor and the rungs use the {num_test} test images there are, against {report.protocol['num_generated']} "
+            f"samples; FID and KID read higher at smaller counts, so compare the generator with them at --num-samples {num_test}"
+        )
 
 
 def _write_report(report: EvalReport, json_path: str | None, ckpt, features: str) -> None:
@@ -288,7 +347,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         floor_test, why = _held_out(data_name, data_dir, size, channels, real, test)
         if why:
             print(f"note: {why}")
-    subjects = (["generator"] if G is not None else []) + (["the sanity ladder"] if args.sanity else ["the floor", "the noise ladder"] if args.floors else [])
+    subjects = (["generator"] if G is not None else []) + (
+        ["the sanity ladder"] if args.sanity else ["the floor", "the noise ladder"] if args.floors else []
+    )
     print(f"scoring {' and '.join(subjects)} with {extractor.name} features against {data_name} {args.split} ...", flush=True)
     start = time.perf_counter()
     report = _score(args, G, real, test, floor_test, extractor, metrics, classifier, full_floors)
@@ -316,9 +377,13 @@ EVALUATOR_EPOCHS = {"mnist": 3, "fashion-mnist": 6, "cifar10": 15, "digits": 30}
 
 def _add_evaluator_args(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="evaluator_command", metavar="ACTION", parser_class=_Parser, required=True)
-    train = sub.add_parser("train", help="train the evaluation classifier of a labelled dataset", epilog=EVALUATOR_EXAMPLES,
-                           description="Train the small CNN whose features and class probabilities `dcgan evaluate` uses.",
-                           formatter_class=_help_formatter)
+    train = sub.add_parser(
+        "train",
+        help="train the evaluation classifier of a labelled dataset",
+        epilog=EVALUATOR_EXAMPLES,
+        description="Train the small CNN whose features and class probabilities `dcgan evaluate` uses.",
+        formatter_class=_help_formatter,
+    )
     add_data(train, "a labelled dataset (a folder: one sub-folder per class)", required=True)
     add_data_dir(train)
     train.add_argument("--image-size", type=int, default=None, metavar="N", help="input size (default: the dataset's, 32 for the named ones)")
@@ -327,17 +392,28 @@ def _add_evaluator_args(p: argparse.ArgumentParser) -> None:
     train.add_argument("--width", type=_positive_int, default=None, help="first-stage channels (default 16 for grey, 32 for RGB)")
     train.add_argument("--batch-size", type=_positive_int, default=128)
     add_seed(train, "the classifier's initial weights and data order")
-    train.add_argument("--noise", type=_unit_float, default=NOISE_AUGMENTATION, metavar="SIGMA",
-                       help=f"Gaussian noise added in training, sigma drawn per image up to this ([-1, 1] units; default "
-                            f"{NOISE_AUGMENTATION:g}): the features then weigh shapes over faint noise; 0 turns it off")
+    train.add_argument(
+        "--noise",
+        type=_unit_float,
+        default=NOISE_AUGMENTATION,
+        metavar="SIGMA",
+        help=f"Gaussian noise added in training, sigma drawn per image up to this ([-1, 1] units; default "
+        f"{NOISE_AUGMENTATION:g}): the features then weigh shapes over faint noise; 0 turns it off",
+    )
     _add_device(train)
-    train.add_argument("--out", default=None, metavar="FILE", help="where to save it (default: the evaluator folder, where the classifier features look)")
+    train.add_argument(
+        "--out", default=None, metavar="FILE", help="where to save it (default: the evaluator folder, where the classifier features look)"
+    )
     train.add_argument("--force", action="store_true", help="replace an existing classifier")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
-    calibrate = sub.add_parser("calibrate", help="add the layer calibration to a classifier trained before the classifier-layers features",
-                               epilog=EVALUATOR_EXAMPLES, formatter_class=_help_formatter,
-                               description="Measure the scales of the classifier-layers features on the classifier's own training "
-                                           "data (seconds) and store them in its file; the weights are not changed.")
+    calibrate = sub.add_parser(
+        "calibrate",
+        help="add the layer calibration to a classifier trained before the classifier-layers features",
+        epilog=EVALUATOR_EXAMPLES,
+        formatter_class=_help_formatter,
+        description="Measure the scales of the classifier-layers features on the classifier's own training "
+        "data (seconds) and store them in its file; the weights are not changed.",
+    )
     add_data(calibrate, "the dataset the classifier was trained on", required=True)
     add_data_dir(calibrate)
     calibrate.add_argument("--evaluator", default=None, metavar="FILE", help="the classifier file (default: the one trained for --data)")
@@ -354,7 +430,11 @@ def _run_evaluator(args: argparse.Namespace) -> int:
         for f in files:
             try:
                 clf = load_classifier(f)
-                layers = "" if clf.layer_scales() is not None else f" (no layer calibration: dcgan evaluator calibrate --data {clf.info.get('dataset') or f.stem})"
+                layers = (
+                    ""
+                    if clf.layer_scales() is not None
+                    else f" (no layer calibration: dcgan evaluator calibrate --data {clf.info.get('dataset') or f.stem})"
+                )
                 print(f"{f.stem:16s} {describe(clf)}{layers}  {f}")
             except DCGANError as exc:
                 print(f"{f.stem:16s} unreadable: {exc}")
@@ -368,8 +448,10 @@ def _run_evaluator(args: argparse.Namespace) -> int:
         calibrated = calibrate_classifier(clf, train)
         save_classifier(path, calibrated)
         cal = calibrated.info["layer_calibration"]
-        print(f"layer calibration measured on {cal['images']} training images and saved to {path}; "
-              f"dcgan evaluate now uses {DEFAULT_FEATURES} features for {args.data}")
+        print(
+            f"layer calibration measured on {cal['images']} training images and saved to {path}; "
+            f"dcgan evaluate now uses {DEFAULT_FEATURES} features for {args.data}"
+        )
         return 0
 
     out = Path(args.out) if args.out else default_evaluator_path(args.data)
@@ -382,10 +464,19 @@ def _run_evaluator(args: argparse.Namespace) -> int:
     epochs = args.epochs or EVALUATOR_EPOCHS.get(args.data, 10)
     width = args.width or (16 if train.channels == 1 else 32)
     device = _device(args.device)
-    print(f"training the evaluation classifier on {args.data} ({len(train)} images {train.image_size}x{train.image_size}x{train.channels}, "
-          f"{len(test)} test) for {epochs} epochs on {device}")
+    print(
+        f"training the evaluation classifier on {args.data} ({len(train)} images {train.image_size}x{train.image_size}x{train.channels}, "
+        f"{len(test)} test) for {epochs} epochs on {device}"
+    )
     clf = train_classifier(
-        train, test, epochs=epochs, batch_size=args.batch_size, width=width, seed=args.seed, noise=args.noise, device=device,
+        train,
+        test,
+        epochs=epochs,
+        batch_size=args.batch_size,
+        width=width,
+        seed=args.seed,
+        noise=args.noise,
+        device=device,
         progress=not args.quiet,
         on_epoch=None if not args.quiet else (lambda e, loss, acc: print(f"epoch {e}: loss {loss:.3f}, test accuracy {100 * acc:.2f}%")),
     )
@@ -396,6 +487,13 @@ def _run_evaluator(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "evaluate": Command("score a generator: FID, KID, precision/recall, density/coverage, classifier scores", EVALUATE_EXAMPLES, _add_evaluate_args, _run_evaluate),
-    "evaluator": Command("train, calibrate or list the evaluation classifiers that `evaluate` uses for features", EVALUATOR_EXAMPLES, _add_evaluator_args, _run_evaluator),
+    "evaluate": Command(
+        "score a generator: FID, KID, precision/recall, density/coverage, classifier scores", EVALUATE_EXAMPLES, _add_evaluate_args, _run_evaluate
+    ),
+    "evaluator": Command(
+        "train, calibrate or list the evaluation classifiers that `evaluate` uses for features",
+        EVALUATOR_EXAMPLES,
+        _add_evaluator_args,
+        _run_evaluator,
+    ),
 }

@@ -15,19 +15,19 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from ..checkpoint import load_checkpoint
-from ..errors import ConfigError
-from ..fileio import atomic_write_bytes
-from ..explore.figures import arithmetic_figure, inversion_figure, neighbors_figure, walk_figure, walk_frames
-from ..figures import numbered_sheet, stack_vertical, titled
 from ..data.imagefiles import DecodeError, decode_image
-from ..imaging import save_gif, save_image_atomic, to_unit_range
+from ..errors import ConfigError
+from ..explore.figures import arithmetic_figure, inversion_figure, neighbors_figure, walk_figure, walk_frames
 from ..explore.latent import INTERPOLATIONS, class_walk, interpolate, invert, latent_sheet, nearest_neighbors, pick, sheet_labels, vector_arithmetic
+from ..figures import numbered_sheet, stack_vertical, titled
+from ..fileio import atomic_write_bytes
+from ..imaging import save_gif, save_image_atomic, to_unit_range
 from ..metrics.classifier import default_evaluator_path
 from ..metrics.extractors import build_extractor
 from ..sampling import generate
@@ -167,8 +167,11 @@ def _read_z(path: str, z_dim: int):
 
 
 def _add_sheet_args(p: argparse.ArgumentParser) -> None:
-    _add_sheet_source(p, "for a class-conditional model: draw the whole sheet in this class, a name (any case) or index "
-                         "(default: balanced, sample i in class i mod the number of classes)")
+    _add_sheet_source(
+        p,
+        "for a class-conditional model: draw the whole sheet in this class, a name (any case) or index "
+        "(default: balanced, sample i in class i mod the number of classes)",
+    )
     p.add_argument("--nrow", type=_positive_int, default=None, help="samples per row (default: square)")
     _add_out(p, "sheet-seed{SEED}.png")
 
@@ -185,27 +188,52 @@ def _run_sheet(args: argparse.Namespace) -> int:
         print(balanced_note(mc))
     img = titled(numbered_sheet(generate(G, sheet, classes), nrow=nrow), title, size=12)
     same = f" --class {args.class_}" if label is not None else ""
-    return _write_figure(img, ckpt, args, _default_name("sheet", args.seed, label),
-                         f"{args.num} samples numbered 0..{args.num - 1} (use the numbers with --seed {args.seed} -n {args.num}{same})")
+    return _write_figure(
+        img,
+        ckpt,
+        args,
+        _default_name("sheet", args.seed, label),
+        f"{args.num} samples numbered 0..{args.num - 1} (use the numbers with --seed {args.seed} -n {args.num}{same})",
+    )
 
 
 def _add_interpolate_args(p: argparse.ArgumentParser) -> None:
-    _add_sheet_source(p, "for a class-conditional model: walk within this class, a name (any case) or index (default: each "
-                         "end in its sheet class, i mod the number of classes, or its z file's class; when the two differ "
-                         "the class input moves along with z)")
+    _add_sheet_source(
+        p,
+        "for a class-conditional model: walk within this class, a name (any case) or index (default: each "
+        "end in its sheet class, i mod the number of classes, or its z file's class; when the two differ "
+        "the class input moves along with z)",
+    )
     p.add_argument("--pairs", default=None, metavar="A:B,...", help="walks between sheet indices (or z files from dcgan invert), e.g. 3:17,5:9")
     p.add_argument("--random", type=_positive_int, default=4, metavar="N", help="without --pairs: N random pairs of the sheet (default 4)")
-    p.add_argument("--steps", type=_checked(int, lambda v: 2 <= v <= 200, "a whole number from 2 to 200"), default=10, help="images per walk, endpoints included (default 10)")
-    p.add_argument("--method", choices=tuple(INTERPOLATIONS), default="spherical", help="spherical (slerp, keeps the norm) or linear (default spherical)")
-    p.add_argument("--from-class", dest="from_class", default=None, metavar="CLASS",
-                   help="with --to-class, a walk across classes at a fixed z: each z (--z, or --random sheet entries) is held "
-                   "still while G's class input moves from this class to --to-class. The input is interpolated exactly: a "
-                   "soft one-hot for concat, the per-class batch-norm scale and shift for projection. The ends are the two "
-                   "classes; the images between are G's guess, it was trained on whole classes only. With --pairs, z "
-                   "moves too")
+    p.add_argument(
+        "--steps",
+        type=_checked(int, lambda v: 2 <= v <= 200, "a whole number from 2 to 200"),
+        default=10,
+        help="images per walk, endpoints included (default 10)",
+    )
+    p.add_argument(
+        "--method", choices=tuple(INTERPOLATIONS), default="spherical", help="spherical (slerp, keeps the norm) or linear (default spherical)"
+    )
+    p.add_argument(
+        "--from-class",
+        dest="from_class",
+        default=None,
+        metavar="CLASS",
+        help="with --to-class, a walk across classes at a fixed z: each z (--z, or --random sheet entries) is held "
+        "still while G's class input moves from this class to --to-class. The input is interpolated exactly: a "
+        "soft one-hot for concat, the per-class batch-norm scale and shift for projection. The ends are the two "
+        "classes; the images between are G's guess, it was trained on whole classes only. With --pairs, z "
+        "moves too",
+    )
     p.add_argument("--to-class", dest="to_class", default=None, metavar="CLASS", help="the class a walk across classes ends in")
-    p.add_argument("--z", dest="z_points", default=None, metavar="I,J,...",
-                   help="with --from-class/--to-class: the sheet indices (or z files) to hold fixed (default: --random of them)")
+    p.add_argument(
+        "--z",
+        dest="z_points",
+        default=None,
+        metavar="I,J,...",
+        help="with --from-class/--to-class: the sheet indices (or z files) to hold fixed (default: --random of them)",
+    )
     _add_out(p, "interpolate-seed{SEED}.png (and .gif)")
 
 
@@ -241,12 +269,15 @@ def _run_interpolate(args: argparse.Namespace) -> int:
             y_start, y_end = torch.full((len(labels),), start_class), torch.full((len(labels),), end_class)
         else:
             y_start, y_end = _walk_classes(mc, label, start_labels, end_labels)
-        walks = interpolate(G, starts, ends, args.steps, args.method, labels=y_start,
-                            end_labels=None if y_end is None or torch.equal(y_start, y_end) else y_end)
+        walks = interpolate(
+            G, starts, ends, args.steps, args.method, labels=y_start, end_labels=None if y_end is None or torch.equal(y_start, y_end) else y_end
+        )
         summary = f"{len(labels)} walks of {args.steps} steps, {args.method}"
         if mc.conditional:
-            labels = [f"{text} ({mc.class_name(int(a))}" + ("" if int(a) == int(b) else f"->{mc.class_name(int(b))}") + ")"
-                      for text, a, b in zip(labels, y_start, y_end)]
+            labels = [
+                f"{text} ({mc.class_name(int(a))}" + ("" if int(a) == int(b) else f"->{mc.class_name(int(b))}") + ")"
+                for text, a, b in zip(labels, y_start, y_end)
+            ]
             summary += ": " + ", ".join(labels)  # each walk with its class, or its start and end class
         title = f"{args.method}: " + ", ".join(labels)
 
@@ -298,13 +329,20 @@ def _walk_classes(mc, label: int | None, start_labels: list, end_labels: list):
 
 
 def _add_arithmetic_args(p: argparse.ArgumentParser) -> None:
-    _add_sheet_source(p, "for a class-conditional model (required there): the class that the exemplars, the means and the "
-                         "results are all drawn in, a name (any case) or index; the indices refer to `dcgan sheet --class` "
-                         "of the same class")
+    _add_sheet_source(
+        p,
+        "for a class-conditional model (required there): the class that the exemplars, the means and the "
+        "results are all drawn in, a name (any case) or index; the indices refer to `dcgan sheet --class` "
+        "of the same class",
+    )
     for name in ("a", "b", "c"):
         p.add_argument(f"--{name}", required=True, metavar="I,J,K", help=f"group {name.upper()}: sheet indices (or z files) whose mean z is used")
-    p.add_argument("--noise", type=_checked(float, lambda v: math.isfinite(v) and v >= 0, "a number >= 0"), default=0.25,
-                   help="standard deviation of the noise added around the result in the 3x3 grid (default 0.25, as in the paper)")
+    p.add_argument(
+        "--noise",
+        type=_checked(float, lambda v: math.isfinite(v) and v >= 0, "a number >= 0"),
+        default=0.25,
+        help="standard deviation of the noise added around the result in the 3x3 grid (default 0.25, as in the paper)",
+    )
     add_seed(p, "the noise around the result", flag="--noise-seed")
     _add_out(p, "arithmetic-seed{SEED}.png")
 
@@ -320,22 +358,42 @@ def _run_arithmetic(args: argparse.Namespace) -> int:
     if label is not None:
         figure = titled(figure, f"all drawn in class {mc.class_name(label)}", size=12)
     in_class = "" if label is None else f", all in class {mc.class_name(label)}"
-    return _write_figure(figure, ckpt, args, _default_name("arithmetic", args.seed, label),
-                         f"mean({','.join(la)}) - mean({','.join(lb)}) + mean({','.join(lc)}), with a 3x3 grid of noise {args.noise:g}{in_class}")
+    return _write_figure(
+        figure,
+        ckpt,
+        args,
+        _default_name("arithmetic", args.seed, label),
+        f"mean({','.join(la)}) - mean({','.join(lb)}) + mean({','.join(lc)}), with a 3x3 grid of noise {args.noise:g}{in_class}",
+    )
 
 
 def _add_invert_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", metavar="CKPT", help="a run directory (its latest checkpoint) or a checkpoint file")
     p.add_argument("image", metavar="IMAGE", help="an image file (resized and centre-cropped to the generator's size)")
-    p.add_argument("--restarts", type=_checked(int, lambda v: 1 <= v <= 64, "a whole number from 1 to 64"), default=8, help="random starting points, optimised together (default 8)")
-    p.add_argument("--steps", type=_checked(int, lambda v: 1 <= v <= 20000, "a whole number from 1 to 20000"), default=500, help="Adam steps (default 500)")
+    p.add_argument(
+        "--restarts",
+        type=_checked(int, lambda v: 1 <= v <= 64, "a whole number from 1 to 64"),
+        default=8,
+        help="random starting points, optimised together (default 8)",
+    )
+    p.add_argument(
+        "--steps", type=_checked(int, lambda v: 1 <= v <= 20000, "a whole number from 1 to 20000"), default=500, help="Adam steps (default 500)"
+    )
     p.add_argument("--lr", type=_positive_float, default=0.05)
     add_seed(p, "the random starting points")
-    add_class_option(p, "for a class-conditional model: find z for this class, a name (any case) or index (default: infer "
-                        "the class, by inverting under every class and keeping the best reconstruction)")
-    p.add_argument("--candidates", type=_positive_int, default=None, metavar="K",
-                   help="inferring the class: every class gets a quarter of the steps, then the K best get them all "
-                   f"(default: every class in full up to {FULL_INFERENCE_CLASSES} classes, else the best 5)")
+    add_class_option(
+        p,
+        "for a class-conditional model: find z for this class, a name (any case) or index (default: infer "
+        "the class, by inverting under every class and keeping the best reconstruction)",
+    )
+    p.add_argument(
+        "--candidates",
+        type=_positive_int,
+        default=None,
+        metavar="K",
+        help="inferring the class: every class gets a quarter of the steps, then the K best get them all "
+        f"(default: every class in full up to {FULL_INFERENCE_CLASSES} classes, else the best 5)",
+    )
     _add_device(p)
     _add_raw_g(p)
     _add_out(p, "invert-IMAGE.png (and .json with z)")
@@ -374,14 +432,18 @@ def _run_invert(args: argparse.Namespace) -> int:
     def z_file(out: Path) -> Path:
         return atomic_write_bytes(out.with_suffix(".json"), (json.dumps(record) + "\n").encode())
 
-    return _write_figure(figure, ckpt, args, f"invert-{source.stem}.png",
-                         "use the z file in interpolate/arithmetic in place of an index", z_file)
+    return _write_figure(figure, ckpt, args, f"invert-{source.stem}.png", "use the z file in interpolate/arithmetic in place of an index", z_file)
 
 
 def _z_record(result, mc, source: Path, ckpt) -> dict:
     """What the z file of `dcgan invert` holds: z, where it came from, the reconstruction error, the class."""
-    record = {"z": [round(float(v), 7) for v in result.z], "image": str(source), "checkpoint": str(ckpt.path),
-              "mse": result.mse, "psnr_db": result.psnr}
+    record = {
+        "z": [round(float(v), 7) for v in result.z],
+        "image": str(source),
+        "checkpoint": str(ckpt.path),
+        "mse": result.mse,
+        "psnr_db": result.psnr,
+    }
     if result.label is not None:
         record.update({"class": result.label, "class_name": mc.class_name(result.label), "class_inferred": result.inferred})
         if result.inferred:
@@ -396,8 +458,10 @@ def _say_inversion(result, mc, args: argparse.Namespace, candidates: int | None)
         ranked = sorted(result.class_mse.items(), key=lambda kv: kv[1])
         runner_up = f"; next best {mc.class_name(ranked[1][0])} (MSE {ranked[1][1]:.4f})" if len(ranked) > 1 else ""
         screened = f", the best {candidates} of them in full" if candidates is not None and candidates < len(ranked) else ""
-        print(f"inferred class {mc.class_name(result.label)} (index {result.label}): the best reconstruction under "
-              f"{len(ranked)} classes{screened}{runner_up}")
+        print(
+            f"inferred class {mc.class_name(result.label)} (index {result.label}): the best reconstruction under "
+            f"{len(ranked)} classes{screened}{runner_up}"
+        )
     elif result.label is not None:
         print(f"class {mc.class_name(result.label)} (index {result.label}), as given with --class")
 
@@ -406,14 +470,25 @@ def _add_neighbors_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", metavar="CKPT", help="a run directory (its latest checkpoint) or a checkpoint file")
     add_data(p, "training data to search")
     add_data_dir(p)
-    p.add_argument("-n", "--num", type=_checked(int, lambda v: 1 <= v <= 256, "a whole number from 1 to 256"), default=8, help="generated samples (default 8)")
-    p.add_argument("-k", type=_checked(int, lambda v: 1 <= v <= 32, "a whole number from 1 to 32"), default=5, help="neighbours per sample (default 5)")
-    p.add_argument("--features", default="auto", choices=("auto", "classifier", "pixels", "discriminator"),
-                   help="second search space besides pixels (default auto: the dataset's classifier when trained, else D)")
+    p.add_argument(
+        "-n", "--num", type=_checked(int, lambda v: 1 <= v <= 256, "a whole number from 1 to 256"), default=8, help="generated samples (default 8)"
+    )
+    p.add_argument(
+        "-k", type=_checked(int, lambda v: 1 <= v <= 32, "a whole number from 1 to 32"), default=5, help="neighbours per sample (default 5)"
+    )
+    p.add_argument(
+        "--features",
+        default="auto",
+        choices=("auto", "classifier", "pixels", "discriminator"),
+        help="second search space besides pixels (default auto: the dataset's classifier when trained, else D)",
+    )
     p.add_argument("--evaluator", default=None, metavar="FILE")
     add_seed(p, "the samples (sheet entries 0..n-1 of that seed)")
-    add_class_option(p, "for a class-conditional model: draw the samples in this class, a name (any case) or index "
-                        "(default: balanced, sample i in class i mod the number of classes); every training image is searched")
+    add_class_option(
+        p,
+        "for a class-conditional model: draw the samples in this class, a name (any case) or index "
+        "(default: balanced, sample i in class i mod the number of classes); every training image is searched",
+    )
     _add_device(p)
     _add_raw_g(p)
     _add_out(p, "neighbors-seed{SEED}.png")
@@ -448,14 +523,25 @@ def _run_neighbors(args: argparse.Namespace) -> int:
     if label is not None:
         figure = titled(figure, f"samples of class {mc.class_name(label)}; every training image searched", size=12)
     of_class = "" if label is None else f" of class {mc.class_name(label)}"
-    return _write_figure(figure, ckpt, args, _default_name("neighbors", args.seed, label),
-                         f"{args.num} samples{of_class} (sheet --seed {args.seed}) with their {args.k} nearest training images")
+    return _write_figure(
+        figure,
+        ckpt,
+        args,
+        _default_name("neighbors", args.seed, label),
+        f"{args.num} samples{of_class} (sheet --seed {args.seed}) with their {args.k} nearest training images",
+    )
 
 
 COMMANDS = {
     "sheet": Command("a numbered grid of samples, to pick exemplars by index", SHEET_EXAMPLES, _add_sheet_args, _run_sheet),
-    "interpolate": Command("walks between latent points, as a grid and a GIF (linear or spherical)", INTERPOLATE_EXAMPLES, _add_interpolate_args, _run_interpolate),
-    "arithmetic": Command("vector arithmetic on z: mean(A) - mean(B) + mean(C), with the paper's noise grid", ARITHMETIC_EXAMPLES, _add_arithmetic_args, _run_arithmetic),
+    "interpolate": Command(
+        "walks between latent points, as a grid and a GIF (linear or spherical)", INTERPOLATE_EXAMPLES, _add_interpolate_args, _run_interpolate
+    ),
+    "arithmetic": Command(
+        "vector arithmetic on z: mean(A) - mean(B) + mean(C), with the paper's noise grid", ARITHMETIC_EXAMPLES, _add_arithmetic_args, _run_arithmetic
+    ),
     "invert": Command("find the z whose image best reconstructs a real image", INVERT_EXAMPLES, _add_invert_args, _run_invert),
-    "neighbors": Command("nearest training images of generated samples: a memorisation check", NEIGHBORS_EXAMPLES, _add_neighbors_args, _run_neighbors),
+    "neighbors": Command(
+        "nearest training images of generated samples: a memorisation check", NEIGHBORS_EXAMPLES, _add_neighbors_args, _run_neighbors
+    ),
 }

@@ -47,8 +47,12 @@ the training data and its sha256, the step, and the metrics recorded for that st
 
 def _add_export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", metavar="CKPT", help="a run directory (its latest checkpoint) or a checkpoint file")
-    p.add_argument("--format", default="safetensors", metavar="LIST",
-                   help=f"comma-separated: {', '.join(EXPORT_FORMATS)}, or all; or hub alone (default safetensors)")
+    p.add_argument(
+        "--format",
+        default="safetensors",
+        metavar="LIST",
+        help=f"comma-separated: {', '.join(EXPORT_FORMATS)}, or all; or hub alone (default safetensors)",
+    )
     p.add_argument("--out", default=None, metavar="DIR", help="folder to write into (default RUN_DIR/export)")
     p.add_argument("--force", action="store_true", help="replace files an earlier export left there")
     p.add_argument("--license", default=None, metavar="ID", help="the licence for a hub folder's card, e.g. mit (default: none stated)")
@@ -76,20 +80,29 @@ def _run_export(args: argparse.Namespace) -> int:
     mc = ckpt.model_config
     metrics = run_metrics(run.root, ckpt.step, ckpt.record.best)
     classes = f", {mc.num_classes} classes ({mc.conditioning})" if mc.conditional else ""
-    print(f"exporting G of {ckpt.path} (step {ckpt.step}, {mc.image_size}x{mc.image_size}x{mc.channels}, z_dim {mc.z_dim} {mc.prior}"
-          f"{classes}) as {', '.join(formats)} ...", flush=True)
+    print(
+        f"exporting G of {ckpt.path} (step {ckpt.step}, {mc.image_size}x{mc.image_size}x{mc.channels}, z_dim {mc.z_dim} {mc.prior}"
+        f"{classes}) as {', '.join(formats)} ...",
+        flush=True,
+    )
     files = export_files(ckpt, formats, metrics, raw=args.raw_g)
     failed = [f for f in files if not f.passed]
     if failed:  # a bug in an exporter or a runtime, not the user's: but one line, and nothing half-written
         f = failed[0]
-        print(f"dcgan export: error: {f.name} does not reproduce the generator: max |diff| {f.max_diff:.2e} > tolerance "
-              f"{tolerance_text(f.tolerance)} ({EXPORT_FORMATS[f.format].runner}); nothing was written", file=sys.stderr)
+        print(
+            f"dcgan export: error: {f.name} does not reproduce the generator: max |diff| {f.max_diff:.2e} > tolerance "
+            f"{tolerance_text(f.tolerance)} ({EXPORT_FORMATS[f.format].runner}); nothing was written",
+            file=sys.stderr,
+        )
         return EXIT_EXPORT_MISMATCH
     width = max(len(f.name) for f in files)
     for f in files:
         path = atomic_write_bytes(out / f.name, f.data)
-        check = "" if f.max_diff is None else (
-            f"  {EXPORT_FORMATS[f.format].runner}: max |diff| {f.max_diff:.1e}, tolerance {tolerance_text(f.tolerance)}")
+        check = (
+            ""
+            if f.max_diff is None
+            else (f"  {EXPORT_FORMATS[f.format].runner}: max |diff| {f.max_diff:.1e}, tolerance {tolerance_text(f.tolerance)}")
+        )
         print(f"  {str(path):<{width + len(str(out)) + 1}}  {_size_text(len(f.data)):>9}{check}")
     if metrics:
         print(f"model card: {len(metrics)} metric(s) recorded for step {ckpt.step} ({', '.join(dict.fromkeys(m['name'] for m in metrics))})")

@@ -10,12 +10,12 @@ from pathlib import Path
 import torch
 
 from ..checkpoint import load_checkpoint
-from ..models.conditioning import CONDITIONING, class_grid, resolve_class
 from ..errors import ConfigError
+from ..explore.latent import sheet_labels
 from ..figures import class_rows_image
 from ..imaging import grid_image, save_image_atomic, tensor_to_pil
-from ..explore.latent import sheet_labels
 from ..models import ModelConfig, format_summary, model_summary
+from ..models.conditioning import CONDITIONING, class_grid, resolve_class
 from ..sampling import generate, sample_z
 from ..training.monitors import describe_best
 from .common import IMAGE_SUFFIXES, MAX_GENERATE, Command, _add_device, _add_raw_g, _device, _positive_int, add_seed
@@ -71,8 +71,10 @@ def describe_classes(mc: ModelConfig, limit: int = 12) -> str:
 
 def balanced_note(mc: ModelConfig) -> str:
     """The line a command prints when it draws a conditional model's samples in balanced classes."""
-    return (f"this model is class-conditional ({describe_classes(mc)}); without --class, sample i is drawn in class i mod "
-            f"{mc.num_classes}: choose one with --class NAME|INDEX")
+    return (
+        f"this model is class-conditional ({describe_classes(mc)}); without --class, sample i is drawn in class i mod "
+        f"{mc.num_classes}: choose one with --class NAME|INDEX"
+    )
 
 
 def _file_part(name: str) -> str:
@@ -82,14 +84,22 @@ def _file_part(name: str) -> str:
 
 def _add_generate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", metavar="CKPT", help="a run directory (its latest checkpoint) or a checkpoint file")
-    p.add_argument("-n", "--num", type=_positive_int, default=None,
-                   help="number of samples (default 64); with several classes, samples per class row (default 10)")
+    p.add_argument(
+        "-n",
+        "--num",
+        type=_positive_int,
+        default=None,
+        help="number of samples (default 64); with several classes, samples per class row (default 10)",
+    )
     add_seed(p, "the noise: the same seed gives the same images")
     p.add_argument("--out", required=True, metavar="FILE.png|DIR/", help="a grid image file, or a folder (ending in /) for one PNG per sample")
     p.add_argument("--nrow", type=_positive_int, default=None, help="images per grid row (default: square)")
-    add_class_option(p, "for a class-conditional model: a class name (any case) or index for samples of that class; "
-                     "a comma list of classes or `all` for one row per class, -n samples each, the same z down each column "
-                     "(default: balanced classes, sample i in class i mod the number of classes)")
+    add_class_option(
+        p,
+        "for a class-conditional model: a class name (any case) or index for samples of that class; "
+        "a comma list of classes or `all` for one row per class, -n samples each, the same z down each column "
+        "(default: balanced classes, sample i in class i mod the number of classes)",
+    )
     _add_device(p)
     _add_raw_g(p)
 
@@ -123,8 +133,10 @@ def _run_generate(args: argparse.Namespace) -> int:
         for i, image in enumerate(images):
             suffix = "" if labels is None else f"_{_file_part(mc.class_name(int(labels[i])))}"
             save_image_atomic(tensor_to_pil(image), out / f"sample_{args.seed}_{i:05d}{suffix}.png")
-        print(f"wrote {len(images)} images ({mc.image_size}x{mc.image_size}) to {out}/"
-              + ("" if labels is None else " (the class at the end of each file name)"))
+        print(
+            f"wrote {len(images)} images ({mc.image_size}x{mc.image_size}) to {out}/"
+            + ("" if labels is None else " (the class at the end of each file name)")
+        )
     elif rows:
         names = [mc.class_name(k) for k in classes]
         save_image_atomic(class_rows_image(images, names), out, format=IMAGE_SUFFIXES[out.suffix.lower()])
@@ -170,10 +182,16 @@ def _info(ckpt, record, g_rows: list[dict], d_rows: list[dict] | None) -> dict:
         "best": record.best if record else None,
         "elapsed_s": record.elapsed_s if record else None,
         "saved_at": record.saved_at if record else None,
-        "generator": {"params": sum(r["params"] for r in g_rows), "macs_per_image": sum(r["macs"] for r in g_rows),
-                      "sampled": ckpt.generator_kind(), "ema": record.ema if record and ckpt.has_ema else None},
+        "generator": {
+            "params": sum(r["params"] for r in g_rows),
+            "macs_per_image": sum(r["macs"] for r in g_rows),
+            "sampled": ckpt.generator_kind(),
+            "ema": record.ema if record and ckpt.has_ema else None,
+        },
         "discriminator": None if d_rows is None else {"params": sum(r["params"] for r in d_rows), "macs_per_image": sum(r["macs"] for r in d_rows)},
-        "classes": None if not mc.conditional else {
+        "classes": None
+        if not mc.conditional
+        else {
             "num_classes": mc.num_classes,
             "names": [mc.class_name(k) for k in range(mc.num_classes)],
             "conditioning": mc.conditioning,
@@ -187,12 +205,19 @@ def _print_model(ckpt, record, info: dict) -> None:
     mc = ckpt.model_config
     kind = "" if ckpt.resumable else "exported generator, "
     print(f"checkpoint   {info['checkpoint']} ({kind}{info['file_bytes'] / 1e6:.1f} MB, dcgan {info['dcgan_version']})")
-    print(f"model        {mc.image_size}x{mc.image_size}x{mc.channels}, z_dim {mc.z_dim} ({mc.prior}), width {mc.width}, "
-          f"G block {mc.g_block}, D block {mc.d_block}")
-    print(f"generator    {info['generator']['params']:,} params, {info['generator']['macs_per_image'] / 1e6:.1f}M MACs/image; "
-          + (f"commands sample its average (EMA, half-life {record.ema.get('half_life_images', 0) / 1000:g}k images, "
-             f"{record.ema.get('updates', 0):,} updates, standing BN statistics); --raw-g the trained G"
-             if ckpt.has_ema and record else "commands sample the trained G"))
+    print(
+        f"model        {mc.image_size}x{mc.image_size}x{mc.channels}, z_dim {mc.z_dim} ({mc.prior}), width {mc.width}, "
+        f"G block {mc.g_block}, D block {mc.d_block}"
+    )
+    print(
+        f"generator    {info['generator']['params']:,} params, {info['generator']['macs_per_image'] / 1e6:.1f}M MACs/image; "
+        + (
+            f"commands sample its average (EMA, half-life {record.ema.get('half_life_images', 0) / 1000:g}k images, "
+            f"{record.ema.get('updates', 0):,} updates, standing BN statistics); --raw-g the trained G"
+            if ckpt.has_ema and record
+            else "commands sample the trained G"
+        )
+    )
     if mc.conditional:
         print(f"classes      {describe_classes(mc, limit=20)}")
         print(f"conditioning {mc.conditioning}: {CONDITIONING[mc.conditioning].description}; choose a class with --class")
@@ -205,8 +230,12 @@ def _print_training(record, info: dict) -> None:
     data = info["data"] or {}
     train = info["train"] or {}
     print(f"progress     step {info['step']}, epoch {info['epoch']:.2f}, {info['elapsed_s'] or 0:.0f} s of training, saved {info['saved_at']}")
-    print(f"data         {data.get('name')} ({data.get('num_images')} images from {data.get('source')}), sha256 {str(data.get('fingerprint'))[:16]}...")
-    print(f"training     batch {train.get('batch_size')}, lr G {train.get('lr_g')} D {train.get('lr_d')}, betas ({train.get('beta1')}, {train.get('beta2')}), seed {train.get('seed')}")
+    print(
+        f"data         {data.get('name')} ({data.get('num_images')} images from {data.get('source')}), sha256 {str(data.get('fingerprint'))[:16]}..."
+    )
+    print(
+        f"training     batch {train.get('batch_size')}, lr G {train.get('lr_g')} D {train.get('lr_d')}, betas ({train.get('beta1')}, {train.get('beta2')}), seed {train.get('seed')}"
+    )
     best = record.best
     if best:
         print(f"best         {describe_best(best)} (--eval-every; checkpoints/best.safetensors)")

@@ -21,7 +21,9 @@ REPORT_EXAMPLES = """examples:
 
 def _add_report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory")
-    p.add_argument("--out", default=None, metavar="FILE.png", help="the dashboard picture (default RUN_DIR/report.png); an .html page is written beside it")
+    p.add_argument(
+        "--out", default=None, metavar="FILE.png", help="the dashboard picture (default RUN_DIR/report.png); an .html page is written beside it"
+    )
     add_seed(p, "the walks (and a conditional run's class grid) shown")
     _add_raw_g(p)
 
@@ -38,5 +40,10 @@ def _run_report(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "report": Command("a run's dashboard as one PNG and an HTML page: samples, progress, curves, walks, filters (and a class grid when conditional)", REPORT_EXAMPLES, _add_report_args, _run_report),
+    "report": Command(
+        "a run's dashboard as one PNG and an HTML page: samples, progress, curves, walks, filters (and a class grid when conditional)",
+        REPORT_EXAMPLES,
+        _add_report_args,
+        _run_report,
+    )
 }

@@ -31,23 +31,47 @@ def _add_serve_args(p: argparse.ArgumentParser) -> None:
     d = ServeLimits()
     p.add_argument("checkpoint", metavar="CKPT", help="a run directory (its latest checkpoint), a checkpoint or an exported generator")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every interface)")
-    p.add_argument("--port", type=_checked(int, lambda v: 0 <= v <= 65535, "a port from 0 to 65535"), default=8000,
-                   help="port (default 8000; 0 picks a free one)")
+    p.add_argument(
+        "--port",
+        type=_checked(int, lambda v: 0 <= v <= 65535, "a port from 0 to 65535"),
+        default=8000,
+        help="port (default 8000; 0 picks a free one)",
+    )
     _add_device(p)
     _add_raw_g(p)
     p.add_argument("--open", action="store_true", help="open the page in the default web browser")
     p.add_argument("--verbose", action="store_true", help="log every request")
     limits = p.add_argument_group("limits of one request")
-    limits.add_argument("--max-samples", type=_checked(int, lambda v: 1 <= v <= 4096, "a whole number from 1 to 4096"),
-                        default=d.max_samples, help=f"samples on one grid (default {d.max_samples})")
-    limits.add_argument("--max-upload-mb", type=_positive_float, default=d.max_upload_bytes / 2**20,
-                        help=f"size of an uploaded image in MiB (default {d.max_upload_bytes / 2**20:g})")
-    limits.add_argument("--max-upload-megapixels", type=_positive_float, default=d.max_upload_pixels / 1e6,
-                        help=f"pixels of an uploaded image, in millions (default {d.max_upload_pixels / 1e6:g})")
-    limits.add_argument("--max-invert-steps", type=_checked(int, lambda v: 1 <= v <= 100_000, "a whole number from 1 to 100000"),
-                        default=d.max_invert_steps, help=f"Adam steps of one inversion (default {d.max_invert_steps})")
-    limits.add_argument("--directions", type=_checked(int, lambda v: 1 <= v <= 64, "a whole number from 1 to 64"),
-                        default=d.directions, help=f"principal directions offered as sliders (default {d.directions})")
+    limits.add_argument(
+        "--max-samples",
+        type=_checked(int, lambda v: 1 <= v <= 4096, "a whole number from 1 to 4096"),
+        default=d.max_samples,
+        help=f"samples on one grid (default {d.max_samples})",
+    )
+    limits.add_argument(
+        "--max-upload-mb",
+        type=_positive_float,
+        default=d.max_upload_bytes / 2**20,
+        help=f"size of an uploaded image in MiB (default {d.max_upload_bytes / 2**20:g})",
+    )
+    limits.add_argument(
+        "--max-upload-megapixels",
+        type=_positive_float,
+        default=d.max_upload_pixels / 1e6,
+        help=f"pixels of an uploaded image, in millions (default {d.max_upload_pixels / 1e6:g})",
+    )
+    limits.add_argument(
+        "--max-invert-steps",
+        type=_checked(int, lambda v: 1 <= v <= 100_000, "a whole number from 1 to 100000"),
+        default=d.max_invert_steps,
+        help=f"Adam steps of one inversion (default {d.max_invert_steps})",
+    )
+    limits.add_argument(
+        "--directions",
+        type=_checked(int, lambda v: 1 <= v <= 64, "a whole number from 1 to 64"),
+        default=d.directions,
+        help=f"principal directions offered as sliders (default {d.directions})",
+    )
 
 
 def _run_serve(args: argparse.Namespace) -> int:
@@ -88,5 +112,7 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "serve": Command("a local web page to explore a generator: samples, walks, arithmetic, inversion, sliders", SERVE_EXAMPLES, _add_serve_args, _run_serve),
+    "serve": Command(
+        "a local web page to explore a generator: samples, walks, arithmetic, inversion, sliders", SERVE_EXAMPLES, _add_serve_args, _run_serve
+    )
 }

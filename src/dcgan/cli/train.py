@@ -12,17 +12,17 @@ from dataclasses import fields
 from pathlib import Path
 
 from ..checkpoint import load_checkpoint
-from ..training.configfile import ConfigFile, read_config_file
 from ..data import Storage, dataset_stem, default_cache_dir
+from ..data.shards import PARTS, usable_workers
 from ..errors import ConfigError, DCGANError
 from ..models import ModelConfig
 from ..options import POSITIVE_FLOAT, POSITIVE_INT, add_options, flag_of, legacy_words, resumable_fields
+from ..rundir import RunDir
+from ..training import TrainConfig, Trainer
+from ..training.configfile import ConfigFile, read_config_file
+from ..training.monitors import Evaluate, describe_best
 from ..training.recipes import RECIPES
 from ..training.resolve import DEFAULT_DATA, resolve_options
-from ..rundir import RunDir
-from ..data.shards import PARTS, usable_workers
-from ..training import TrainConfig, Trainer
-from ..training.monitors import Evaluate, describe_best
 from .common import EXIT_INTERRUPTED, EXIT_TRAINING_FAILED, Command, add_data
 
 TRAIN_EXAMPLES = """examples:
@@ -48,22 +48,36 @@ GROUPS = {  # the --help sections, by the `group` of each option
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     groups = {key: p.add_argument_group(title) for key, title in GROUPS.items()}
     # The few flags that are not one config field each:
-    groups["data"].add_argument("--recipe", default=None, choices=tuple(RECIPES), metavar="NAME",
-                                help="start from a named, measured configuration: "
-                                + "; ".join(f"{r.name}: {r.description}" for r in RECIPES.values())
-                                + " (options given as well override it)")
-    groups["data"].add_argument("--config", default=None, metavar="FILE",
-                                help="start from a TOML file of options ([model] / [train] tables or flat), or the "
-                                "config.json of an earlier run (or its folder) to repeat it; a --recipe is applied "
-                                "under the file, options given as well override both")
+    groups["data"].add_argument(
+        "--recipe",
+        default=None,
+        choices=tuple(RECIPES),
+        metavar="NAME",
+        help="start from a named, measured configuration: "
+        + "; ".join(f"{r.name}: {r.description}" for r in RECIPES.values())
+        + " (options given as well override it)",
+    )
+    groups["data"].add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="start from a TOML file of options ([model] / [train] tables or flat), or the "
+        "config.json of an earlier run (or its folder) to repeat it; a --recipe is applied "
+        "under the file, options given as well override both",
+    )
     add_data(groups["data"], "dataset", default=DEFAULT_DATA)
-    groups["training"].add_argument("--lr", type=POSITIVE_FLOAT.parse, default=None, metavar="LR",
-                                    help="Adam learning rate of both G and D (default 2e-4, paper)")
-    groups["speed"].add_argument("--nproc", type=POSITIVE_INT.parse, default=None, metavar="N",
-                                 help="train with N processes (DistributedDataParallel via torchrun; one per GPU, or gloo on CPU)")
+    groups["training"].add_argument(
+        "--lr", type=POSITIVE_FLOAT.parse, default=None, metavar="LR", help="Adam learning rate of both G and D (default 2e-4, paper)"
+    )
+    groups["speed"].add_argument(
+        "--nproc",
+        type=POSITIVE_INT.parse,
+        default=None,
+        metavar="N",
+        help="train with N processes (DistributedDataParallel via torchrun; one per GPU, or gloo on CPU)",
+    )
     groups["outputs"].add_argument("--out", default=None, metavar="RUN_DIR", help="run directory (default runs/DATA-DATE-TIME)")
-    groups["outputs"].add_argument("--resume", default=None, metavar="RUN_DIR",
-                                   help="continue this run exactly; --steps/--epochs set the new total")
+    groups["outputs"].add_argument("--resume", default=None, metavar="RUN_DIR", help="continue this run exactly; --steps/--epochs set the new total")
     groups["outputs"].add_argument("--quiet", action="store_true", help="no progress bar")
     add_options(p, CONFIGS, groups)
 
@@ -115,8 +129,12 @@ def _resumed_trainer(args: argparse.Namespace) -> Trainer:
     if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
         raise ConfigError("--out and --resume name different folders; a resumed run stays in its own folder")
     may_change = resumable_fields(*CONFIGS)
-    fixed = [flag_of(f, getattr(args, f.name)) for cls in CONFIGS for f in fields(cls)
-             if f.name not in may_change and getattr(args, f.name, None) is not None]
+    fixed = [
+        flag_of(f, getattr(args, f.name))
+        for cls in CONFIGS
+        for f in fields(cls)
+        if f.name not in may_change and getattr(args, f.name, None) is not None
+    ]
     if args.data is not None:
         fixed.insert(0, "--data")
     if args.recipe is not None:
@@ -128,8 +146,7 @@ def _resumed_trainer(args: argparse.Namespace) -> Trainer:
     trainer = Trainer.resume(args.resume, progress=not args.quiet, **{name: getattr(args, name) for name in may_change})
     if trainer.step >= trainer.total_steps():
         raise ConfigError(
-            f"{args.resume} is already at step {trainer.step} of {trainer.total_steps()}; "
-            "pass a larger --steps or --epochs to train further"
+            f"{args.resume} is already at step {trainer.step} of {trainer.total_steps()}; pass a larger --steps or --epochs to train further"
         )
     print(f"resuming {trainer.run_dir} at step {trainer.step} (epoch {trainer.epoch}), training to step {trainer.total_steps()}")
     return trainer
@@ -154,8 +171,10 @@ def _new_trainer(args: argparse.Namespace) -> Trainer:
     if loaded.storage is Storage.SHARDS:
         workers = usable_workers(trainer.feed.workers)
         readers = f"{workers} DataLoader worker(s) (a divisor of {PARTS}, at most --workers)" if workers else "the training process"
-        print(f"streaming {len(loaded)} images from {len(loaded.shards.shards)} shard(s), shuffled per (seed, epoch), "
-              f"decoded batch by batch by {readers}")
+        print(
+            f"streaming {len(loaded)} images from {len(loaded.shards.shards)} shard(s), shuffled per (seed, epoch), "
+            f"decoded batch by batch by {readers}"
+        )
     elif loaded.storage is Storage.STREAM:
         print(f"streaming {len(loaded)} images from disk, decoded batch by batch by the DataLoader workers")
     elif loaded.from_cache:
@@ -190,8 +209,10 @@ def _report(trainer: Trainer, result) -> int:
     """The closing lines of rank 0, and the exit status."""
     run = trainer.run
     if result.interrupted:
-        print(f"\ninterrupted at step {result.step}: checkpoint saved to {result.checkpoint}\n"
-              f"continue with: dcgan train --resume {run.root}", file=sys.stderr)
+        print(
+            f"\ninterrupted at step {result.step}: checkpoint saved to {result.checkpoint}\ncontinue with: dcgan train --resume {run.root}",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     if result.failure:
         f = result.failure
@@ -218,8 +239,7 @@ def _report(trainer: Trainer, result) -> int:
         print(f"  health events:    {', '.join(f'{k} x{v}' for k, v in counts.items())} (details in {run.metrics})")
     if result.best:
         tracked = trainer.callback(Evaluate).tracked
-        print(f"  best checkpoint:  {run.best} ({describe_best(result.best)}, "
-              f"{tracked.protocol() if tracked else 'see metrics.jsonl'})")
+        print(f"  best checkpoint:  {run.best} ({describe_best(result.best)}, {tracked.protocol() if tracked else 'see metrics.jsonl'})")
     print(f"  generate more:    dcgan generate {run.root} -n 64 --out {run.generated}")
     return 0
 
@@ -236,6 +256,11 @@ def _params(rows: list[dict]) -> str:
 
 
 COMMANDS = {
-    "train": Command("train a DCGAN (with no options: a short demo on scikit-learn's digits)", TRAIN_EXAMPLES, _add_train_args,
-                     _run_train, old_words=lambda words: legacy_words(words, CONFIGS)),
+    "train": Command(
+        "train a DCGAN (with no options: a short demo on scikit-learn's digits)",
+        TRAIN_EXAMPLES,
+        _add_train_args,
+        _run_train,
+        old_words=lambda words: legacy_words(words, CONFIGS),
+    )
 }

@@ -27,14 +27,7 @@ from .dataset import (
     to_unit_range,
     unit_batches,
 )
-from .folders import (
-    DEFAULT_FILES_CHANNELS,
-    DEFAULT_FILES_SIZE,
-    MAX_FAILED_FRACTION,
-    StreamDataset,
-    load_image_files,
-    open_file_source,
-)
+from .folders import DEFAULT_FILES_CHANNELS, DEFAULT_FILES_SIZE, MAX_FAILED_FRACTION, StreamDataset, load_image_files, open_file_source
 from .registry import DATASETS, DatasetSpec, load_dataset, register_dataset
 
 __all__ = [

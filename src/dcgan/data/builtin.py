@@ -61,7 +61,9 @@ def _load_idx_pair(root: Path | None, split: str, dataset: str, classes: list[st
     paths = [_find(root, s) for s in stems]
     if None in paths:
         missing = ", ".join(f"{s}.gz" for s, p in zip(stems, paths) if p is None)
-        raise DataError(f"{dataset} not found in {root}: it needs {missing} there (pass --data-dir DIR, or get them with: dcgan data download {dataset} --root {root})")
+        raise DataError(
+            f"{dataset} not found in {root}: it needs {missing} there (pass --data-dir DIR, or get them with: dcgan data download {dataset} --root {root})"
+        )
     images, labels = read_idx(paths[0]), read_idx(paths[1])
     if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
         raise DataError(f"{dataset} files in {root} do not match: images {images.shape}, labels {labels.shape}")
@@ -73,8 +75,9 @@ def _load_idx_pair(root: Path | None, split: str, dataset: str, classes: list[st
     )
 
 
-@register_dataset("mnist", default_size=32, native_channels=1, description="MNIST handwritten digits, 28x28 grey (IDX files)",
-                  download=download.MNIST)
+@register_dataset(
+    "mnist", default_size=32, native_channels=1, description="MNIST handwritten digits, 28x28 grey (IDX files)", download=download.MNIST
+)
 def _load_mnist(root: Path | None, split: str) -> ImageData:
     return _load_idx_pair(root, split, "mnist", [str(i) for i in range(10)])
 
@@ -86,7 +89,10 @@ DIGITS_TEST_SIZE = 360  # the last 360 images (20%) form the test split
 
 
 @register_dataset(
-    "digits", default_size=32, native_channels=1, needs_files=False,
+    "digits",
+    default_size=32,
+    native_channels=1,
+    needs_files=False,
     description="scikit-learn's bundled handwritten digits (8x8, upscaled), no download",
 )
 def _load_digits(root: Path | None, split: str) -> ImageData:
@@ -97,7 +103,9 @@ def _load_digits(root: Path | None, split: str) -> ImageData:
     images = torch.from_numpy((bunch.images * (255.0 / 16.0)).round().astype(np.uint8)).unsqueeze(1)
     labels = torch.from_numpy(bunch.target.astype(np.int64))
     part = slice(None, -DIGITS_TEST_SIZE) if split == "train" else slice(-DIGITS_TEST_SIZE, None)
-    return ImageData(images=images[part].contiguous(), labels=labels[part].contiguous(), classes=[str(i) for i in range(10)], source="sklearn.datasets.load_digits")
+    return ImageData(
+        images=images[part].contiguous(), labels=labels[part].contiguous(), classes=[str(i) for i in range(10)], source="sklearn.datasets.load_digits"
+    )
 
 
 # --------------------------------------------------------------------------- #
@@ -106,8 +114,9 @@ def _load_digits(root: Path | None, split: str) -> ImageData:
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
 
-@register_dataset("fashion-mnist", default_size=32, native_channels=1, description="Fashion-MNIST clothing, 28x28 grey (IDX files)",
-                  download=download.FASHION_MNIST)
+@register_dataset(
+    "fashion-mnist", default_size=32, native_channels=1, description="Fashion-MNIST clothing, 28x28 grey (IDX files)", download=download.FASHION_MNIST
+)
 def _load_fashion_mnist(root: Path | None, split: str) -> ImageData:
     return _load_idx_pair(root, split, "fashion-mnist", FASHION_CLASSES)
 
@@ -123,11 +132,21 @@ class _CifarUnpickler(pickle.Unpickler):
     """The CIFAR python batches are pickles: allow only the types they hold, so no code can run."""
 
     ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-        ("builtins", "dict"), ("builtins", "list"), ("__builtin__", "dict"), ("__builtin__", "list"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("builtins", "dict"),
+        ("builtins", "list"),
+        ("__builtin__", "dict"),
+        ("__builtin__", "list"),
         ("_codecs", "encode"),  # how Python 3 pickles bytes at protocol 2
-        ("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor"), ("builtins", "object"), ("__builtin__", "object"),
+        ("copy_reg", "_reconstructor"),
+        ("copyreg", "_reconstructor"),
+        ("builtins", "object"),
+        ("__builtin__", "object"),
     }
 
     def find_class(self, module: str, name: str):
@@ -178,14 +197,17 @@ def _cifar_files(root: Path, split: str) -> tuple[list[Path], str]:
     return [], ""
 
 
-@register_dataset("cifar10", default_size=32, native_channels=3, description="CIFAR-10, 32x32 RGB (python or binary batches)",
-                  download=download.CIFAR10)
+@register_dataset(
+    "cifar10", default_size=32, native_channels=3, description="CIFAR-10, 32x32 RGB (python or binary batches)", download=download.CIFAR10
+)
 def _load_cifar10(root: Path | None, split: str) -> ImageData:
     root = root if root is not None else default_data_root() / "cifar10"
     files, kind = _cifar_files(root, split)
     if not files:
         wanted = "data_batch_1..5 (python) or data_batch_1..5.bin (binary)" if split == "train" else "test_batch or test_batch.bin"
-        raise DataError(f"cifar10 {split} files not found in {root}: it needs {wanted} there or in cifar-10-batches-py/ or -bin/ (pass --data-dir DIR, or get them with: dcgan data download cifar10 --root {root})")
+        raise DataError(
+            f"cifar10 {split} files not found in {root}: it needs {wanted} there or in cifar-10-batches-py/ or -bin/ (pass --data-dir DIR, or get them with: dcgan data download cifar10 --root {root})"
+        )
     reader = _read_cifar_bin if kind == "bin" else _read_cifar_pickle
     parts = [reader(p) for p in files]
     images = np.concatenate([p[0] for p in parts])

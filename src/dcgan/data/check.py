@@ -65,8 +65,10 @@ class CheckReport:
         if self.total == 0:
             return "training will refuse this data: it holds no images"
         if not self.usable:
-            return (f"training will refuse this data: {len(self.failures)} of {self.checked} files cannot be decoded "
-                    f"(more than {MAX_FAILED_FRACTION:.0%})")
+            return (
+                f"training will refuse this data: {len(self.failures)} of {self.checked} files cannot be decoded "
+                f"(more than {MAX_FAILED_FRACTION:.0%})"
+            )
         if self.failures:
             return f"training will skip the {len(self.failures)} undecodable file(s) and use the other {self.checked - len(self.failures)}"
         return f"training will use all {self.total} images"
@@ -81,9 +83,11 @@ class CheckReport:
             lines.append("modes        " + ", ".join(f"{k} {v}" for k, v in sorted(self.modes.items(), key=lambda kv: -kv[1])))
         if self.widths:
             w, h = np.array(self.widths), np.array(self.heights)
-            lines.append(f"sizes        width {w.min()}..{w.max()} (median {int(np.median(w))}), height {h.min()}..{h.max()} "
-                         f"(median {int(np.median(h))}); {self.non_square} non-square (centre-cropped), "
-                         f"{self.smaller_than_target} smaller than {self.image_size} (enlarged)")
+            lines.append(
+                f"sizes        width {w.min()}..{w.max()} (median {int(np.median(w))}), height {h.min()}..{h.max()} "
+                f"(median {int(np.median(h))}); {self.non_square} non-square (centre-cropped), "
+                f"{self.smaller_than_target} smaller than {self.image_size} (enlarged)"
+            )
         if self.classes:
             counts = ", ".join(f"{c} {self.class_counts.get(i, 0)}" for i, c in enumerate(self.classes))
             lines.append(f"classes      {len(self.classes)}: {counts}")
@@ -120,8 +124,7 @@ def _model_line(image_size: int, channels: int) -> str:
 def check_files(path, image_size: int = 64, channels: int = 3, split: str = "train", sample: int | None = None, seed: int = 0) -> CheckReport:
     """Open and decode every file of a folder or archive, or every entry of an LSUN lmdb (or a random `sample`)."""
     source: ImageSource = open_file_source(path, split)
-    report = CheckReport(str(path), image_size, channels, total=len(source), classes=source.classes, split_used=source.split_used,
-                         kind=source.kind)
+    report = CheckReport(str(path), image_size, channels, total=len(source), classes=source.classes, split_used=source.split_used, kind=source.kind)
     report.model_ok = _model_line(image_size, channels)
     chosen = set(range(len(source)))
     if sample is not None and sample < len(source):
@@ -181,11 +184,15 @@ def check_shards(spec: str, image_size: int = 64, channels: int = 3, sample: int
     counts = [s.count for s in shards.shards]
     report.notes.append(f"shards       {len(counts)}, {min(counts)}..{max(counts)} samples each")
     if changed:
-        report.notes.append(f"changed      {len(changed)} shard(s) no longer hold what was counted, e.g. {changed[0]}; "
-                            "training would stop at them: write the index again (dcgan data shard) or clear the count cache")
+        report.notes.append(
+            f"changed      {len(changed)} shard(s) no longer hold what was counted, e.g. {changed[0]}; "
+            "training would stop at them: write the index again (dcgan data shard) or clear the count cache"
+        )
     if shards.classes and len(shards.classes) > 1 and one_class > len(counts) // 2:
-        report.notes.append(f"order        {one_class} of {len(counts)} shards hold a single class: the shards look sorted by class, "
-                            "and a shuffle buffer only mixes within a shard; write them shuffled (dcgan data shard does)")
+        report.notes.append(
+            f"order        {one_class} of {len(counts)} shards hold a single class: the shards look sorted by class, "
+            "and a shuffle buffer only mixes within a shard; write them shuffled (dcgan data shard does)"
+        )
     return report
 
 
@@ -231,8 +238,9 @@ def check_named(name: str, data_dir=None, image_size: int | None = None, channel
     return report
 
 
-def check_dataset(name_or_path: str, data_dir=None, image_size: int | None = None, channels: int | None = None,
-                  split: str = "train", sample: int | None = None) -> CheckReport:
+def check_dataset(
+    name_or_path: str, data_dir=None, image_size: int | None = None, channels: int | None = None, split: str = "train", sample: int | None = None
+) -> CheckReport:
     """`check_named` for registry names, `check_shards` for shards, `check_files` for folders and archives."""
     if name_or_path in DATASETS:
         return check_named(name_or_path, data_dir, image_size, channels, split)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import enum
 import hashlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -19,8 +20,17 @@ if TYPE_CHECKING:
     from .folders import StreamDataset
     from .shards import ShardSet
 
-__all__ = ["ImageData", "Storage", "default_data_root", "default_cache_dir", "default_memory_budget", "dataset_stem",
-           "convert_channels", "to_unit_range", "unit_batches"]
+__all__ = [
+    "ImageData",
+    "Storage",
+    "default_data_root",
+    "default_cache_dir",
+    "default_memory_budget",
+    "dataset_stem",
+    "convert_channels",
+    "to_unit_range",
+    "unit_batches",
+]
 
 
 class Storage(enum.Enum):
@@ -44,7 +54,7 @@ class ImageData:
     name: str = ""  # registry name or path it came from
     classes: list[str] | None = None  # class names indexed by label
     source: str = ""  # where the files were read from, for `dcgan info`
-    stream: "StreamDataset | None" = None  # set instead of `images` for folders too large for memory
+    stream: StreamDataset | None = None  # set instead of `images` for folders too large for memory
     shards: ShardSet | None = None  # set instead of `images` for WebDataset shards (always streamed)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason) of files that failed to decode
     from_cache: bool = False  # decoded images came from the on-disk cache
@@ -70,7 +80,7 @@ class ImageData:
         return self.images.shape[0] if self.in_memory else len(self._streamed)
 
     @property
-    def _streamed(self) -> "StreamDataset | ShardSet":
+    def _streamed(self) -> StreamDataset | ShardSet:
         return self.shards if self.storage is Storage.SHARDS else self.stream
 
     @property

@@ -121,9 +121,7 @@ def _fashion_mnist() -> DownloadSpec:
         ("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310"),
     )
     return DownloadSpec(
-        "fashion-mnist",
-        "Fashion-MNIST (Zalando), the four IDX files",
-        tuple(_mirrored(name, mirrors, ("md5", digest)) for name, digest in files),
+        "fashion-mnist", "Fashion-MNIST (Zalando), the four IDX files", tuple(_mirrored(name, mirrors, ("md5", digest)) for name, digest in files)
     )
 
 
@@ -277,12 +275,7 @@ def missing_files_message(name: str, root: str | os.PathLike) -> str:
 
 
 def download_dataset(
-    name: str,
-    root: str | os.PathLike,
-    base_url: str | None = None,
-    progress: bool = True,
-    retries: int = 3,
-    timeout: float = 30.0,
+    name: str, root: str | os.PathLike, base_url: str | None = None, progress: bool = True, retries: int = 3, timeout: float = 30.0
 ) -> Path:
     """Download every missing or invalid file of dataset `name` into `root`; return `root`.
 
@@ -415,10 +408,10 @@ def _transfer(url: str, part: Path, *, label: str, progress: bool, timeout: floa
             offset = 0  # 200 to a Range request: the server sends the whole file, start over
         length = response.headers.get("Content-Length", "")
         total = offset + int(length) if length.isdigit() else None
-        with open(part, "ab" if resumed else "wb") as out, tqdm(
-            total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-            desc=label, disable=not progress, leave=False,
-        ) as bar:
+        with (
+            open(part, "ab" if resumed else "wb") as out,
+            tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=label, disable=not progress, leave=False) as bar,
+        ):
             for block in iter(lambda: response.read(1 << 16), b""):
                 out.write(block)
                 bar.update(len(block))

@@ -20,14 +20,12 @@ from .dataset import ImageData, default_cache_dir, default_memory_budget
 from .imagefiles import IMAGE_EXTENSIONS, DecodeError, ImageSource, decode_image, decode_source, open_source
 from .lsun import looks_like_lmdb, open_lmdb
 
-__all__ = ["StreamDataset", "load_image_files", "open_file_source", "DEFAULT_FILES_SIZE", "DEFAULT_FILES_CHANNELS",
-           "MAX_FAILED_FRACTION"]
+__all__ = ["StreamDataset", "load_image_files", "open_file_source", "DEFAULT_FILES_SIZE", "DEFAULT_FILES_CHANNELS", "MAX_FAILED_FRACTION"]
 
 DEFAULT_FILES_SIZE = 64  # the paper's size, for image folders given no --image-size
 DEFAULT_FILES_CHANNELS = 3
 MAX_FAILED_FRACTION = 0.1  # more undecodable files than this and training refuses the data
 CACHE_FORMAT = "dcgan-decoded-v1"
-
 
 
 class StreamDataset(torch.utils.data.Dataset):
@@ -74,8 +72,13 @@ def _read_cache(path: Path) -> ImageData | None:
                 return None
             images = f.get_tensor("images")
             labels = f.get_tensor("labels") if "labels" in f.keys() else None
-        return ImageData(images=images, labels=labels, classes=json.loads(meta.get("classes", "null")),
-                         skipped=[tuple(x) for x in json.loads(meta.get("skipped", "[]"))], from_cache=True)
+        return ImageData(
+            images=images,
+            labels=labels,
+            classes=json.loads(meta.get("classes", "null")),
+            skipped=[tuple(x) for x in json.loads(meta.get("skipped", "[]"))],
+            from_cache=True,
+        )
     except Exception:  # a damaged cache file is ignored and rewritten
         return None
 
@@ -142,8 +145,9 @@ def load_image_files(
 def _streamed(source: ImageSource, path: Path, image_size: int, channels: int, max_failed_fraction: float) -> ImageData:
     """The files decoded on access in DataLoader workers, after a quick check of a sample of them."""
     if not source.random_access:
-        raise DataError(f"{path}: a compressed tar archive cannot stream (gzip has no random access); "
-                        "unpack it, or use an uncompressed .tar or a .zip")
+        raise DataError(
+            f"{path}: a compressed tar archive cannot stream (gzip has no random access); unpack it, or use an uncompressed .tar or a .zip"
+        )
     # Quick pre-flight on a sample, since streamed files are only decoded during training.
     sample = random.Random(0).sample(range(len(source)), min(200, len(source)))
     failures = []
@@ -154,14 +158,19 @@ def _streamed(source: ImageSource, path: Path, image_size: int, channels: int, m
             failures.append((source.names[i], str(exc)))
     if len(failures) > max_failed_fraction * len(sample):
         raise DataError(_failure_summary(failures, len(sample), path) + " (a sample); training stops")
-    data = ImageData(images=None, labels=torch.tensor(source.labels) if source.labels else None, classes=source.classes,
-                     source=str(path), stream=StreamDataset(source, image_size, channels), skipped=failures)
+    data = ImageData(
+        images=None,
+        labels=torch.tensor(source.labels) if source.labels else None,
+        classes=source.classes,
+        source=str(path),
+        stream=StreamDataset(source, image_size, channels),
+        skipped=failures,
+    )
     data.name = str(path)
     return data
 
 
-def _decoded(source: ImageSource, path: Path, image_size: int, channels: int, cache: bool, max_failed_fraction: float,
-             progress: bool) -> ImageData:
+def _decoded(source: ImageSource, path: Path, image_size: int, channels: int, cache: bool, max_failed_fraction: float, progress: bool) -> ImageData:
     """Every file decoded into one uint8 tensor, from the on-disk cache when it holds them."""
     cache_file = default_cache_dir() / f"{_cache_key(source, image_size, channels)}.safetensors"
     data = _read_cache(cache_file) if cache else None

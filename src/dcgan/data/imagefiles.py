@@ -26,10 +26,10 @@ import tarfile
 import warnings
 import zipfile
 import zlib
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
@@ -244,8 +244,11 @@ def _open_folder(path: Path, split: str) -> ImageSource:
 def _open_zip(path: Path, split: str) -> ImageSource:
     with zipfile.ZipFile(path) as zf:
         # (an empty name is skipped before ZipInfo.is_dir, which fails on it)
-        infos = {i.filename: i.file_size for i in zf.infolist()
-                 if i.filename and _safe_member(i.filename) and not i.is_dir() and _has_image_extension(i.filename)}
+        infos = {
+            i.filename: i.file_size
+            for i in zf.infolist()
+            if i.filename and _safe_member(i.filename) and not i.is_dir() and _has_image_extension(i.filename)
+        }
     names, split_used, labels, classes = _split_and_labels(sorted(infos), split)
     handle: dict = {}
 
@@ -302,15 +305,22 @@ def _open_tar(path: Path, split: str) -> ImageSource:
             f = tar.extractfile(member)
             return f.read() if f is not None else b""
 
-    return ImageSource(path, "tar", names, [infos[n] for n in names], labels, classes, split_used, _hash_file(path),
-                       read_plain_tar if plain else read_tar, random_access=plain)
+    return ImageSource(
+        path,
+        "tar",
+        names,
+        [infos[n] for n in names],
+        labels,
+        classes,
+        split_used,
+        _hash_file(path),
+        read_plain_tar if plain else read_tar,
+        random_access=plain,
+    )
 
 
 # Archive readers by file-name ending (a folder is told by being one).
-ARCHIVES: dict[tuple[str, ...], Callable[[Path, str], ImageSource]] = {
-    (".zip",): _open_zip,
-    (".tar", ".tar.gz", ".tgz"): _open_tar,
-}
+ARCHIVES: dict[tuple[str, ...], Callable[[Path, str], ImageSource]] = {(".zip",): _open_zip, (".tar", ".tar.gz", ".tgz"): _open_tar}
 
 
 def open_source(path: str | os.PathLike, split: str = "train") -> ImageSource:
@@ -338,11 +348,7 @@ class DecodedImages:
 
 
 def decode_source(
-    source: ImageSource,
-    size: int,
-    channels: int,
-    workers: int | None = None,
-    progress: Callable[[int], None] | None = None,
+    source: ImageSource, size: int, channels: int, workers: int | None = None, progress: Callable[[int], None] | None = None
 ) -> DecodedImages:
     """Decode every file of `source` with a thread pool (Pillow releases the GIL while decoding)."""
     n = len(source)

@@ -4,9 +4,10 @@ takes a folder, an archive, an LSUN lmdb or WebDataset shards by path."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from ..errors import DataError
 from ..imaging import resize_uint8
@@ -37,8 +38,9 @@ class DatasetSpec:
 DATASETS: dict[str, DatasetSpec] = {}
 
 
-def register_dataset(name: str, default_size: int, native_channels: int, description: str, needs_files: bool = True,
-                     download: DownloadSpec | None = None):
+def register_dataset(
+    name: str, default_size: int, native_channels: int, description: str, needs_files: bool = True, download: DownloadSpec | None = None
+):
     """Decorator that adds a loader to the registry under `name` (with its download, where it has one)."""
 
     def wrap(fn: Callable[[Path | None, str], ImageData]):
@@ -46,7 +48,6 @@ def register_dataset(name: str, default_size: int, native_channels: int, descrip
         return fn
 
     return wrap
-
 
 
 def load_dataset(
@@ -81,8 +82,14 @@ def load_dataset(
     if spec is None:
         if Path(name).exists() or any(sep in name for sep in "/\\") or Path(name).suffix or looks_like_lmdb(name):
             return load_image_files(
-                name, image_size or DEFAULT_FILES_SIZE, channels or DEFAULT_FILES_CHANNELS, split=split,
-                cache=cache, stream=stream, max_memory_bytes=max_memory_bytes, progress=progress,
+                name,
+                image_size or DEFAULT_FILES_SIZE,
+                channels or DEFAULT_FILES_CHANNELS,
+                split=split,
+                cache=cache,
+                stream=stream,
+                max_memory_bytes=max_memory_bytes,
+                progress=progress,
             )
         known = ", ".join(sorted(DATASETS))
         raise DataError(f"unknown dataset {name!r}: use one of {known}, or a folder, archive, LSUN lmdb or WebDataset shards of images")
@@ -96,5 +103,3 @@ def load_dataset(
         data.images = resize_uint8(data.images, image_size)
     data.name = name
     return data
-
-

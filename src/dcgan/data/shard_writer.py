@@ -15,8 +15,8 @@ import json
 import os
 import random
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from ..errors import DataError
 from .dataset import default_memory_budget
@@ -73,8 +73,10 @@ def _file_samples(path: str, split: str, shuffle: bool) -> tuple[int, list | Non
             yield i, suffix(i), held.pop(i)
 
     if shuffle and not source.random_access and sum(source.sizes) > default_memory_budget():
-        raise DataError(f"{path} is a compressed tar of {sum(source.sizes) / 2**30:.1f} GB: shuffling it needs it all in memory; "
-                        "unpack it (or use an uncompressed .tar), or keep its order with --no-shuffle")
+        raise DataError(
+            f"{path} is a compressed tar of {sum(source.sizes) / 2**30:.1f} GB: shuffling it needs it all in memory; "
+            "unpack it (or use an uncompressed .tar), or keep its order with --no-shuffle"
+        )
     return len(source), source.labels, source.classes, samples
 
 
@@ -90,8 +92,14 @@ def _image_kind(data: bytes) -> str | None:
     return {"jpeg": "jpg", "tiff": "tif", "mpo": "jpg"}.get(fmt, fmt) or None
 
 
-def _write_tars(samples: Iterator[tuple[int, str, bytes]], labels: list | None, staging: Path, prefix: str, shard_size: int,
-                progress: Callable[[int], None] | None) -> tuple[list[dict], list[dict[str, int]], list[str]]:
+def _write_tars(
+    samples: Iterator[tuple[int, str, bytes]],
+    labels: list | None,
+    staging: Path,
+    prefix: str,
+    shard_size: int,
+    progress: Callable[[int], None] | None,
+) -> tuple[list[dict], list[dict[str, int]], list[str]]:
     """Write the samples into tars of `shard_size` images in `staging`: (the shard list, each shard's label counts,
     the indices left out because they are no image)."""
     wds = _wds()
@@ -131,9 +139,17 @@ def _write_tars(samples: Iterator[tuple[int, str, bytes]], labels: list | None, 
     return shardlist, label_counts, skipped
 
 
-def write_shards(src: str, out: str | os.PathLike, shard_size: int = 10_000, split: str = "train", data_dir=None,
-                 seed: int = 0, shuffle: bool = True, prefix: str | None = None,
-                 progress: Callable[[int], None] | None = None) -> dict:
+def write_shards(
+    src: str,
+    out: str | os.PathLike,
+    shard_size: int = 10_000,
+    split: str = "train",
+    data_dir=None,
+    seed: int = 0,
+    shuffle: bool = True,
+    prefix: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict:
     """Write `src` (a registered name, folder, archive or LSUN lmdb) as shards `OUT/PREFIX-000000.tar`, ... and
     `OUT/shards.json`. Returns the index. Samples that are not images are left out and counted."""
     _wds()  # a missing webdataset says so before anything is read
@@ -165,9 +181,15 @@ def write_shards(src: str, out: str | os.PathLike, shard_size: int = 10_000, spl
             "wids_version": 1,
             "name": f"{Path(str(src).rstrip('/')).name}-{split}",
             "shardlist": shardlist,
-            "dcgan": {"source": str(src), "split": split, "shuffled": shuffle, "seed": seed, "skipped": len(skipped),
-                      "classes": classes if labels is not None else None,
-                      "labels": label_counts if labels is not None else []},
+            "dcgan": {
+                "source": str(src),
+                "split": split,
+                "shuffled": shuffle,
+                "seed": seed,
+                "skipped": len(skipped),
+                "classes": classes if labels is not None else None,
+                "labels": label_counts if labels is not None else [],
+            },
         }
         (staging / SHARD_INDEX).write_text(json.dumps(index, indent=1) + "\n")
         if out.exists():

@@ -7,7 +7,7 @@ general pictures of `dcgan.figures`.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from PIL import Image, ImageDraw
@@ -46,7 +46,9 @@ def _symbol_cell(symbol: str, cell: int) -> Image.Image:
     return img
 
 
-def arithmetic_figure(result, names: Sequence[str] = ("A", "B", "C"), indices: Sequence[Sequence[int]] | None = None, cell: int | None = None) -> Image.Image:
+def arithmetic_figure(
+    result, names: Sequence[str] = ("A", "B", "C"), indices: Sequence[Sequence[int]] | None = None, cell: int | None = None
+) -> Image.Image:
     """The paper's figure-7 layout for an ArithmeticResult: each group's exemplars and their mean,
     the equation mean(A) - mean(B) + mean(C) = result, and the result's noise grid."""
     cell = cell or default_cell(result.grid)
@@ -56,12 +58,17 @@ def arithmetic_figure(result, names: Sequence[str] = ("A", "B", "C"), indices: S
         exemplars = labelled_grid(images, labels, nrow=images.shape[0], cell=cell)
         mean = labelled_grid(result.means[g : g + 1], [f"mean {name}"], cell=cell)
         rows.append(titled(side_by_side([exemplars, _symbol_cell("->", cell), mean]), f"group {name}", size=12))
-    eq = side_by_side([
-        labelled_grid(result.means[0:1], [f"mean {names[0]}"], cell=cell), _symbol_cell("-", cell),
-        labelled_grid(result.means[1:2], [f"mean {names[1]}"], cell=cell), _symbol_cell("+", cell),
-        labelled_grid(result.means[2:3], [f"mean {names[2]}"], cell=cell), _symbol_cell("=", cell),
-        labelled_grid(result.result.unsqueeze(0), ["result"], cell=cell),
-    ])
+    eq = side_by_side(
+        [
+            labelled_grid(result.means[0:1], [f"mean {names[0]}"], cell=cell),
+            _symbol_cell("-", cell),
+            labelled_grid(result.means[1:2], [f"mean {names[1]}"], cell=cell),
+            _symbol_cell("+", cell),
+            labelled_grid(result.means[2:3], [f"mean {names[2]}"], cell=cell),
+            _symbol_cell("=", cell),
+            labelled_grid(result.result.unsqueeze(0), ["result"], cell=cell),
+        ]
+    )
     left = stack_vertical(rows + [titled(eq, "arithmetic on the mean z of each group", size=12)])
     centre = (result.grid_size * result.grid_size) // 2
     grid = labelled_grid(result.grid, nrow=result.grid_size, cell=cell, highlight=[centre])
@@ -80,7 +87,9 @@ def inversion_figure(target: torch.Tensor, result, cell: int | None = None) -> I
 def neighbors_figure(samples: torch.Tensor, neighbors: torch.Tensor, distances: torch.Tensor, title: str, cell: int | None = None) -> Image.Image:
     """Each generated sample (first column, framed) followed by its nearest training images with their distances."""
     q, k = neighbors.shape[:2]
-    images = torch.cat([samples.unsqueeze(1).to(neighbors.dtype) if samples.dtype == neighbors.dtype else _like(samples, neighbors).unsqueeze(1), neighbors], 1)
+    images = torch.cat(
+        [samples.unsqueeze(1).to(neighbors.dtype) if samples.dtype == neighbors.dtype else _like(samples, neighbors).unsqueeze(1), neighbors], 1
+    )
     labels = []
     for r in range(q):
         labels.append("sample")

@@ -59,9 +59,7 @@ def _filter_bank(conv: nn.Module | torch.Tensor) -> torch.Tensor:
     raise ConfigError(f"expected a Conv2d, a ConvTranspose2d or a (n, c, k, k) tensor, got {type(conv).__name__}")
 
 
-def first_layer_filters(
-    conv: nn.Module | torch.Tensor, min_size: int = 24, padding: int = 2, nrow: int | None = None
-) -> Image.Image:
+def first_layer_filters(conv: nn.Module | torch.Tensor, min_size: int = 24, padding: int = 2, nrow: int | None = None) -> Image.Image:
     """A grid of a convolution's filters, each min-max normalised on its own.
 
     Conv2d weights (out, in, k, k) give `out` filters coloured by the `in`
@@ -142,14 +140,11 @@ def _check_images(D: Discriminator, images: torch.Tensor) -> None:
     cfg = D.config
     if tuple(images.shape[1:]) != (cfg.channels, cfg.image_size, cfg.image_size):
         raise ConfigError(
-            f"images of shape {tuple(images.shape[1:])} do not fit a discriminator for "
-            f"{cfg.image_size}x{cfg.image_size}x{cfg.channels} images"
+            f"images of shape {tuple(images.shape[1:])} do not fit a discriminator for {cfg.image_size}x{cfg.image_size}x{cfg.channels} images"
         )
 
 
-def activation_maps(
-    D: Discriminator, images_uint8: torch.Tensor, layer: int, channels: list[int], batch_size: int = 256
-) -> torch.Tensor:
+def activation_maps(D: Discriminator, images_uint8: torch.Tensor, layer: int, channels: list[int], batch_size: int = 256) -> torch.Tensor:
     """Block `layer`'s output maps for `channels`: (N, C, H, W) uint8 -> (N, len(channels), h, w) float32 on the CPU.
 
     D runs in eval mode without gradients; its mode is restored afterwards.
@@ -170,12 +165,7 @@ def activation_maps(
 
 
 def top_activations(
-    D: Discriminator,
-    images_uint8: torch.Tensor,
-    layer: int,
-    channels: list[int],
-    top_k: int = 8,
-    batch_size: int = 256,
+    D: Discriminator, images_uint8: torch.Tensor, layer: int, channels: list[int], top_k: int = 8, batch_size: int = 256
 ) -> dict[int, list[tuple[int, float]]]:
     """For each channel of block `layer`, the `top_k` images with the highest mean activation.
 
@@ -189,10 +179,7 @@ def top_activations(
     scores = maps.mean(dim=(2, 3))  # (N, len(channels))
     k = min(top_k, scores.shape[0])
     values, indices = scores.topk(k, dim=0)  # (k, len(channels)), sorted descending
-    return {
-        ch: [(int(indices[r, j]), float(values[r, j])) for r in range(k)]
-        for j, ch in enumerate(channels)
-    }
+    return {ch: [(int(indices[r, j]), float(values[r, j])) for r in range(k)] for j, ch in enumerate(channels)}
 
 
 def _rgb(images_uint8: torch.Tensor) -> np.ndarray:
@@ -202,8 +189,7 @@ def _rgb(images_uint8: torch.Tensor) -> np.ndarray:
 
 
 def _overlay_pairs(
-    D: Discriminator, images_uint8: torch.Tensor, indices: list[int], layer: int, channel: int,
-    scale: int, alpha: float,
+    D: Discriminator, images_uint8: torch.Tensor, indices: list[int], layer: int, channel: int, scale: int, alpha: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Originals and heat-map overlays of `indices`, both (n, S, S, 3) uint8 with S = image_size * scale."""
     n_images = images_uint8.shape[0]

@@ -41,8 +41,9 @@ class InversionResult:
 INVERT_CHUNK = 256  # latent vectors optimised at once; rows are independent (eval-mode G), so chunks change nothing
 
 
-def _descend(G: nn.Module, goal: torch.Tensor, z0: torch.Tensor, labels: torch.Tensor | None, steps: int, lr: float,
-             prior_weight: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _descend(
+    G: nn.Module, goal: torch.Tensor, z0: torch.Tensor, labels: torch.Tensor | None, steps: int, lr: float, prior_weight: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Adam on the pixel MSE of G(z, labels) against `goal` (C, H, W) from each row of z0 (B, D).
 
     Returns (z (B, D), images (B, C, H, W), errors (B,)), on G's device. Every row has its own loss
@@ -79,10 +80,7 @@ def _checked_label(config: ModelConfig, target: torch.Tensor, label: int | None,
     """`label` as an int (None stays None), after the one-line errors: a target of the wrong shape, `candidates`
     below 1, a label for an unconditional G or outside its classes."""
     if tuple(target.shape) != (config.channels, config.image_size, config.image_size):
-        raise ConfigError(
-            f"the image is {tuple(target.shape)} but the generator makes "
-            f"({config.channels}, {config.image_size}, {config.image_size})"
-        )
+        raise ConfigError(f"the image is {tuple(target.shape)} but the generator makes ({config.channels}, {config.image_size}, {config.image_size})")
     if candidates is not None and candidates < 1:
         raise ConfigError(f"candidates must be at least 1, got {candidates}")
     if label is not None:
@@ -102,8 +100,9 @@ def _frozen(G: nn.Module):
             p.requires_grad_(r)
 
 
-def _classes_to_run(G: nn.Module, goal: torch.Tensor, z0: torch.Tensor, label: int | None, candidates: int | None,
-                    steps: int, lr: float, prior_weight: float) -> tuple[list[int | None], dict[int, float]]:
+def _classes_to_run(
+    G: nn.Module, goal: torch.Tensor, z0: torch.Tensor, label: int | None, candidates: int | None, steps: int, lr: float, prior_weight: float
+) -> tuple[list[int | None], dict[int, float]]:
     """(the classes the full run optimises under, the short run's best error per class, empty without one).
 
     [label] when it is given or G is unconditional ([None]); else every class, or with `candidates` = k below
@@ -121,8 +120,9 @@ def _classes_to_run(G: nn.Module, goal: torch.Tensor, z0: torch.Tensor, label: i
     return [int(k) for k in per_class.argsort()[:candidates]], {k: float(e) for k, e in enumerate(per_class)}
 
 
-def _best(z: torch.Tensor, images: torch.Tensor, errors: torch.Tensor, classes: list[int | None], restarts: int,
-          class_mse: dict[int, float], inferred: bool) -> InversionResult:
+def _best(
+    z: torch.Tensor, images: torch.Tensor, errors: torch.Tensor, classes: list[int | None], restarts: int, class_mse: dict[int, float], inferred: bool
+) -> InversionResult:
     """The result of the lowest error over every class and restart of the full run; `class_mse` gains each
     class's best error (kept in the result only when the class was `inferred`)."""
     errors = errors.cpu().view(len(classes), restarts)  # (k, R)
@@ -133,8 +133,16 @@ def _best(z: torch.Tensor, images: torch.Tensor, errors: torch.Tensor, classes: 
     chosen, restart = divmod(best, restarts)
     mse = float(errors[chosen, restart])
     psnr = 10 * math.log10(4.0 / max(mse, 1e-12))
-    return InversionResult(z[best].detach().cpu(), images[best].cpu(), mse, psnr, [float(e) for e in errors[chosen]],
-                           classes[chosen], class_mse if inferred else {}, inferred)
+    return InversionResult(
+        z[best].detach().cpu(),
+        images[best].cpu(),
+        mse,
+        psnr,
+        [float(e) for e in errors[chosen]],
+        classes[chosen],
+        class_mse if inferred else {},
+        inferred,
+    )
 
 
 def invert(

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..models.conditioning import LabelledSequential, TakesLabels, balanced_labels, check_labels
 from ..errors import ConfigError
 from ..models import ModelConfig, evaluating
+from ..models.conditioning import LabelledSequential, TakesLabels, balanced_labels, check_labels
 from ..models.priors import get_prior
 from ..sampling import generate, sample_z
 from .inversion import InversionResult, invert  # inversion lives in inversion.py; importable from here
@@ -153,17 +153,15 @@ def interpolate(
 
 def _label_parts(G: nn.Module) -> list[nn.Module]:
     """The innermost modules of G that take the class (containers that only hand labels on are left out)."""
-    return [m for m in G.modules() if isinstance(m, TakesLabels) and not isinstance(m, LabelledSequential)
-            and not any(isinstance(c, TakesLabels) for c in m.children())]
+    return [
+        m
+        for m in G.modules()
+        if isinstance(m, TakesLabels) and not isinstance(m, LabelledSequential) and not any(isinstance(c, TakesLabels) for c in m.children())
+    ]
 
 
 def generate_between_classes(
-    G: nn.Module,
-    z: torch.Tensor,
-    start_labels: torch.Tensor | int,
-    end_labels: torch.Tensor | int,
-    t: torch.Tensor | float,
-    batch_size: int = 256,
+    G: nn.Module, z: torch.Tensor, start_labels: torch.Tensor | int, end_labels: torch.Tensor | int, t: torch.Tensor | float, batch_size: int = 256
 ) -> torch.Tensor:
     """G(z) with its class input a share `t` of the way from `start_labels` to `end_labels`: (n, C, H, W).
 
@@ -313,8 +311,7 @@ class PrincipalDirections:
     seed: int  # seed of those z
 
 
-def principal_directions(G: nn.Module, components: int = 8, samples: int = 2048, seed: int = 0,
-                         label: int | None = None) -> PrincipalDirections:
+def principal_directions(G: nn.Module, components: int = 8, samples: int = 2048, seed: int = 0, label: int | None = None) -> PrincipalDirections:
     """GANSpace for a DCGAN: PCA of G's first feature map, carried back to z by linear regression.
 
     z itself is isotropic, so principal components of z mean nothing; G's first

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -67,9 +67,7 @@ def _check_images(images: torch.Tensor, config: ModelConfig | None = None) -> No
             )
 
 
-def discriminator_features(
-    D: Discriminator, images_uint8: torch.Tensor, grid: int = 4, batch_size: int = 256
-) -> torch.Tensor:
+def discriminator_features(D: Discriminator, images_uint8: torch.Tensor, grid: int = 4, batch_size: int = 256) -> torch.Tensor:
     """Section 5.1 features: every hidden block's maps max-pooled to grid x grid, flattened, concatenated.
 
     images_uint8: (N, C, H, W) uint8. Returns (N, feature_dim(D.config, grid)) float32 on the CPU.
@@ -114,9 +112,7 @@ def labelled_subset(labels: torch.Tensor, per_class: int, seed: int = 0) -> torc
     for cls in torch.unique(labels).tolist():
         members = torch.nonzero(labels == cls).flatten()  # (n_c,)
         if members.numel() < per_class:
-            raise DataError(
-                f"class {cls} has only {members.numel()} examples, fewer than the {per_class} labels per class asked for"
-            )
+            raise DataError(f"class {cls} has only {members.numel()} examples, fewer than the {per_class} labels per class asked for")
         chosen.append(members[torch.randperm(members.numel(), generator=gen)[:per_class]])
     return torch.sort(torch.cat(chosen)).values
 
@@ -156,10 +152,7 @@ def _make_svm(C: float, n_samples: int, n_features: int, max_iter: int):
 
     # The dual problem has one variable per sample: much cheaper when features outnumber samples.
     dual = n_samples < n_features
-    return make_pipeline(
-        StandardScaler(),
-        LinearSVC(C=C, loss="squared_hinge", penalty="l2", dual=dual, max_iter=max_iter, random_state=0),
-    )
+    return make_pipeline(StandardScaler(), LinearSVC(C=C, loss="squared_hinge", penalty="l2", dual=dual, max_iter=max_iter, random_state=0))
 
 
 def _fit(model, x: np.ndarray, y: np.ndarray) -> bool:
@@ -276,10 +269,7 @@ class ProbeReport:
         ]
         for r in self.rows:
             flag = "" if r.converged else "  (not converged)"
-            lines.append(
-                f"  {r.name:<14} {r.feature_dim:>8,} {r.best_C:>8g} {r.val_accuracy:>8.3f} "
-                f"{r.test_accuracy:>9.3f} {r.seconds:>8.2f}{flag}"
-            )
+            lines.append(f"  {r.name:<14} {r.feature_dim:>8,} {r.best_C:>8g} {r.val_accuracy:>8.3f} {r.test_accuracy:>9.3f} {r.seconds:>8.2f}{flag}")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -319,8 +309,9 @@ def _test_subset(test: ImageData, max_test: int | None, seed: int) -> tuple[torc
     return test_images, test_y
 
 
-def _extractors(D: Discriminator, train: ImageData, baselines: Sequence[str], seed: int, grid: int,
-                batch_size: int) -> list[tuple[str, Callable[[torch.Tensor], torch.Tensor]]]:
+def _extractors(
+    D: Discriminator, train: ImageData, baselines: Sequence[str], seed: int, grid: int, batch_size: int
+) -> list[tuple[str, Callable[[torch.Tensor], torch.Tensor]]]:
     """(name, features of uint8 images) for D and each baseline asked for, in the report's order."""
     # D reads real images here: batch-norm statistics of real batches, not training's real/fake mix.
     D = with_real_statistics(D, train.images, seed=seed)
@@ -333,8 +324,16 @@ def _extractors(D: Discriminator, train: ImageData, baselines: Sequence[str], se
     return extractors
 
 
-def _probe_row(name: str, extract: Callable[[torch.Tensor], torch.Tensor], train_images: torch.Tensor, train_y: torch.Tensor,
-               test_images: torch.Tensor, test_y: np.ndarray, Cs: Sequence[float], seed: int) -> ProbeRow:
+def _probe_row(
+    name: str,
+    extract: Callable[[torch.Tensor], torch.Tensor],
+    train_images: torch.Tensor,
+    train_y: torch.Tensor,
+    test_images: torch.Tensor,
+    test_y: np.ndarray,
+    Cs: Sequence[float],
+    seed: int,
+) -> ProbeRow:
     """One extractor's row: its features of the labelled training images fit the SVM (C chosen on a held-out
     split), which is then scored on the test images' features; the seconds count all of it."""
     start = time.perf_counter()
@@ -376,12 +375,20 @@ def run_probe(
     train_images, train_y = train.images[train_idx], train.labels[train_idx]
     test_images, test_y = _test_subset(test, max_test, seed)
     test_y_np = test_y.numpy()
-    rows = [_probe_row(name, extract, train_images, train_y, test_images, test_y_np, Cs, seed)
-            for name, extract in _extractors(D, train, baselines, seed, grid, batch_size)]
+    rows = [
+        _probe_row(name, extract, train_images, train_y, test_images, test_y_np, Cs, seed)
+        for name, extract in _extractors(D, train, baselines, seed, grid, batch_size)
+    ]
     notes = []
     if not all(r.converged for r in rows):
         notes.append("liblinear hit its iteration limit in a final fit; that row's accuracy may be slightly low")
     return ProbeReport(
-        rows=rows, per_class=per_class, n_train=int(train_idx.numel()), n_test=int(test_y.numel()), seed=seed,
-        grid=grid, n_classes=int(torch.unique(train_y).numel()), notes=notes,
+        rows=rows,
+        per_class=per_class,
+        n_train=int(train_idx.numel()),
+        n_test=int(test_y.numel()),
+        seed=seed,
+        grid=grid,
+        n_classes=int(torch.unique(train_y).numel()),
+        notes=notes,
     )

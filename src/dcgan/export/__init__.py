@@ -21,7 +21,6 @@ result of its check, and `dcgan export` saves them.
 >>> [(f.name, f.max_diff) for f in files]
 """
 
-
 from __future__ import annotations
 
 import hashlib
@@ -89,8 +88,9 @@ def export_names(formats: list[str]) -> list[str]:
     return [EXPORT_FORMATS[name].filename() for name in formats] + [CARD_JSON, CARD_MARKDOWN]
 
 
-def export_files(ckpt: Checkpoint, formats: list[str], metrics: list[dict], num_check: int = 16, seed: int = 0,
-                 raw: bool = False) -> list[ExportedFile]:
+def export_files(
+    ckpt: Checkpoint, formats: list[str], metrics: list[dict], num_check: int = 16, seed: int = 0, raw: bool = False
+) -> list[ExportedFile]:
     """Build and check the files of an export: G in each of `formats`, then the card (JSON and Markdown).
 
     Every file is checked against PyTorch on `num_check` seeded z (as one batch
@@ -108,11 +108,21 @@ def export_files(ckpt: Checkpoint, formats: list[str], metrics: list[dict], num_
         fmt = EXPORT_FORMATS[name]
         data = fmt.build(G, card, ckpt.state)
         files.append(ExportedFile(fmt.filename(), data, name, fmt.check(data, G, num_check, seed), fmt.tolerance))
-    listed = dict(card, files=[
-        {"name": f.name, "format": f.format, "bytes": len(f.data), "sha256": hashlib.sha256(f.data).hexdigest(),
-         "max_diff": f.max_diff, "tolerance": f.tolerance, "checked_with": EXPORT_FORMATS[f.format].runner}
-        for f in files
-    ])
+    listed = dict(
+        card,
+        files=[
+            {
+                "name": f.name,
+                "format": f.format,
+                "bytes": len(f.data),
+                "sha256": hashlib.sha256(f.data).hexdigest(),
+                "max_diff": f.max_diff,
+                "tolerance": f.tolerance,
+                "checked_with": EXPORT_FORMATS[f.format].runner,
+            }
+            for f in files
+        ],
+    )
     files.append(ExportedFile(CARD_JSON, (json.dumps(listed, indent=2, ensure_ascii=False) + "\n").encode(), "card"))
     files.append(ExportedFile(CARD_MARKDOWN, model_card_markdown(listed).encode(), "card"))
     return files

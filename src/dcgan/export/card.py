@@ -19,16 +19,15 @@ import torch
 
 from .._version import __version__
 from ..checkpoint import Checkpoint
-from ..models.conditioning import CONDITIONING
 from ..metrics.evaluate import EvalReport
 from ..metrics.scores import METRICS
 from ..models import ModelConfig, build_generator, model_summary
+from ..models.conditioning import CONDITIONING
 from ..models.priors import LATENT_PRIORS, get_prior
 from ..rundir import RunDir
 from .formats import CARD_JSON, CARD_MARKDOWN, EXPORT_FORMATS, LABELS_INPUT
 
-__all__ = ["PRIOR_SAMPLING", "CARD_JSON", "CARD_MARKDOWN", "run_metrics", "model_card", "model_card_markdown",
-           "tolerance_text"]
+__all__ = ["PRIOR_SAMPLING", "CARD_JSON", "CARD_MARKDOWN", "run_metrics", "model_card", "model_card_markdown", "tolerance_text"]
 
 CARD_VERSION = 1
 
@@ -46,18 +45,14 @@ CITATION = """@inproceedings{radford2016dcgan,
 }"""
 
 # What the data record's fingerprint hashes (see data.ImageData.fingerprint).
-FINGERPRINT_OF = (
-    "sha256 of the decoded training pixels and their shape; for data streamed from disk, "
-    "of the file names, sizes and modification times"
-)
+FINGERPRINT_OF = "sha256 of the decoded training pixels and their shape; for data streamed from disk, of the file names, sizes and modification times"
 TO_UINT8 = "((images.clip(-1, 1) + 1) * 127.5).round().astype(np.uint8)"
 GENERATOR_KIND_MEANS = {
     "ema": "an exponential moving average of G's weights over training, which every dcgan command samples by default",
     "raw": "the trained G's weights at this step (exported with --raw-g, or from a run without an average)",
 }
 BATCH_NORM_MEANS = {
-    "ema": "eval mode with standing statistics: recomputed for these weights from fresh z in train mode, so each "
-           "image depends on its own z only",
+    "ema": "eval mode with standing statistics: recomputed for these weights from fresh z in train mode, so each image depends on its own z only",
     "raw": "eval mode: the running statistics from training, so each image depends on its own z only",
 }
 G_BLOCK_MEANS = {
@@ -76,9 +71,7 @@ class PriorSampling:
 
 
 # Kept for the name's users; the priors themselves are the one source of these texts.
-PRIOR_SAMPLING: dict[str, PriorSampling] = {
-    name: PriorSampling(p.description, p.torch_code, p.numpy_code) for name, p in LATENT_PRIORS.items()
-}
+PRIOR_SAMPLING: dict[str, PriorSampling] = {name: PriorSampling(p.description, p.torch_code, p.numpy_code) for name, p in LATENT_PRIORS.items()}
 
 
 # --------------------------------------------------------------------------- #
@@ -128,29 +121,47 @@ def run_metrics(run_dir: str | Path, step: int, best: dict | None = None) -> lis
             if key in ("subject", "n") or not _is_number(value):
                 continue
             description, lower = definitions.get(key, ("", bool((protocol.get("lower_is_better") or {}).get(key))))
-            found.append({
-                "name": key,
-                "value": value,
-                "lower_is_better": lower,
-                "definition": description,
-                "floor": floor.get(key) if _is_number(floor.get(key)) else None,  # real test images scored the same way
-                "protocol": _protocol_text(protocol),
-                "source": f"eval/{path.name}",
-            })
+            found.append(
+                {
+                    "name": key,
+                    "value": value,
+                    "lower_is_better": lower,
+                    "definition": description,
+                    "floor": floor.get(key) if _is_number(floor.get(key)) else None,  # real test images scored the same way
+                    "protocol": _protocol_text(protocol),
+                    "source": f"eval/{path.name}",
+                }
+            )
     tracked = None
     for record in RunDir(run_dir).read_metrics():
         if record.get("step") == step and _is_number(record.get("fid")):
             tracked = record  # the last one wins: a resumed run may have evaluated that step again
     fid_definition = definitions.get("fid", ("", True))[0]
     if tracked is not None:
-        found.append({"name": "fid", "value": tracked["fid"], "lower_is_better": True, "definition": fid_definition, "floor": None,
-                      "protocol": f"tracked during training (--eval-every) against the training data: {tracked.get('eval', 'protocol not recorded')}",
-                      "source": "metrics.jsonl"})
+        found.append(
+            {
+                "name": "fid",
+                "value": tracked["fid"],
+                "lower_is_better": True,
+                "definition": fid_definition,
+                "floor": None,
+                "protocol": f"tracked during training (--eval-every) against the training data: {tracked.get('eval', 'protocol not recorded')}",
+                "source": "metrics.jsonl",
+            }
+        )
     elif best and best.get("step") == step and _is_number(best.get("fid")):
-        found.append({"name": "fid", "value": best["fid"], "lower_is_better": True, "definition": fid_definition, "floor": None,
-                      "protocol": "tracked during training (--eval-every) against the training data; the checkpoint records the value, "
-                                  "metrics.jsonl no longer holds its protocol",
-                      "source": "checkpoint state (best)"})
+        found.append(
+            {
+                "name": "fid",
+                "value": best["fid"],
+                "lower_is_better": True,
+                "definition": fid_definition,
+                "floor": None,
+                "protocol": "tracked during training (--eval-every) against the training data; the checkpoint records the value, "
+                "metrics.jsonl no longer holds its protocol",
+                "source": "checkpoint state (best)",
+            }
+        )
     return found
 
 
@@ -199,8 +210,7 @@ def _conditioning_section(mc: ModelConfig) -> dict:
     return {
         "num_classes": mc.num_classes,
         "classes": [{"label": i, "name": mc.class_name(i)} for i in range(mc.num_classes)],
-        "classes_means": "the label is the class index that G, and each exported file, takes for every z; "
-                         "the names come from the training data",
+        "classes_means": "the label is the class index that G, and each exported file, takes for every z; the names come from the training data",
         "conditioning": mc.conditioning,
         "conditioning_means": CONDITIONING[mc.conditioning].description,
         "labels_input": {"name": LABELS_INPUT, "shape": ["batch"], "dtype": "int64", "range": [0, mc.num_classes - 1]},
@@ -254,8 +264,7 @@ def _summary(ckpt: Checkpoint, prior, colour: str, data_name: str | None, traine
     return (
         f"A {'class-conditional ' if mc.conditional else ''}DCGAN generator (Radford, Metz and Chintala 2015) that maps "
         f"a latent vector z of {mc.z_dim} numbers drawn from {prior.description}{given_class} to a "
-        f"{mc.image_size}x{mc.image_size} {colour} image in [-1, 1]"
-        + (f", trained on {data_name} for {steps_text}." if data_name else ".")
+        f"{mc.image_size}x{mc.image_size} {colour} image in [-1, 1]" + (f", trained on {data_name} for {steps_text}." if data_name else ".")
     )
 
 
@@ -297,8 +306,7 @@ def _model_section(ckpt: Checkpoint, kind: str, rows: list[dict], numbers: dict,
         "generator": kind,
         "generator_means": GENERATOR_KIND_MEANS[kind] + (f" (half-life {half_life / 1000:g}k images)" if half_life else ""),
         # a conditional G's standing statistics come from fresh z with uniformly drawn classes
-        "batch_norm": BATCH_NORM_MEANS[kind].replace("fresh z", "fresh z and uniformly drawn classes") if mc.conditional
-                      else BATCH_NORM_MEANS[kind],
+        "batch_norm": BATCH_NORM_MEANS[kind].replace("fresh z", "fresh z and uniformly drawn classes") if mc.conditional else BATCH_NORM_MEANS[kind],
         "config": mc.to_dict(),
     }
 
@@ -338,19 +346,22 @@ def model_card(ckpt: Checkpoint, metrics: list[dict], raw: bool = False) -> dict
     return {
         "card_version": CARD_VERSION,
         "title": ("Class-conditional DCGAN generator" if mc.conditional else "DCGAN generator")
-                 + f": {mc.image_size}x{mc.image_size} {colour} images" + (f" ({data_name})" if data_name else ""),
+        + f": {mc.image_size}x{mc.image_size} {colour} images"
+        + (f" ({data_name})" if data_name else ""),
         "summary": _summary(ckpt, prior, colour, data_name, trained),
         "model": _model_section(ckpt, kind, rows, numbers, colour),
         "training": _training_section(ckpt) if trained else {},
         "metrics": metrics,
         "metrics_note": (
             f"{len(metrics)} number(s) measured for step {ckpt.step}; compare numbers only under the same protocol"
-            if metrics else
-            f"no metrics recorded for step {ckpt.step}: measure them with `dcgan evaluate CKPT` "
+            if metrics
+            else f"no metrics recorded for step {ckpt.step}: measure them with `dcgan evaluate CKPT` "
             "(RUN_DIR/eval/ keeps the report, which a later export picks up) or train with --eval-every"
         ),
-        "usage": {name: (fmt.conditional_usage if mc.conditional else fmt.usage).format(file=fmt.filename(), **numbers)
-                  for name, fmt in EXPORT_FORMATS.items()},
+        "usage": {
+            name: (fmt.conditional_usage if mc.conditional else fmt.usage).format(file=fmt.filename(), **numbers)
+            for name, fmt in EXPORT_FORMATS.items()
+        },
         "source": {"checkpoint": ckpt.path.name if ckpt.path else None, "step": ckpt.step},
         "exported_with": {"dcgan_version": __version__, "torch_version": torch.__version__},
         "paper": PAPER,
@@ -379,13 +390,22 @@ def _model_markdown(m: dict) -> list[str]:
     rows = [
         ("architecture", m["architecture"]),
         ("layers", f"`{m['layers']}`"),
-        ("z", f"{m['z_dim']} numbers ({m['z_dim_means']}), prior {m['prior']}: {m['prior_means']}, "
-              f"e.g. `{m['sample_z']['torch']}`"),
-        ("input", f"`{m['input']['name']}`, shape ({', '.join(map(str, m['input']['shape']))}), {m['input']['dtype']}"
-                  + (f"; `{m['labels_input']['name']}`, shape (batch,), {m['labels_input']['dtype']} class labels "
-                     f"{m['labels_input']['range'][0]} to {m['labels_input']['range'][1]} (see Classes)" if m.get("labels_input") else "")),
-        ("output", f"`{m['output']['name']}`, shape ({', '.join(map(str, m['output']['shape']))}), {m['output']['layout']}, "
-                   f"{m['output']['dtype']} in [-1, 1]"),
+        ("z", f"{m['z_dim']} numbers ({m['z_dim_means']}), prior {m['prior']}: {m['prior_means']}, e.g. `{m['sample_z']['torch']}`"),
+        (
+            "input",
+            f"`{m['input']['name']}`, shape ({', '.join(map(str, m['input']['shape']))}), {m['input']['dtype']}"
+            + (
+                f"; `{m['labels_input']['name']}`, shape (batch,), {m['labels_input']['dtype']} class labels "
+                f"{m['labels_input']['range'][0]} to {m['labels_input']['range'][1]} (see Classes)"
+                if m.get("labels_input")
+                else ""
+            ),
+        ),
+        (
+            "output",
+            f"`{m['output']['name']}`, shape ({', '.join(map(str, m['output']['shape']))}), {m['output']['layout']}, "
+            f"{m['output']['dtype']} in [-1, 1]",
+        ),
         ("to uint8", f"`{m['to_uint8']}`"),
         ("image", f"{m['image_size']}x{m['image_size']}, {m['channels']} channel(s) ({m['colour']})"),
         ("parameters", f"{m['parameters']:,} ({m['macs_per_image'] / 1e6:.1f}M multiply-accumulates per image)"),
@@ -395,8 +415,12 @@ def _model_markdown(m: dict) -> list[str]:
     ]
     if m.get("classes"):
         rows += [
-            ("classes", f"{m['num_classes']}: " + ", ".join(f"{c['label']} = `{c['name']}`" for c in m["classes"][:SHOWN_CLASSES])
-                        + (", ..." if m["num_classes"] > SHOWN_CLASSES else "")),
+            (
+                "classes",
+                f"{m['num_classes']}: "
+                + ", ".join(f"{c['label']} = `{c['name']}`" for c in m["classes"][:SHOWN_CLASSES])
+                + (", ..." if m["num_classes"] > SHOWN_CLASSES else ""),
+            ),
             ("conditioning", f"{m['conditioning']}: {m['conditioning_means']}"),
         ]
     lines += [f"| {k} | {_cell(v)} |" for k, v in rows]
@@ -415,8 +439,11 @@ def _training_markdown(t: dict) -> list[str]:
             ("data", f"{d['name']} ({d['num_images']} images from {d['source']})"),
             ("data sha256", f"`{d['sha256']}`: {d['sha256_of']}"),
             ("progress", f"step {t['step']}, epoch {t['epoch']:.2f}, {t['processes']} process(es)"),
-            ("optimisation", f"batch {t['batch_size']}, Adam lr G {t['lr_g']} / D {t['lr_d']}, betas ({t['betas'][0]}, {t['betas'][1]}), "
-                             f"label smoothing {t['label_smoothing']}, {t['d_steps']} D / {t['g_steps']} G step(s) per iteration"),
+            (
+                "optimisation",
+                f"batch {t['batch_size']}, Adam lr G {t['lr_g']} / D {t['lr_d']}, betas ({t['betas'][0]}, {t['betas'][1]}), "
+                f"label smoothing {t['label_smoothing']}, {t['d_steps']} D / {t['g_steps']} G step(s) per iteration",
+            ),
             ("precision", t["precision"]),
             ("seed", t["seed"]),
             ("training time", f"{t['elapsed_s']:.0f} s" if _is_number(t["elapsed_s"]) else None),
@@ -436,15 +463,21 @@ def model_card_markdown(card: dict) -> str:
     if card["metrics"]:
         lines += ["| metric | value | real-test floor | better | protocol | source |", "|---|---:|---:|---|---|---|"]
         for r in card["metrics"]:
-            lines.append(f"| {r['name']} | {_cell(r['value'])} | {_cell(r['floor'])} | {'lower' if r['lower_is_better'] else 'higher'} "
-                         f"| {_cell(r['protocol'])} | {_cell(r['source'])} |")
+            lines.append(
+                f"| {r['name']} | {_cell(r['value'])} | {_cell(r['floor'])} | {'lower' if r['lower_is_better'] else 'higher'} "
+                f"| {_cell(r['protocol'])} | {_cell(r['source'])} |"
+            )
         lines += ["", _sentence(card["metrics_note"])]
     else:
         lines.append(_sentence(card["metrics_note"]))
     if card.get("files"):
         lines += ["", "## Files", "", "| file | size | sha256 | check |", "|---|---:|---|---|"]
         for f in card["files"]:
-            check = "-" if f["max_diff"] is None else f"max \\|diff\\| {f['max_diff']:.1e} (tolerance {tolerance_text(f['tolerance'])}), {f['checked_with']}"
+            check = (
+                "-"
+                if f["max_diff"] is None
+                else f"max \\|diff\\| {f['max_diff']:.1e} (tolerance {tolerance_text(f['tolerance'])}), {f['checked_with']}"
+            )
             lines.append(f"| `{f['name']}` | {f['bytes']:,} B | `{f['sha256'][:16]}...` | {check} |")
     lines += ["", "## Usage", ""]
     for name, code in card["usage"].items():

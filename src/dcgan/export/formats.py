@@ -18,21 +18,33 @@ import logging
 import math
 import sys
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.util import find_spec
-from typing import Callable, Iterator
 
 import torch
 
 from .._version import __version__
 from ..checkpoint import GENERATOR_FORMAT, checkpoint_bytes, checkpoint_from_bytes
-from ..models.conditioning import balanced_labels
 from ..errors import ConfigError
 from ..models import Generator
+from ..models.conditioning import balanced_labels
 from ..sampling import generate, sample_z
 
-__all__ = ["ExportFormat", "EXPORT_FORMATS", "CARD_JSON", "CARD_MARKDOWN", "LABELS_INPUT", "parse_formats", "missing_requirements",
-           "require", "check_inputs", "check_safetensors", "check_onnx", "check_torchscript"]
+__all__ = [
+    "ExportFormat",
+    "EXPORT_FORMATS",
+    "CARD_JSON",
+    "CARD_MARKDOWN",
+    "LABELS_INPUT",
+    "parse_formats",
+    "missing_requirements",
+    "require",
+    "check_inputs",
+    "check_safetensors",
+    "check_onnx",
+    "check_torchscript",
+]
 
 FILE_STEM = "generator"
 CARD_JSON = "model_card.json"  # the card beside the files, and inside the TorchScript one
@@ -127,8 +139,10 @@ def _max_difference(run: Runner, G: Generator, num: int, seed: int) -> float:
         out = run(batch, batch_labels).cpu()
         want = generate(G, batch, batch_labels, batch_size=len(batch)).cpu()  # (n, C, H, W), eval mode
         if tuple(out.shape) != tuple(want.shape):
-            raise RuntimeError(f"the exported generator gives images of shape {tuple(out.shape)} for z of shape "
-                               f"{tuple(batch.shape)}; PyTorch gives {tuple(want.shape)}")
+            raise RuntimeError(
+                f"the exported generator gives images of shape {tuple(out.shape)} for z of shape "
+                f"{tuple(batch.shape)}; PyTorch gives {tuple(want.shape)}"
+            )
         diff = float((out.float() - want).abs().max())
         worst = max(worst, diff if math.isfinite(diff) else math.inf)
     return worst
@@ -202,12 +216,16 @@ def _card_metadata(card: dict) -> dict[str, str]:
         "dcgan.data": str((training.get("data") or {}).get("name", "")),
         "dcgan.data_sha256": str((training.get("data") or {}).get("sha256", "")),
         "dcgan.version": __version__,
-    } | ({  # only a conditional card has these: an unconditional file's header stays as it was
-        "dcgan.num_classes": str(model["num_classes"]),
-        "dcgan.class_names": json.dumps([c["name"] for c in model["classes"]]),  # by label
-        "dcgan.conditioning": model["conditioning"],
-        "dcgan.labels_input": LABELS_INPUT,
-    } if model.get("num_classes") else {})
+    } | (
+        {  # only a conditional card has these: an unconditional file's header stays as it was
+            "dcgan.num_classes": str(model["num_classes"]),
+            "dcgan.class_names": json.dumps([c["name"] for c in model["classes"]]),  # by label
+            "dcgan.conditioning": model["conditioning"],
+            "dcgan.labels_input": LABELS_INPUT,
+        }
+        if model.get("num_classes")
+        else {}
+    )
 
 
 def _example_inputs(G: Generator) -> tuple[torch.Tensor, ...]:
@@ -228,8 +246,7 @@ def _exported_state(state: dict) -> dict:
 
 def _build_safetensors(G: Generator, card: dict, state: dict) -> bytes:
     # The checkpoint layout with G alone and its own format marker: `load_checkpoint` reads it, `--resume` refuses it.
-    return checkpoint_bytes(G.config, G, state=_exported_state(state), file_format=GENERATOR_FORMAT,
-                            metadata={"model_card": json.dumps(card)})
+    return checkpoint_bytes(G.config, G, state=_exported_state(state), file_format=GENERATOR_FORMAT, metadata={"model_card": json.dumps(card)})
 
 
 def _build_onnx(G: Generator, card: dict, state: dict) -> bytes:
@@ -244,8 +261,7 @@ def _build_onnx(G: Generator, card: dict, state: dict) -> bytes:
     names = ["z", LABELS_INPUT][: len(example)]
     with _quiet(), torch.no_grad():
         program = torch.onnx.export(
-            G, example, dynamo=True, input_names=names, output_names=["images"],
-            dynamic_shapes={name: {0: batch} for name in names}, verbose=False,
+            G, example, dynamo=True, input_names=names, output_names=["images"], dynamic_shapes={name: {0: batch} for name in names}, verbose=False
         )
     model = program.model_proto
     model.graph.name = "dcgan_generator"
@@ -288,7 +304,10 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
     "safetensors": ExportFormat(
         ".safetensors",
         "G's weights with its config and the card in the header; every dcgan command that samples reads it",
-        _build_safetensors, check_safetensors, 0.0, "dcgan (PyTorch), rebuilt from the file",
+        _build_safetensors,
+        check_safetensors,
+        0.0,
+        "dcgan (PyTorch), rebuilt from the file",
         """import torch
 from dcgan import generate, load_checkpoint, sample_z
 
@@ -312,7 +331,10 @@ images = generate(G, z, labels)  # {shape}, float32 in [-1, 1]
         ".onnx",
         "ONNX graph (torch.export-based exporter), input z (batch, z_dim) (and labels (batch,) int64 for a conditional G), "
         "output images (batch, C, H, W)",
-        _build_onnx, check_onnx, 1e-4, "onnxruntime (CPUExecutionProvider) against PyTorch",
+        _build_onnx,
+        check_onnx,
+        1e-4,
+        "onnxruntime (CPUExecutionProvider) against PyTorch",
         """import numpy as np
 import onnxruntime as ort
 
@@ -337,7 +359,10 @@ pixels = {to_uint8}  # NCHW, 0..255""",
     "torchscript": ExportFormat(
         ".torchscript.pt",
         "TorchScript (torch.jit.trace) for LibTorch/C++; PyTorch has deprecated TorchScript",
-        _build_torchscript, check_torchscript, 1e-6, "torch.jit.load against PyTorch eager",
+        _build_torchscript,
+        check_torchscript,
+        1e-6,
+        "torch.jit.load against PyTorch eager",
         """import torch
 
 G = torch.jit.load("{file}", map_location="cpu")

@@ -72,7 +72,7 @@ def push_folder(folder: str | os.PathLike, repo_id: str, private: bool = False) 
     except ImportError:
         raise ConfigError(f"pushing to the Hub needs huggingface_hub (not installed): {INSTALL_HINT}") from None
     if repo_id.startswith(HUB_PREFIX):
-        repo_id = repo_id[len(HUB_PREFIX):]
+        repo_id = repo_id[len(HUB_PREFIX) :]
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise ConfigError(f"REPO_ID {repo_id!r}: give it as owner/name")
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):

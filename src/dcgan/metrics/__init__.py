@@ -1,14 +1,6 @@
 """Sample quality: feature extractors, scores and evaluation protocols (see `dcgan evaluate`)."""
 
-from .classifier import (
-    Classifier,
-    ClassifierConfig,
-    TrainedClassifier,
-    default_evaluator_path,
-    load_classifier,
-    save_classifier,
-    train_classifier,
-)
+from .classifier import Classifier, ClassifierConfig, TrainedClassifier, default_evaluator_path, load_classifier, save_classifier, train_classifier
 from .evaluate import (
     LADDER_SIGMAS,
     TRACKED_METRICS,

@@ -25,9 +25,9 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -100,10 +100,16 @@ class Classifier(nn.Module):
         self.config = config
         w = config.width
         self.blocks = nn.Sequential(
-            *_conv(config.channels, w), *_conv(w, w), nn.MaxPool2d(2),  # (B, w, S/2, S/2)
-            *_conv(w, 2 * w), *_conv(2 * w, 2 * w), nn.MaxPool2d(2),  # (B, 2w, S/4, S/4)
-            *_conv(2 * w, 4 * w), *_conv(4 * w, 4 * w),  # (B, 4w, S/4, S/4)
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),  # (B, 4w): the features
+            *_conv(config.channels, w),
+            *_conv(w, w),
+            nn.MaxPool2d(2),  # (B, w, S/2, S/2)
+            *_conv(w, 2 * w),
+            *_conv(2 * w, 2 * w),
+            nn.MaxPool2d(2),  # (B, 2w, S/4, S/4)
+            *_conv(2 * w, 4 * w),
+            *_conv(4 * w, 4 * w),  # (B, 4w, S/4, S/4)
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),  # (B, 4w): the features
         )
         self.dropout = nn.Dropout(0.3)
         self.head = nn.Linear(4 * w, config.num_classes)  # (B, K) logits
@@ -227,8 +233,7 @@ LAYER_BLOCKS: tuple[LayerBlock, ...] = (LayerBlock(0, 1), LayerBlock(1, 1), Laye
 LAYER_RECIPE = "v1:" + ",".join(b.key() for b in LAYER_BLOCKS)  # part of the calibration and of the extractor id
 
 
-def _raw_blocks(model: Classifier, x: torch.Tensor, blocks: tuple[LayerBlock, ...],
-                stages: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+def _raw_blocks(model: Classifier, x: torch.Tensor, blocks: tuple[LayerBlock, ...], stages: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
     stages = model.stages(x) if stages is None else stages
     return [F.adaptive_avg_pool2d(stages[b.stage], b.grid).flatten(1).float() for b in blocks]
 
@@ -254,12 +259,12 @@ def layer_feature_dim(config: ClassifierConfig) -> int:
     return sum(config.width * 2**b.stage * b.grid**2 for b in LAYER_BLOCKS)
 
 
-def layer_features(classifier: "TrainedClassifier", x: torch.Tensor) -> torch.Tensor:
+def layer_features(classifier: TrainedClassifier, x: torch.Tensor) -> torch.Tensor:
     """The layer features (B, F) of images already at the classifier's input size (see LAYER_BLOCKS)."""
     return layer_features_and_penultimate(classifier, x)[0]
 
 
-def layer_features_and_penultimate(classifier: "TrainedClassifier", x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def layer_features_and_penultimate(classifier: TrainedClassifier, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The layer features (B, F) and the penultimate features (B, 4 * width) that the class head reads,
     from one pass of the network."""
     scales = classifier.require_layer_scales()
@@ -276,8 +281,8 @@ def _augment(x: torch.Tensor, generator: torch.Generator, hflip: bool, shift: in
     padded = F.pad(x, (shift, shift, shift, shift), value=-1.0)
     dx = torch.randint(0, 2 * shift + 1, (n,), generator=generator, device=generator.device).to(x.device)
     dy = torch.randint(0, 2 * shift + 1, (n,), generator=generator, device=generator.device).to(x.device)
-    rows = (dy.view(n, 1) + torch.arange(h, device=x.device).view(1, h))  # (N, H)
-    cols = (dx.view(n, 1) + torch.arange(w, device=x.device).view(1, w))  # (N, W)
+    rows = dy.view(n, 1) + torch.arange(h, device=x.device).view(1, h)  # (N, H)
+    cols = dx.view(n, 1) + torch.arange(w, device=x.device).view(1, w)  # (N, W)
     idx_rows = rows.view(n, 1, h, 1).expand(n, x.shape[1], h, w + 2 * shift)
     out = padded.gather(2, idx_rows)
     out = out.gather(3, cols.view(n, 1, 1, w).expand(n, x.shape[1], h, w))
@@ -320,9 +325,20 @@ def _progress_bar(total: int):
     return tqdm(total=total, desc="classifier", unit="it", dynamic_ncols=True, mininterval=0.5)
 
 
-def _fit(model: Classifier, train: ImageData, test: ImageData, device: torch.device, epochs: int, batch_size: int, lr: float,
-         seed: int, hflip: bool, noise: float, on_epoch: Callable[[int, float, float], None] | None,
-         progress: bool) -> tuple[list[dict], float]:
+def _fit(
+    model: Classifier,
+    train: ImageData,
+    test: ImageData,
+    device: torch.device,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    hflip: bool,
+    noise: float,
+    on_epoch: Callable[[int, float, float], None] | None,
+    progress: bool,
+) -> tuple[list[dict], float]:
     """`train_classifier`'s optimisation: (each epoch's training loss and test accuracy, the seconds the epochs took).
     One generator, seeded with `seed` on `device`, draws each epoch's order and then its batches' augmentations."""
     images = train.images.to(device)
@@ -448,12 +464,7 @@ def save_classifier(path: str | os.PathLike, classifier: TrainedClassifier) -> P
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in classifier.model.state_dict().items()}
     config = asdict(classifier.config)
     config["classes"] = list(config["classes"])
-    metadata = {
-        "format": FORMAT,
-        "dcgan_version": __version__,
-        "config": json.dumps(config),
-        "info": json.dumps(classifier.info),
-    }
+    metadata = {"format": FORMAT, "dcgan_version": __version__, "config": json.dumps(config), "info": json.dumps(classifier.info)}
     return atomic_write_bytes(path, safetensors_save(tensors, metadata=metadata))
 
 

@@ -57,10 +57,7 @@ def _shown(names: list[str]) -> str:
 
 
 def check_classes(
-    class_names: tuple[str, ...] | list[str] | None,
-    num_classes: int,
-    classifier: TrainedClassifier | None = None,
-    real: ImageData | None = None,
+    class_names: tuple[str, ...] | list[str] | None, num_classes: int, classifier: TrainedClassifier | None = None, real: ImageData | None = None
 ) -> None:
     """ConfigError, in one line, when the evaluation classifier's or the real data's classes are not the model's.
 
@@ -76,15 +73,18 @@ def check_classes(
             raise ConfigError(
                 f"the evaluation classifier's {theirs_count} classes ({_shown(theirs)}) are not the model's {num_classes} "
                 f"({_shown(mine)}): conditional accuracy needs a classifier trained on the model's classes "
-                f"(--evaluator FILE, or dcgan evaluator train on the model's data)")
+                f"(--evaluator FILE, or dcgan evaluator train on the model's data)"
+            )
     if real is not None:
         if real.labels is None:
             raise ConfigError(f"per-class scores need the real data's class labels, and {real.name!r} has none")
         theirs = [str(c) for c in real.classes] if real.classes else None
         top = int(real.labels.max()) + 1 if len(real.labels) else 0
         if (theirs is not None and class_names and theirs != mine) or top > num_classes:
-            raise ConfigError(f"the real data's classes ({_shown(theirs or [str(i) for i in range(top)])}) are not the model's "
-                              f"{num_classes} ({_shown(mine)}): compare with the data the model was trained on (--data)")
+            raise ConfigError(
+                f"the real data's classes ({_shown(theirs or [str(i) for i in range(top)])}) are not the model's "
+                f"{num_classes} ({_shown(mine)}): compare with the data the model was trained on (--data)"
+            )
 
 
 @dataclass
@@ -104,17 +104,19 @@ class _Conditional:
         return {"labels": labels, "real_by_class": self.real_by_class, "class_names": self.class_names}
 
     def protocol(self) -> dict:
-        out: dict = {"classes": self.class_names,
-                     "generated_classes": "balanced: class i % K for sample i, every class equally often"}
+        out: dict = {"classes": self.class_names, "generated_classes": "balanced: class i % K for sample i, every class equally often"}
         if self.real_by_class is not None:
             out["num_real_per_class"] = {n: int(f.shape[0]) for n, f in zip(self.class_names, self.real_by_class)}
-            out["intra_fid_note"] = ("each class's FID uses that class's samples and real images alone: small sets, and FID "
-                                     "reads higher at small counts, so read it against the floor's at the same counts")
+            out["intra_fid_note"] = (
+                "each class's FID uses that class's samples and real images alone: small sets, and FID "
+                "reads higher at small counts, so read it against the floor's at the same counts"
+            )
         return out
 
 
-def conditional_setup(G, real: ImageData, extractor: Extractor, metrics: list[str], num_real: int,
-                       classifier: TrainedClassifier | None, cache_dir, batch_size: int) -> _Conditional | None:
+def conditional_setup(
+    G, real: ImageData, extractor: Extractor, metrics: list[str], num_real: int, classifier: TrainedClassifier | None, cache_dir, batch_size: int
+) -> _Conditional | None:
     """The classes the conditional metrics score, checked against the classifier and the real data; None without them."""
     cond = [m for m in metrics if METRICS[m].conditional]
     if not cond:
@@ -135,6 +137,7 @@ def conditional_setup(G, real: ImageData, extractor: Extractor, metrics: list[st
     by_class = None
     if any(METRICS[m].needs_class_references for m in cond):
         check_classes(names, num_classes, real=real)
-        by_class = class_reference_features(real, extractor, num_classes, per_class_count(num_real, num_classes),
-                                            seed=0, cache_dir=cache_dir, batch_size=batch_size)
+        by_class = class_reference_features(
+            real, extractor, num_classes, per_class_count(num_real, num_classes), seed=0, cache_dir=cache_dir, batch_size=batch_size
+        )
     return _Conditional(num_classes, class_names_or_numbers(names, num_classes), cond, by_class)

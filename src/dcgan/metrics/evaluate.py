@@ -42,15 +42,32 @@ from .extractors import Extractor
 from .reference import real_images, reference_features, reference_mean_image, subset
 from .scores import METRICS, TRACKED_METRICS, Needs, tracked_metrics
 
-__all__ = ["EvalReport", "evaluate", "reference_features", "class_reference_features", "check_classes", "score", "TrackedMetric",
-           "TRACKED_METRICS", "LADDER_SIGMAS", "real_images", "build_protocol", "per_class_count"]
+__all__ = [
+    "EvalReport",
+    "evaluate",
+    "reference_features",
+    "class_reference_features",
+    "check_classes",
+    "score",
+    "TrackedMetric",
+    "TRACKED_METRICS",
+    "LADDER_SIGMAS",
+    "real_images",
+    "build_protocol",
+    "per_class_count",
+]
 
 LADDER_SIGMAS = (0.1, 0.2, 0.5)  # Gaussian noise, in [-1, 1] image units, added to real test images
 
 
 def real_reference(
-    real: ImageData, extractor: Extractor, metrics: list[str], num_real: int, classifier: TrainedClassifier | None,
-    cache_dir: str | Path | None, batch_size: int,
+    real: ImageData,
+    extractor: Extractor,
+    metrics: list[str],
+    num_real: int,
+    classifier: TrainedClassifier | None,
+    cache_dir: str | Path | None,
+    batch_size: int,
 ) -> tuple[bool, torch.Tensor, torch.Tensor | None]:
     """What `evaluate` and `sanity` compare against: (whether class probabilities are wanted, the real
     features, the real mean image when a metric needs it). Probability metrics need `classifier`."""
@@ -113,6 +130,12 @@ def score(
     return out
 
 
+def text_table(header: list[str], rows: list[list[str]]) -> str:
+    """Rows of text cells as aligned columns: the first column left-aligned, the others right-aligned (numbers)."""
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))) for cells in [header, *rows])
+
+
 @dataclass
 class EvalReport:
     """Scores of one or more subjects under one protocol."""
@@ -130,12 +153,7 @@ class EvalReport:
             for k, v in row.items():
                 if k != "subject" and not isinstance(v, dict) and k not in keys:
                     keys.append(k)
-        header = ["subject"] + keys
-        lines = [[str(r["subject"])] + [_fmt(r.get(k)) for k in keys] for r in self.rows]
-        widths = [max(len(h), *(len(l[i]) for l in lines)) for i, h in enumerate(header)]
-        out = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))]
-        out += ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(l, widths))) for l in lines]
-        return "\n".join(out)
+        return text_table(["subject"] + keys, [[str(r["subject"])] + [_fmt(r.get(k)) for k in keys] for r in self.rows])
 
     def protocol_line(self) -> str:
         p = self.protocol
@@ -276,8 +294,11 @@ class _Scoring:
         """The row of `subject`: its image count and the metrics `names` of what `collect` gathered."""
         feats, probs = collect.result()
         extra = self.cond.score_args(labels) if self.cond is not None else {}
-        return {"subject": subject, "n": int(feats.shape[0]),
-                **score(names, self.real_feats, feats, probs, self.classes, self.real_mean, collect.mean_image, **extra)}
+        return {
+            "subject": subject,
+            "n": int(feats.shape[0]),
+            **score(names, self.real_feats, feats, probs, self.classes, self.real_mean, collect.mean_image, **extra),
+        }
 
 
 def _generator_row(scoring: _Scoring, G: nn.Module, num_samples: int, seed: int, metrics: list[str]) -> dict:
@@ -291,8 +312,9 @@ def _generator_row(scoring: _Scoring, G: nn.Module, num_samples: int, seed: int,
     return scoring.row("generator", collect, labels, metrics)
 
 
-def _add_test_rows(report: EvalReport, scoring: _Scoring, test: ImageData, num_samples: int, seed: int,
-                   ladder: tuple[float, ...], names: list[str]) -> None:
+def _add_test_rows(
+    report: EvalReport, scoring: _Scoring, test: ImageData, num_samples: int, seed: int, ladder: tuple[float, ...], names: list[str]
+) -> None:
     """The floor's row (up to `num_samples` real test images, chosen with seed 1, scored by their true labels) and a
     row per sigma of `ladder` (those images plus Gaussian noise of that sigma drawn with `seed` + 7, clipped to [-1, 1])."""
     idx = subset(len(test), num_samples, seed=1)
@@ -329,9 +351,17 @@ class TrackedMetric:
     overall FID, so every evaluation record has one.
     """
 
-    def __init__(self, extractor: Extractor, real_features: torch.Tensor, num_samples: int, seed: int = 0,
-                 metric: str = "fid", classifier: TrainedClassifier | None = None,
-                 real_by_class: list[torch.Tensor] | None = None, class_names: list[str] | tuple[str, ...] = ()):
+    def __init__(
+        self,
+        extractor: Extractor,
+        real_features: torch.Tensor,
+        num_samples: int,
+        seed: int = 0,
+        metric: str = "fid",
+        classifier: TrainedClassifier | None = None,
+        real_by_class: list[torch.Tensor] | None = None,
+        class_names: list[str] | tuple[str, ...] = (),
+    ):
         if metric not in tracked_metrics():
             raise ConfigError(f"unknown tracked metric {metric!r}: use {', '.join(tracked_metrics())}")
         spec = METRICS[metric]
@@ -340,8 +370,10 @@ class TrackedMetric:
         if spec.needs_class_references and real_by_class is None:
             raise ConfigError(f"tracking {metric} needs the real features of every class")
         if spec.needs_class_references and num_samples < 2 * len(real_by_class):
-            raise ConfigError(f"{spec.label} needs at least 2 samples per class: {num_samples} samples for "
-                              f"{len(real_by_class)} classes (--eval-samples {2 * len(real_by_class)} or more)")
+            raise ConfigError(
+                f"{spec.label} needs at least 2 samples per class: {num_samples} samples for "
+                f"{len(real_by_class)} classes (--eval-samples {2 * len(real_by_class)} or more)"
+            )
         self.spec = spec  # the METRICS entry
         self.extractor = extractor
         self.real_features = real_features
@@ -376,8 +408,7 @@ class TrackedMetric:
             self.z = sample_z(self.num_samples, c.z_dim, c.prior, torch.Generator().manual_seed(self.seed))
         labels = balanced_labels(self.num_samples, c.num_classes)
         if not self.spec.conditional:  # the samples' features against the real ones (`Metric` checks it needs them)
-            feats = torch.cat([self.extractor.features(generate(G, chunk, chunk_labels))
-                               for chunk, chunk_labels in _chunks(self.z, labels, 500)])
+            feats = torch.cat([self.extractor.features(generate(G, chunk, chunk_labels)) for chunk, chunk_labels in _chunks(self.z, labels, 500)])
             return {key: METRICS[key].compute(self.real_features, feats)[key] for key in dict.fromkeys(("fid", self.name))}
         if labels is None:
             raise ConfigError(f"{self.name} scores a class-conditional generator, and this one is unconditional")
@@ -386,8 +417,7 @@ class TrackedMetric:
             collect.add(generate(G, chunk, chunk_labels))
         feats, probs = collect.result()
         names = class_names_or_numbers(self.class_names, c.num_classes)
-        out = score(["fid", self.name], self.real_features, feats, probs, labels=labels,
-                    real_by_class=self.real_by_class, class_names=names)
+        out = score(["fid", self.name], self.real_features, feats, probs, labels=labels, real_by_class=self.real_by_class, class_names=names)
         out.pop("class_counts", None)  # balanced: stated by the protocol
         return out
 

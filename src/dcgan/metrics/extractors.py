@@ -18,9 +18,9 @@ and has an `id` that changes whenever its output would, for caching.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -120,10 +120,7 @@ def load_dataset_classifier(dataset: str, evaluator: str | Path | None = None, d
     if not path.is_file():
         if evaluator:
             raise CheckpointError(f"evaluation classifier {path} does not exist")
-        raise CheckpointError(
-            f"no evaluation classifier for {dataset!r} (looked for {path}); "
-            f"train one with: dcgan evaluator train --data {dataset}"
-        )
+        raise CheckpointError(f"no evaluation classifier for {dataset!r} (looked for {path}); train one with: dcgan evaluator train --data {dataset}")
     return load_classifier(path, device)
 
 
@@ -141,26 +138,31 @@ def resolve_features(name: str, dataset: str, evaluator: str | Path | None = Non
     if evaluator and not path.is_file():
         return DEFAULT_FEATURES, ""
     if not path.is_file():
-        return "pixels", (f"features: pixels (no evaluation classifier for {dataset!r} at {path}); "
-                          f"for numbers that see more than pixels, train one with: {train_hint}")
+        return "pixels", (
+            f"features: pixels (no evaluation classifier for {dataset!r} at {path}); "
+            f"for numbers that see more than pixels, train one with: {train_hint}"
+        )
     try:
         classifier = load_classifier(path)
     except CheckpointError:
         return DEFAULT_FEATURES, ""  # unreadable: building the extractor says so in one line
     calibrated = classifier.layer_scales() is not None
     if not calibrated:
-        return "classifier", (f"features: classifier (the evaluation classifier {path} predates the sharper "
-                              f"{DEFAULT_FEATURES} features; add their calibration in seconds with: "
-                              f"dcgan evaluator calibrate --data {dataset or 'NAME'})")
+        return "classifier", (
+            f"features: classifier (the evaluation classifier {path} predates the sharper "
+            f"{DEFAULT_FEATURES} features; add their calibration in seconds with: "
+            f"dcgan evaluator calibrate --data {dataset or 'NAME'})"
+        )
     if not classifier.info.get("noise_augmentation"):
-        return DEFAULT_FEATURES, (f"features: {DEFAULT_FEATURES} (the evaluation classifier {path} was trained without noise "
-                                  f"augmentation, so faint noise weighs as much as broken shapes; retrain it with: "
-                                  f"{train_hint} --force)")
+        return DEFAULT_FEATURES, (
+            f"features: {DEFAULT_FEATURES} (the evaluation classifier {path} was trained without noise "
+            f"augmentation, so faint noise weighs as much as broken shapes; retrain it with: "
+            f"{train_hint} --force)"
+        )
     return DEFAULT_FEATURES, f"features: {DEFAULT_FEATURES} (the evaluation classifier {path})"
 
 
-def _classifier_pass(clf: TrainedClassifier, device: str,
-                     features_and_penultimate: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]):
+def _classifier_pass(clf: TrainedClassifier, device: str, features_and_penultimate: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]):
     """fn and fn_with_probs of an extractor built on `clf`: `features_and_penultimate` maps input-sized
     images to (features, penultimate features), so the class probabilities cost no second pass."""
     c = clf.config
@@ -187,9 +189,12 @@ def _classifier_layers(ctx: ExtractorContext) -> Extractor:
     dim = layer_feature_dim(clf.config)
     scale_id = hashlib.sha256(repr(scales).encode()).hexdigest()[:8]
     return Extractor(
-        "classifier-layers", f"classifier-layers-{LAYER_RECIPE}-{clf.weights_id()}-{scale_id}",
+        "classifier-layers",
+        f"classifier-layers-{LAYER_RECIPE}-{clf.weights_id()}-{scale_id}",
         describe(clf) + f", its stages averaged and on a 2x2 grid with the penultimate layer, {dim} features",
-        fn, clf, fn_with_probs,
+        fn,
+        clf,
+        fn_with_probs,
     )
 
 
@@ -197,13 +202,15 @@ def _classifier_layers(ctx: ExtractorContext) -> Extractor:
 def _classifier(ctx: ExtractorContext) -> Extractor:
     clf = load_dataset_classifier(ctx.dataset, ctx.evaluator, ctx.device)
     c = clf.config
+
     def penultimate_twice(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         f = clf.model.features(x)
         return f, f  # the features are the penultimate layer
 
     fn, fn_with_probs = _classifier_pass(clf, ctx.device, penultimate_twice)
-    return Extractor("classifier", f"classifier-{clf.weights_id()}", describe(clf) + f", penultimate layer, {c.feature_dim} features",
-                     fn, clf, fn_with_probs)
+    return Extractor(
+        "classifier", f"classifier-{clf.weights_id()}", describe(clf) + f", penultimate layer, {c.feature_dim} features", fn, clf, fn_with_probs
+    )
 
 
 PIXEL_SIZE = 16  # pixel features are area-averaged to at most 16x16 so covariances stay well estimated
@@ -237,8 +244,7 @@ def _discriminator(ctx: ExtractorContext) -> Extractor:
         return D.features(x)[-1].mean(dim=(2, 3))  # (B, channels of D's last block)
 
     return Extractor(
-        "discriminator", f"discriminator-{h.hexdigest()[:16]}",
-        f"D of {ckpt.path} (step {ckpt.step}), last block averaged over space", fn,
+        "discriminator", f"discriminator-{h.hexdigest()[:16]}", f"D of {ckpt.path} (step {ckpt.step}), last block averaged over space", fn
     )
 
 

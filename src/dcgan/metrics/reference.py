@@ -74,8 +74,14 @@ def reference_features(
     features = torch.cat(feats)
     if path is not None:
         mu = features.double().mean(0)
-        meta = {"extractor": extractor.description, "data": data.name, "fingerprint": data.fingerprint(), "num": str(len(indices)),
-                "seed": str(seed), "class": "" if label is None else str(label)}
+        meta = {
+            "extractor": extractor.description,
+            "data": data.name,
+            "fingerprint": data.fingerprint(),
+            "num": str(len(indices)),
+            "seed": str(seed),
+            "class": "" if label is None else str(label),
+        }
         atomic_write_bytes(path, safetensors_save({"features": features.contiguous(), "mean": mu.float()}, metadata=meta))
     return features
 

@@ -22,8 +22,8 @@ are cached only when a `cache_dir` is given, as in `evaluate`).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -32,20 +32,11 @@ from ..data import ImageData, to_unit_range
 from ..errors import ConfigError
 from .classifier import TrainedClassifier
 from .evaluate import EvalReport, FeatureCollector, build_protocol, real_reference, score
-from .reference import real_images, subset
 from .extractors import Extractor
+from .reference import real_images, subset
 from .scores import METRICS
 
-__all__ = [
-    "SanityInputs",
-    "Degradation",
-    "DEGRADATIONS",
-    "register_degradation",
-    "sanity",
-    "floor_ratio",
-    "SANITY_METRICS",
-    "FLOOR_SUBJECT",
-]
+__all__ = ["SanityInputs", "Degradation", "DEGRADATIONS", "register_degradation", "sanity", "floor_ratio", "SANITY_METRICS", "FLOOR_SUBJECT"]
 
 SANITY_METRICS = ("fid", "pr", "memorisation", "grid")  # the library default: FID, fidelity/diversity, copies, dots
 FLOOR_SUBJECT = "real test (floor)"  # the same row name as `evaluate`'s floor
@@ -93,8 +84,7 @@ class Degradation:
 DEGRADATIONS: dict[str, Degradation] = {}
 
 
-def register_degradation(name: str, description: str, subject: str | Callable[[SanityInputs], str] | None = None,
-                         needs_labels: bool = False):
+def register_degradation(name: str, description: str, subject: str | Callable[[SanityInputs], str] | None = None, needs_labels: bool = False):
     """Decorator adding an image maker to DEGRADATIONS under `name`."""
 
     def wrap(fn):
@@ -174,7 +164,8 @@ for _sigma in (0.5, 1.0):
     )
 for _stride in (2, 4):
     register_degradation(
-        f"dots-{_stride}", f"+{DOT_AMPLITUDE:g} on every {_stride}th pixel of every {_stride}th row, clipped: faint dots on the background",
+        f"dots-{_stride}",
+        f"+{DOT_AMPLITUDE:g} on every {_stride}th pixel of every {_stride}th row, clipped: faint dots on the background",
         f"test, dots stride {_stride}",
     )(lambda inputs, stride=_stride: grid_dots(inputs.floor(), stride))
 register_degradation("shift", f"content moved {SHIFT_PIXELS} pixels right and {SHIFT_PIXELS} down", f"test, shifted {SHIFT_PIXELS} px")(
@@ -182,14 +173,19 @@ register_degradation("shift", f"content moved {SHIFT_PIXELS} pixels right and {S
 )
 
 
-@register_degradation("drop-class", "test images without the first class (as many images, the others' share grows)",
-                      lambda inputs: f"test, class {inputs.class_name(_classes(inputs)[0])} dropped", needs_labels=True)
+@register_degradation(
+    "drop-class",
+    "test images without the first class (as many images, the others' share grows)",
+    lambda inputs: f"test, class {inputs.class_name(_classes(inputs)[0])} dropped",
+    needs_labels=True,
+)
 def _drop_class(inputs: SanityInputs) -> torch.Tensor:
     return _class_mix(inputs, {_classes(inputs)[0]: 0.0}, offset=10)
 
 
 @register_degradation(
-    "duplicate-class", "the second class twice as often, the third at half its share (images repeat only where a class runs out)",
+    "duplicate-class",
+    "the second class twice as often, the third at half its share (images repeat only where a class runs out)",
     lambda inputs: f"test, class {inputs.class_name(_classes(inputs)[1])} x2, {inputs.class_name(_classes(inputs)[2])} x0.5",
     needs_labels=True,
 )
@@ -200,8 +196,9 @@ def _duplicate_class(inputs: SanityInputs) -> torch.Tensor:
     return _class_mix(inputs, {classes[1]: 2.0, classes[2]: 0.5}, offset=11)
 
 
-@register_degradation("memorised", "copies of n of the reference's own training images (a generator that memorised them)",
-                      "memorised: reference copies")
+@register_degradation(
+    "memorised", "copies of n of the reference's own training images (a generator that memorised them)", "memorised: reference copies"
+)
 def _memorised(inputs: SanityInputs) -> torch.Tensor:
     ref = inputs.reference_indices
     chosen = ref[subset(len(ref), inputs.n, inputs.seed + 12)]
@@ -269,7 +266,8 @@ def sanity(
         for chunk in images.split(batch_size):
             collect.add(chunk)
         feats, probs = collect.result()
-        report.rows.append({"subject": subject, "n": int(feats.shape[0]),
-                            **score(metrics, real_feats, feats, probs, classes, real_mean, collect.mean_image)})
+        report.rows.append(
+            {"subject": subject, "n": int(feats.shape[0]), **score(metrics, real_feats, feats, probs, classes, real_mean, collect.mean_image)}
+        )
     floor_ratio(report.rows)
     return report

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -105,9 +105,7 @@ def _polynomial_mmd2(x: torch.Tensor, y: torch.Tensor, degree: int = 3, coef: fl
     return sum_xx + sum_yy - 2 * k_xy.mean()
 
 
-def kid_from_features(
-    real: torch.Tensor, fake: torch.Tensor, subsets: int = 100, subset_size: int = 1000, seed: int = 0
-) -> tuple[float, float]:
+def kid_from_features(real: torch.Tensor, fake: torch.Tensor, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
     """Kernel Inception Distance: mean and standard deviation of the unbiased
     polynomial-kernel MMD^2 over `subsets` random subsets of `subset_size` pairs.
 
@@ -234,8 +232,7 @@ def grid_pattern(real_mean: torch.Tensor, fake_mean: torch.Tensor, periods: tupl
     the two means (MNIST test against training images: 0.18 at 5,000 images each, 0.11 at 10,000).
     """
     if real_mean.shape != fake_mean.shape:
-        raise ConfigError(f"the grid score compares images of one size: real {tuple(real_mean.shape)}, "
-                          f"generated {tuple(fake_mean.shape)}")
+        raise ConfigError(f"the grid score compares images of one size: real {tuple(real_mean.shape)}, generated {tuple(fake_mean.shape)}")
     diff = (fake_mean.double() - real_mean.double()) * 127.5  # grey levels
     h, w = diff.shape[-2:]
     spectrum = torch.fft.fft2(diff).abs() / (h * w)  # (C, H, W): the amplitude of each 2-D frequency
@@ -319,8 +316,7 @@ def conditional_accuracy(probs: torch.Tensor, labels: torch.Tensor, classes: lis
     return {"conditional_accuracy": float(right.mean()), "class_accuracy": per_class}
 
 
-def intra_fid(real_by_class: list[torch.Tensor], fake: torch.Tensor, labels: torch.Tensor,
-              classes: list[str] | None = None) -> dict:
+def intra_fid(real_by_class: list[torch.Tensor], fake: torch.Tensor, labels: torch.Tensor, classes: list[str] | None = None) -> dict:
     """Intra-FID (Miyato & Koyama 2018): FID of each class's samples against real images of that class.
 
     real_by_class[c] holds the real features (N_c, F) of class c, fake (N, F) the samples' features
@@ -335,8 +331,10 @@ def intra_fid(real_by_class: list[torch.Tensor], fake: torch.Tensor, labels: tor
     for c, name in enumerate(_class_keys(k, classes)):
         mine = fake[labels == c]
         if real_by_class[c].shape[0] < 2 or mine.shape[0] < 2:
-            raise ConfigError(f"intra-FID needs at least 2 real images and 2 samples of every class; class {name} has "
-                              f"{real_by_class[c].shape[0]} real and {mine.shape[0]} generated")
+            raise ConfigError(
+                f"intra-FID needs at least 2 real images and 2 samples of every class; class {name} has "
+                f"{real_by_class[c].shape[0]} real and {mine.shape[0]} generated"
+            )
         per_class[name] = fid_from_features(real_by_class[c], mine)
     return {"intra_fid": sum(per_class.values()) / k, "class_fid": per_class}
 
@@ -410,8 +408,17 @@ class Metric:
 METRICS: dict[str, Metric] = {}
 
 
-def register_metric(name: str, needs: Needs | str, lower_is_better: dict[str, bool], description: str,
-                    conditional: bool = False, *, tracked: bool = False, label: str = "", percent: bool = False):
+def register_metric(
+    name: str,
+    needs: Needs | str,
+    lower_is_better: dict[str, bool],
+    description: str,
+    conditional: bool = False,
+    *,
+    tracked: bool = False,
+    label: str = "",
+    percent: bool = False,
+):
     """Decorator adding a score function to METRICS under `name` (see `Metric` for the fields)."""
 
     def wrap(fn):
@@ -421,8 +428,7 @@ def register_metric(name: str, needs: Needs | str, lower_is_better: dict[str, bo
     return wrap
 
 
-@register_metric("fid", Needs.FEATURES, {"fid": True}, "Fréchet distance of feature means and covariances",
-                 tracked=True, label="FID")
+@register_metric("fid", Needs.FEATURES, {"fid": True}, "Fréchet distance of feature means and covariances", tracked=True, label="FID")
 def _fid(real, fake):
     return {"fid": fid_from_features(real, fake)}
 
@@ -443,12 +449,22 @@ def _dc(real, fake):
     return density_coverage(real, fake)
 
 
-@register_metric("memorisation", Needs.FEATURES, {"copies": True}, f"share of samples nearer to a real reference image than {COPY_RATIO:g} x its distance to its own nearest neighbour")
+@register_metric(
+    "memorisation",
+    Needs.FEATURES,
+    {"copies": True},
+    f"share of samples nearer to a real reference image than {COPY_RATIO:g} x its distance to its own nearest neighbour",
+)
 def _memorisation(real, fake):
     return memorisation(real, fake)
 
 
-@register_metric("grid", Needs.MEAN_IMAGE, {"grid": True}, "grey levels of the fixed pattern at periods 2 and 4 px in the mean sample (transposed-convolution dots)")
+@register_metric(
+    "grid",
+    Needs.MEAN_IMAGE,
+    {"grid": True},
+    "grey levels of the fixed pattern at periods 2 and 4 px in the mean sample (transposed-convolution dots)",
+)
 def _grid(real_mean, fake_mean):
     return {"grid": grid_pattern(real_mean, fake_mean)}
 
@@ -459,7 +475,9 @@ def _is(probs, classes):
     return {"is": mean, "is_std": std}
 
 
-@register_metric("coverage", Needs.PROBS, {"class_entropy": False, "classes_covered": False}, "share of each class among samples and its normalised entropy")
+@register_metric(
+    "coverage", Needs.PROBS, {"class_entropy": False, "classes_covered": False}, "share of each class among samples and its normalised entropy"
+)
 def _coverage(probs, classes):
     return class_coverage(probs, classes)
 
@@ -469,16 +487,29 @@ def _confidence(probs, classes):
     return {"confidence": mean_confidence(probs)}
 
 
-@register_metric("conditional_accuracy", Needs.PROBS, {"conditional_accuracy": False},
-                 "share of samples the evaluation classifier recognises as the class they were asked for", conditional=True,
-                 tracked=True, label="conditional accuracy", percent=True)
+@register_metric(
+    "conditional_accuracy",
+    Needs.PROBS,
+    {"conditional_accuracy": False},
+    "share of samples the evaluation classifier recognises as the class they were asked for",
+    conditional=True,
+    tracked=True,
+    label="conditional accuracy",
+    percent=True,
+)
 def _conditional_accuracy(probs, labels, classes):
     return conditional_accuracy(probs, labels, classes)
 
 
-@register_metric("intra_fid", Needs.FEATURES, {"intra_fid": True},
-                 "FID of each class's samples against real images of that class, averaged over the classes", conditional=True,
-                 tracked=True, label="intra-FID")
+@register_metric(
+    "intra_fid",
+    Needs.FEATURES,
+    {"intra_fid": True},
+    "FID of each class's samples against real images of that class, averaged over the classes",
+    conditional=True,
+    tracked=True,
+    label="intra-FID",
+)
 def _intra_fid(real_by_class, fake, labels, classes):
     return intra_fid(real_by_class, fake, labels, classes)
 

@@ -19,8 +19,8 @@ which is how the probe and the filter views read a conditional D's features.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -167,16 +167,20 @@ class ConditioningMethod:
 CONDITIONING: dict[str, ConditioningMethod] = {
     "concat": ConditioningMethod(
         "one-hot y joined to z in G, label maps joined to D's input (the paper's conditional MNIST code)",
-        g_input=JoinOneHot, g_input_extra=lambda k: k,
+        g_input=JoinOneHot,
+        g_input_extra=lambda k: k,
         g_norm=lambda c, k: nn.BatchNorm2d(c),
-        d_input=JoinLabelMaps, d_input_extra=lambda k: k,
+        d_input=JoinLabelMaps,
+        d_input_extra=lambda k: k,
         d_projection=lambda c, k: NoProjection(),
     ),
     "projection": ConditioningMethod(
         "class-conditional batch norm in G, a projection term in D's logit (Miyato & Koyama 2018)",
-        g_input=lambda k: PassThrough(), g_input_extra=lambda k: 0,
+        g_input=lambda k: PassThrough(),
+        g_input_extra=lambda k: 0,
         g_norm=ClassConditionalBatchNorm2d,
-        d_input=lambda k: PassThrough(), d_input_extra=lambda k: 0,
+        d_input=lambda k: PassThrough(),
+        d_input_extra=lambda k: 0,
         d_projection=ProjectionTerm,
     ),
 }
@@ -184,8 +188,13 @@ DEFAULT_CONDITIONING = "concat"  # learned the class sooner on MNIST and CIFAR-1
 
 # The unconditional pair: the same slots, filled with pass-throughs and plain batch norm.
 _NONE = ConditioningMethod(
-    "unconditional", g_input=lambda k: PassThrough(), g_input_extra=lambda k: 0, g_norm=lambda c, k: nn.BatchNorm2d(c),
-    d_input=lambda k: PassThrough(), d_input_extra=lambda k: 0, d_projection=lambda c, k: NoProjection(),
+    "unconditional",
+    g_input=lambda k: PassThrough(),
+    g_input_extra=lambda k: 0,
+    g_norm=lambda c, k: nn.BatchNorm2d(c),
+    d_input=lambda k: PassThrough(),
+    d_input_extra=lambda k: 0,
+    d_projection=lambda c, k: NoProjection(),
 )
 
 

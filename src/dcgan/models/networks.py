@@ -16,18 +16,25 @@ One parametrised pair of models serves every size: the depth is derived from
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
-from typing import Callable, Iterator
 
 import torch
 from torch import nn
 
-from .conditioning import (CONDITIONING, DEFAULT_CONDITIONING, MAX_CLASSES, ClassConditionalBatchNorm2d, LabelledSequential,
-                           ProjectionTerm, conditioning_parts)
-from .priors import PRIORS  # the names of the prior registry, the choices of --prior
 from ..errors import ConfigError
 from ..options import POSITIVE_INT, Check, option
+from .conditioning import (
+    CONDITIONING,
+    DEFAULT_CONDITIONING,
+    MAX_CLASSES,
+    ClassConditionalBatchNorm2d,
+    LabelledSequential,
+    ProjectionTerm,
+    conditioning_parts,
+)
+from .priors import PRIORS  # the names of the prior registry, the choices of --prior
 
 __all__ = [
     "ModelConfig",
@@ -62,10 +69,7 @@ def _transposed_up(c_in: int, c_out: int, bias: bool) -> nn.Module:
 
 def _nearest_up(c_in: int, c_out: int, bias: bool) -> nn.Module:
     # The seeds' Keras variant: a fixed nearest-neighbour resize, then a 3x3 convolution.
-    return nn.Sequential(
-        nn.Upsample(scale_factor=2, mode="nearest"),
-        nn.Conv2d(c_in, c_out, kernel_size=3, stride=1, padding=1, bias=bias),
-    )
+    return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, kernel_size=3, stride=1, padding=1, bias=bias))
 
 
 def _strided_down(c_in: int, c_out: int, bias: bool) -> nn.Module:
@@ -75,20 +79,11 @@ def _strided_down(c_in: int, c_out: int, bias: bool) -> nn.Module:
 
 def _maxpool_down(c_in: int, c_out: int, bias: bool) -> nn.Module:
     # What the paper replaced: a stride-1 convolution followed by a fixed 2x2 max-pool.
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, kernel_size=3, stride=1, padding=1, bias=bias),
-        nn.MaxPool2d(2),
-    )
+    return nn.Sequential(nn.Conv2d(c_in, c_out, kernel_size=3, stride=1, padding=1, bias=bias), nn.MaxPool2d(2))
 
 
-UPSAMPLE_BLOCKS: dict[str, Callable[[int, int, bool], nn.Module]] = {
-    "transposed": _transposed_up,
-    "nearest": _nearest_up,
-}
-DOWNSAMPLE_BLOCKS: dict[str, Callable[[int, int, bool], nn.Module]] = {
-    "strided": _strided_down,
-    "maxpool": _maxpool_down,
-}
+UPSAMPLE_BLOCKS: dict[str, Callable[[int, int, bool], nn.Module]] = {"transposed": _transposed_up, "nearest": _nearest_up}
+DOWNSAMPLE_BLOCKS: dict[str, Callable[[int, int, bool], nn.Module]] = {"strided": _strided_down, "maxpool": _maxpool_down}
 
 
 MAX_Z_DIM = 4096  # far above any DCGAN's; a larger value in a damaged header would exhaust memory
@@ -100,43 +95,57 @@ class ModelConfig:
     """Shape and architecture of a DCGAN pair. Validated on construction; fixed for the life of a run."""
 
     # side of the square images: 16, 32, 64, 128, 256 (2^k), or 28 (MNIST native)
-    image_size: int = option(64, f"{', '.join(map(str, SUPPORTED_SIZES))}", group="model", metavar="N",
-                             check=Check(int, lambda v: True, "a whole number"),
-                             default_text="default: the dataset's: 32 for the named ones, 64 for folders")
+    image_size: int = option(
+        64,
+        f"{', '.join(map(str, SUPPORTED_SIZES))}",
+        group="model",
+        metavar="N",
+        check=Check(int, lambda v: True, "a whole number"),
+        default_text="default: the dataset's: 32 for the named ones, 64 for folders",
+    )
     # image channels: 1 (grey) or 3 (RGB)
-    channels: int = option(3, "1 grey or 3 RGB", group="model", choices=(1, 3), check=Check(int, lambda v: True, "1 or 3"),
-                           default_text="default: the dataset's")
+    channels: int = option(
+        3, "1 grey or 3 RGB", group="model", choices=(1, 3), check=Check(int, lambda v: True, "1 or 3"), default_text="default: the dataset's"
+    )
     # length of the latent vector z (the paper's `nz`)
     z_dim: int = option(100, "latent size, the paper's nz", group="model", check=POSITIVE_INT)
     # channels of G's last hidden layer and D's first layer (the PyTorch example's ngf/ndf); each step
     # towards 4x4 doubles it: 512 at 4x4 for 64x64; the paper's 1024 is width=128
-    width: int = option(64, "G's last / D's first hidden channels, doubling towards 4x4", group="model", check=POSITIVE_INT,
-                        default_text="default 64; the paper's 64x64 model is 128")
+    width: int = option(
+        64,
+        "G's last / D's first hidden channels, doubling towards 4x4",
+        group="model",
+        check=POSITIVE_INT,
+        default_text="default 64; the paper's 64x64 model is 128",
+    )
     # cap on any layer's channels, so that 128 and 256 models stay a sensible size
     max_channels: int = option(1024, "cap on channels per layer", group="model", check=POSITIVE_INT)
     # distribution of z: "normal" N(0, I) (the paper's code) or "uniform" U(-1, 1) (its text)
     prior: str = option("normal", "distribution of z", group="model", choices=PRIORS)
     # G upsampling: "transposed" (paper) or "nearest" (resize + conv)
-    g_block: str = option("transposed", "G upsampling", group="model", choices=tuple(UPSAMPLE_BLOCKS),
-                          default_text="default transposed, as in the paper")
+    g_block: str = option(
+        "transposed", "G upsampling", group="model", choices=tuple(UPSAMPLE_BLOCKS), default_text="default transposed, as in the paper"
+    )
     # D downsampling: "strided" (paper) or "maxpool" (conv + max-pool)
-    d_block: str = option("strided", "D downsampling", group="model", choices=tuple(DOWNSAMPLE_BLOCKS),
-                          default_text="default strided, as in the paper")
+    d_block: str = option(
+        "strided", "D downsampling", group="model", choices=tuple(DOWNSAMPLE_BLOCKS), default_text="default strided, as in the paper"
+    )
     # classes of a conditional pair; 0 = unconditional. Set from the data by `dcgan train --conditional`
     num_classes: int = option(0, "classes of a conditional model", group="model", cli=False)
     # the class names, indexed by label (folder names, "0".."9" for MNIST); empty for an unconditional pair
     class_names: tuple = option((), "class names by label", group="model", cli=False)
     # how a conditional pair takes its class (dcgan.models.conditioning.CONDITIONING); unused when num_classes is 0
-    conditioning: str = option(DEFAULT_CONDITIONING, "how G and D take the class with --conditional", group="model",
-                               choices=tuple(CONDITIONING),
-                               default_text=f"default {DEFAULT_CONDITIONING}: {CONDITIONING[DEFAULT_CONDITIONING].description}")
+    conditioning: str = option(
+        DEFAULT_CONDITIONING,
+        "how G and D take the class with --conditional",
+        group="model",
+        choices=tuple(CONDITIONING),
+        default_text=f"default {DEFAULT_CONDITIONING}: {CONDITIONING[DEFAULT_CONDITIONING].description}",
+    )
 
     def __post_init__(self) -> None:
         if self.image_size not in SUPPORTED_SIZES:
-            raise ConfigError(
-                f"unsupported image size {self.image_size}: use one of "
-                f"{', '.join(map(str, SUPPORTED_SIZES))}"
-            )
+            raise ConfigError(f"unsupported image size {self.image_size}: use one of {', '.join(map(str, SUPPORTED_SIZES))}")
         if self.channels not in (1, 3):
             raise ConfigError(f"unsupported channel count {self.channels}: use 1 (grey) or 3 (RGB)")
         for name, limit in (("z_dim", MAX_Z_DIM), ("width", MAX_WIDTH), ("max_channels", MAX_WIDTH)):
@@ -193,7 +202,7 @@ class ModelConfig:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ModelConfig":
+    def from_dict(cls, data: dict) -> ModelConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -394,7 +403,11 @@ def model_summary(model: nn.Module, example: torch.Tensor) -> list[dict]:
     try:
         model.eval()
         with torch.no_grad():
-            labels = torch.zeros(example.shape[0], dtype=torch.long, device=example.device) if getattr(getattr(model, "config", None), "conditional", False) else None
+            labels = (
+                torch.zeros(example.shape[0], dtype=torch.long, device=example.device)
+                if getattr(getattr(model, "config", None), "conditional", False)
+                else None
+            )
             model(example) if labels is None else model(example, labels)
     finally:
         model.train(was_training)

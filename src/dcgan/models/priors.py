@@ -27,8 +27,7 @@ class Prior:
     torch_code: str = ""  # a PyTorch expression for n vectors ({z_dim} filled in), for model cards
     numpy_code: str = ""  # the NumPy one, float32, from `rng = np.random.default_rng(seed)`
 
-    def sample(self, shape: tuple[int, ...], generator: torch.Generator | None = None,
-               device: torch.device | str | None = None) -> torch.Tensor:
+    def sample(self, shape: tuple[int, ...], generator: torch.Generator | None = None, device: torch.device | str | None = None) -> torch.Tensor:
         """A draw of `shape` (repeatable with `generator`)."""
         raise NotImplementedError
 

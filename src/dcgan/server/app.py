@@ -34,8 +34,8 @@ def create_app(explorer: Explorer, allowed_hosts: tuple[str, ...] | None = LOOPB
     the server through a DNS name that points at 127.0.0.1 (DNS rebinding).
     """
     from fastapi import FastAPI
-    from fastapi.staticfiles import StaticFiles
     from fastapi.responses import FileResponse
+    from fastapi.staticfiles import StaticFiles
     from starlette.middleware.trustedhost import TrustedHostMiddleware
 
     limits = explorer.limits
@@ -117,8 +117,14 @@ def _request_models() -> SimpleNamespace:
     class ClassesRequest(Body):
         base: LatentRef
 
-    return SimpleNamespace(LatentRef=LatentRef, SheetRequest=SheetRequest, WalkRequest=WalkRequest,
-                           ArithmeticRequest=ArithmeticRequest, SlideRequest=SlideRequest, ClassesRequest=ClassesRequest)
+    return SimpleNamespace(
+        LatentRef=LatentRef,
+        SheetRequest=SheetRequest,
+        WalkRequest=WalkRequest,
+        ArithmeticRequest=ArithmeticRequest,
+        SlideRequest=SlideRequest,
+        ClassesRequest=ClassesRequest,
+    )
 
 
 def _add_error_handlers(app) -> None:
@@ -222,8 +228,10 @@ class SecurityHeaders:
 
     HEADERS = [
         # The page loads nothing from elsewhere; its pictures are data URLs.
-        (b"content-security-policy", b"default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
-                                     b"script-src 'self'; connect-src 'self'; frame-ancestors 'none'"),
+        (
+            b"content-security-policy",
+            b"default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'",
+        ),
         (b"x-content-type-options", b"nosniff"),
         (b"referrer-policy", b"no-referrer"),
     ]

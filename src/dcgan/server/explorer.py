@@ -12,20 +12,17 @@ the queue is full); the references and classes are described in `dcgan.server`.
 import base64
 import io
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Iterator
 
 import torch
 from PIL import Image
 
 from ..checkpoint import Checkpoint
-from ..models.conditioning import resolve_class
+from ..data.imagefiles import DecodeError, decode_image
 from ..errors import ConfigError
 from ..explore.figures import arithmetic_figure, inversion_figure, walk_figure, walk_frames
-from ..figures import labelled_grid, numbered_sheet
-from ..data.imagefiles import DecodeError, decode_image
-from ..imaging import grid_image, tensor_to_pil, to_unit_range
 from ..explore.latent import (
     INTERPOLATIONS,
     PrincipalDirections,
@@ -38,6 +35,9 @@ from ..explore.latent import (
     principal_directions,
     vector_arithmetic,
 )
+from ..figures import labelled_grid, numbered_sheet
+from ..imaging import grid_image, tensor_to_pil, to_unit_range
+from ..models.conditioning import resolve_class
 from ..sampling import MAX_SEED, generate
 
 __all__ = ["ServeLimits", "Busy", "ModelGate", "Explorer"]
@@ -209,16 +209,18 @@ class Explorer:
         _check(n, 1, self.limits.max_samples, "n")
         label = self.label(label)
         images = generate(self.G, latent_sheet(self.config, seed, n), label)
-        return _with_class({
-            "seed": seed,
-            "n": n,
-            "images": [_png(im) for im in images],
-            "latents": [_with_class({"seed": seed, "n": n, "index": i}, label) for i in range(n)],
-            "picture": _data_url(numbered_sheet(images)),
-        }, label)
+        return _with_class(
+            {
+                "seed": seed,
+                "n": n,
+                "images": [_png(im) for im in images],
+                "latents": [_with_class({"seed": seed, "n": n, "index": i}, label) for i in range(n)],
+                "picture": _data_url(numbered_sheet(images)),
+            },
+            label,
+        )
 
-    def walk(self, a: dict, b: dict, steps: int = 10, method: str = "spherical", label: int | None = None,
-             end_label: int | None = None) -> dict:
+    def walk(self, a: dict, b: dict, steps: int = 10, method: str = "spherical", label: int | None = None, end_label: int | None = None) -> dict:
         """The walk from a to b: its images, a strip picture and a looping GIF.
 
         A conditional model walks in class `label` (default: the class both ends carry). With
@@ -238,11 +240,9 @@ class Explorer:
             walks = class_walk(self.G, za.unsqueeze(0), label, end_label, steps)  # (1, S, C, H, W)
         else:  # z moves, and the class too with an end class
             walks = interpolate(self.G, za.unsqueeze(0), zb.unsqueeze(0), steps, method, label, end_label)
-        answer = _with_class({
-            "images": [_png(im) for im in walks[0]],
-            "picture": _data_url(walk_figure(walks)),
-            "gif": _gif(walk_frames(walks)),
-        }, label)
+        answer = _with_class(
+            {"images": [_png(im) for im in walks[0]], "picture": _data_url(walk_figure(walks)), "gif": _gif(walk_frames(walks))}, label
+        )
         return answer if end_label is None else {**answer, "end_class": end_label}
 
     def classes(self, base: dict) -> dict:
@@ -265,8 +265,7 @@ class Explorer:
             "picture": _data_url(labelled_grid(images, names, nrow=min(c.num_classes, 10))),
         }
 
-    def arithmetic(self, a: list[dict], b: list[dict], c: list[dict], noise: float = 0.25, noise_seed: int = 0,
-                   label: int | None = None) -> dict:
+    def arithmetic(self, a: list[dict], b: list[dict], c: list[dict], noise: float = 0.25, noise_seed: int = 0, label: int | None = None) -> dict:
         """mean(a) - mean(b) + mean(c) with the paper's 3x3 noise grid around the result.
 
         On a conditional model the arithmetic is on z (the style), and every image of it, the
@@ -280,12 +279,15 @@ class Explorer:
         _check(noise_seed, 0, MAX_SEED, "noise seed")
         label = self.label(label, [*a, *b, *c])
         result = vector_arithmetic(self.G, *groups, noise_scale=noise, seed=noise_seed, label=label)
-        return _with_class({
-            "result": _png(result.result),
-            "latent": _z_ref(result.z_result, label),
-            "grid": _data_url(grid_image(result.grid, nrow=result.grid_size)),
-            "picture": _data_url(arithmetic_figure(result)),
-        }, label)
+        return _with_class(
+            {
+                "result": _png(result.result),
+                "latent": _z_ref(result.z_result, label),
+                "grid": _data_url(grid_image(result.grid, nrow=result.grid_size)),
+                "picture": _data_url(arithmetic_figure(result)),
+            },
+            label,
+        )
 
     def invert(self, data: bytes, restarts: int = 4, steps: int = 300, seed: int = 0, label: int | None = None) -> dict:
         """The z whose image best matches an uploaded image file (any format Pillow reads).
@@ -302,11 +304,14 @@ class Explorer:
             label = self.label(label)  # checked: in range, and only for a conditional model
         most = self.limits.max_invert_batch // max(c.num_classes, 1)
         if infer and most == 0:
-            raise ConfigError(f"this model has {c.num_classes} classes, too many to try in one inversion "
-                              f"(at most {self.limits.max_invert_batch}): give a class")
+            raise ConfigError(
+                f"this model has {c.num_classes} classes, too many to try in one inversion (at most {self.limits.max_invert_batch}): give a class"
+            )
         if infer and restarts > most:
-            raise ConfigError(f"inferring the class tries all {c.num_classes} classes: restarts x classes must be at most "
-                              f"{self.limits.max_invert_batch}, so use at most {most} restarts or give a class")
+            raise ConfigError(
+                f"inferring the class tries all {c.num_classes} classes: restarts x classes must be at most "
+                f"{self.limits.max_invert_batch}, so use at most {most} restarts or give a class"
+            )
         try:
             pixels = decode_image(data, c.image_size, c.channels, max_pixels=self.limits.max_upload_pixels)
         except DecodeError as exc:

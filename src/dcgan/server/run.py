@@ -2,8 +2,8 @@
 
 import socket
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from ..errors import ConfigError
 from .app import LOOPBACK_HOSTS

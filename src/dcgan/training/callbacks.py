@@ -38,8 +38,7 @@ from ..sampling import generate
 if TYPE_CHECKING:  # the trainer imports this module; the type is for readers and checkers only
     from .loop import Trainer
 
-__all__ = ["Action", "Schedule", "Callback", "MetricsLog", "ProgressBar", "SampleWriter", "Checkpointer",
-           "FinalPictures", "format_seconds"]
+__all__ = ["Action", "Schedule", "Callback", "MetricsLog", "ProgressBar", "SampleWriter", "Checkpointer", "FinalPictures", "format_seconds"]
 
 
 class Action(enum.IntEnum):
@@ -57,7 +56,7 @@ class Schedule:
     every: int | None = None
     at_last_step: bool = False
 
-    def due(self, trainer: "Trainer") -> bool:
+    def due(self, trainer: Trainer) -> bool:
         state = trainer.state
         if self.at_last_step and state.step == trainer.total_steps():
             return True
@@ -69,17 +68,17 @@ class Callback:
 
     name = ""
 
-    def on_train_start(self, trainer: "Trainer") -> None: ...
+    def on_train_start(self, trainer: Trainer) -> None: ...
 
-    def on_log(self, trainer: "Trainer", record: dict) -> Action | None: ...
+    def on_log(self, trainer: Trainer, record: dict) -> Action | None: ...
 
-    def on_event(self, trainer: "Trainer", record: dict) -> None: ...
+    def on_event(self, trainer: Trainer, record: dict) -> None: ...
 
-    def on_rollback(self, trainer: "Trainer") -> None: ...
+    def on_rollback(self, trainer: Trainer) -> None: ...
 
-    def on_step_end(self, trainer: "Trainer") -> None: ...
+    def on_step_end(self, trainer: Trainer) -> None: ...
 
-    def on_train_end(self, trainer: "Trainer") -> None: ...
+    def on_train_end(self, trainer: Trainer) -> None: ...
 
     def close(self) -> None: ...
 
@@ -199,9 +198,13 @@ class ProgressBar(Callback):
             return
         remaining_in_epoch = min(state.steps_per_epoch - state.batch_in_epoch, total - state.step)
         self.bar = tqdm(
-            total=state.batch_in_epoch + remaining_in_epoch, initial=state.batch_in_epoch,
-            desc=f"epoch {state.epoch + 1}/{math.ceil(total / state.steps_per_epoch)}", unit="it",
-            dynamic_ncols=True, leave=True, mininterval=0.5,
+            total=state.batch_in_epoch + remaining_in_epoch,
+            initial=state.batch_in_epoch,
+            desc=f"epoch {state.epoch + 1}/{math.ceil(total / state.steps_per_epoch)}",
+            unit="it",
+            dynamic_ncols=True,
+            leave=True,
+            mininterval=0.5,
         )
 
     def on_train_start(self, trainer):
@@ -214,9 +217,11 @@ class ProgressBar(Callback):
         state = trainer.state
         seconds_per_step = (state.elapsed - self._session[1]) / max(state.step - self._session[0], 1)
         eta = (trainer.total_steps() - state.step) * seconds_per_step
-        text = (f"loss_D {record['loss_d']:.3f} loss_G {record['loss_g']:.3f} "
-                f"D(x) {record['d_real']:.2f} D(G(z)) {record['d_fake']:.2f} "
-                f"{record['images_per_s']:.0f} img/s total ETA {format_seconds(eta)}")
+        text = (
+            f"loss_D {record['loss_d']:.3f} loss_G {record['loss_g']:.3f} "
+            f"D(x) {record['d_real']:.2f} D(G(z)) {record['d_fake']:.2f} "
+            f"{record['images_per_s']:.0f} img/s total ETA {format_seconds(eta)}"
+        )
         if trainer.flags.warnings:
             text += f" | WARNING: {', '.join(sorted(trainer.flags.warnings))}"
         self.bar.set_postfix_str(text, refresh=False)

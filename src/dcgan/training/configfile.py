@@ -42,8 +42,8 @@ except ModuleNotFoundError:  # Python < 3.11
 from ..errors import ConfigError
 from ..models import ModelConfig
 from ..options import POSITIVE_FLOAT, current_value
-from .recipes import get_recipe
 from .config import TrainConfig
+from .recipes import get_recipe
 
 __all__ = ["ConfigFile", "read_config_file", "FILE_KEYS"]
 
@@ -209,7 +209,9 @@ def _from_run_record(path: Path, doc: dict) -> ConfigFile:
     if not conditional:
         options.pop("conditioning", None)  # recorded for every model; it means something only with conditional
     return ConfigFile(
-        path, _validated(path, options), run_record=True,
+        path,
+        _validated(path, options),
+        run_record=True,
         class_names=tuple(str(n) for n in class_names) if conditional else None,
         fingerprint=data.get("fingerprint"),
     )

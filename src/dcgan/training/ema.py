@@ -38,8 +38,7 @@ class GeneratorEMA:
     copies them), and `refresh` replaces them by statistics of the averaged weights themselves.
     """
 
-    def __init__(self, G: nn.Module, half_life_images: float, rampup: float | None, stats_batches: int, stats_batch_size: int,
-                 seed: int):
+    def __init__(self, G: nn.Module, half_life_images: float, rampup: float | None, stats_batches: int, stats_batch_size: int, seed: int):
         self.averaged = AveragedModel(G, use_buffers=False)
         self.half_life_images, self.rampup = half_life_images, rampup
         self.stats_batches, self.stats_batch_size, self.seed = stats_batches, stats_batch_size, seed
@@ -68,8 +67,13 @@ class GeneratorEMA:
         return self.module.eval()
 
     def state_dict(self) -> dict:
-        return {"updates": self.updates, "half_life_images": self.half_life_images, "rampup": self.rampup,
-                "standing_batches": self.stats_batches, "standing_batch_size": self.stats_batch_size}
+        return {
+            "updates": self.updates,
+            "half_life_images": self.half_life_images,
+            "rampup": self.rampup,
+            "standing_batches": self.stats_batches,
+            "standing_batch_size": self.stats_batch_size,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.updates = int(state.get("updates", 0))

@@ -4,14 +4,14 @@ sees exactly the batches an uninterrupted one would. Batches are (images, labels
 from __future__ import annotations
 
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 
 from ..data import MAX_FAILED_FRACTION, ImageData, Storage, to_unit_range
-from .distributed import DistInfo
-from ..errors import DataError
 from ..data.shards import EpochPlan, stream_batches
+from ..errors import DataError
+from .distributed import DistInfo
 
 __all__ = ["DataFeed"]
 
@@ -21,8 +21,7 @@ MIN_SAMPLES_TO_JUDGE = 200  # undecodable shard samples are judged once this man
 class DataFeed:
     """The batches of each epoch for this process, as float images in [-1, 1] on the training device, with labels."""
 
-    def __init__(self, data: ImageData, batch_size: int, seed: int, device: torch.device, dist: DistInfo,
-                 workers: int | None = None):
+    def __init__(self, data: ImageData, batch_size: int, seed: int, device: torch.device, dist: DistInfo, workers: int | None = None):
         self.data, self.batch_size, self.seed, self.device, self.dist = data, batch_size, seed, device, dist
         self.workers = workers if workers is not None else min(8, os.cpu_count() or 1)
         # The whole dataset lives on the training device as uint8 (a quarter of float32's size);
@@ -65,12 +64,13 @@ class DataFeed:
             plan = self.epoch_plan(epoch)
             assert plan.steps == self.steps_per_epoch
             read = 0
-            for images, labels, failed in stream_batches(self.data.shards, plan, start, self.workers,
-                                                         pin_memory=self.device.type == "cuda"):
+            for images, labels, failed in stream_batches(self.data.shards, plan, start, self.workers, pin_memory=self.device.type == "cuda"):
                 read += len(images)
                 if failed > MAX_FAILED_FRACTION * read and read >= MIN_SAMPLES_TO_JUDGE:  # as for folders: >10% refuses
-                    raise DataError(f"{failed} of the {read} samples read from the shards this epoch could not be decoded "
-                                    f"(more than {MAX_FAILED_FRACTION:.0%}); see: dcgan data check {self.data.shards.spec!r}")
+                    raise DataError(
+                        f"{failed} of the {read} samples read from the shards this epoch could not be decoded "
+                        f"(more than {MAX_FAILED_FRACTION:.0%}); see: dcgan data check {self.data.shards.spec!r}"
+                    )
                 yield to_unit_range(images.to(self.device, non_blocking=True)), (labels.to(self.device) if labels is not None else None)
             return
         order = self.epoch_order(epoch)
@@ -81,8 +81,12 @@ class DataFeed:
         # Streamed data: the same order, decoded by DataLoader workers.
         rows = torch.cat([self.batch_indices(order, i) for i in range(start, self.steps_per_epoch)])
         loader = torch.utils.data.DataLoader(
-            self.data.stream, batch_size=self.batch_size, sampler=rows.cpu().tolist(), drop_last=True,
-            num_workers=self.workers, pin_memory=self.device.type == "cuda",
+            self.data.stream,
+            batch_size=self.batch_size,
+            sampler=rows.cpu().tolist(),
+            drop_last=True,
+            num_workers=self.workers,
+            pin_memory=self.device.type == "cuda",
             prefetch_factor=4 if self.workers else None,
         )
         for images, batch_rows in zip(loader, rows.split(self.batch_size)):

@@ -99,11 +99,11 @@ class HealthMonitor:
         warm = step >= cfg.warmup_steps
         self.saturated_logs = self.saturated_logs + 1 if (d_real > 1 - cfg.saturation_eps and d_fake < cfg.saturation_eps) else 0
         if warm and self.saturated_logs >= cfg.saturation_logs:
-            issues.append(HealthIssue(
-                "d_saturated",
-                f"D saturated: D(x) {d_real:.3f}, D(G(z)) {d_fake:.4f} for {self.saturated_logs} log windows",
-                HINTS["d_saturated"],
-            ))
+            issues.append(
+                HealthIssue(
+                    "d_saturated", f"D saturated: D(x) {d_real:.3f}, D(G(z)) {d_fake:.4f} for {self.saturated_logs} log windows", HINTS["d_saturated"]
+                )
+            )
         self.blowup_logs = self.blowup_logs + 1 if loss_g > cfg.blowup_loss else 0
         if warm and self.blowup_logs >= cfg.blowup_logs:
             issues.append(HealthIssue("g_blowup", f"G loss blew up: {loss_g:.1f} for {self.blowup_logs} log windows", HINTS["g_blowup"]))
@@ -111,12 +111,14 @@ class HealthMonitor:
             diversity = sample_diversity(samples)
             self.last_diversity = diversity
             if warm and self.best_diversity > 0 and diversity < cfg.collapse_fraction * self.best_diversity:
-                issues.append(HealthIssue(
-                    "collapse",
-                    f"sample diversity fell to {diversity:.3f}, {100 * diversity / self.best_diversity:.0f}% of its best "
-                    f"({self.best_diversity:.3f})",
-                    HINTS["collapse"],
-                ))
+                issues.append(
+                    HealthIssue(
+                        "collapse",
+                        f"sample diversity fell to {diversity:.3f}, {100 * diversity / self.best_diversity:.0f}% of its best "
+                        f"({self.best_diversity:.3f})",
+                        HINTS["collapse"],
+                    )
+                )
             elif warm:
                 self.best_diversity = max(self.best_diversity, diversity)
         return issues

@@ -19,23 +19,23 @@ import secrets
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
-from . import distributed
 from .._version import __version__
 from ..checkpoint import EMA_PREFIX, Checkpoint, TrainingRecord, load_checkpoint, save_checkpoint
 from ..data import DATASETS, DEFAULT_FILES_CHANNELS, DEFAULT_FILES_SIZE, ImageData, Storage, load_dataset
 from ..errors import CheckpointError, ConfigError, DataError, first_line
-from ..models.conditioning import MAX_CLASSES, class_grid
 from ..models import ModelConfig, check_models, format_summary, model_summary
+from ..models.conditioning import MAX_CLASSES, class_grid
 from ..options import resumable_fields
 from ..rundir import RunDir
 from ..sampling import sample_z
+from . import distributed
 from .callbacks import Action, Callback, Checkpointer, FinalPictures, MetricsLog, ProgressBar, SampleWriter, Schedule
 from .config import TrainConfig
 from .configfile import ConfigFile
@@ -66,7 +66,7 @@ class TrainResult:
 
 
 def resolve_device(name: str) -> torch.device:
-    """"auto" means CUDA when a GPU is visible, else the CPU."""
+    """ "auto" means CUDA when a GPU is visible, else the CPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
@@ -107,12 +107,16 @@ def check_class_labels(data: ImageData, num_classes: int | None = None) -> list[
     if data.storage is Storage.SHARDS:  # shards: the labels are in the stream; their counts are known per shard
         counts = data.shards.label_counts() if data.shards.labelled else {}
         if not counts:
-            raise DataError(f"--conditional needs class labels, and {data.name} has none: every sample needs a .cls "
-                            "member (dcgan data shard writes them for data with classes)")
+            raise DataError(
+                f"--conditional needs class labels, and {data.name} has none: every sample needs a .cls "
+                "member (dcgan data shard writes them for data with classes)"
+            )
         lowest, highest = min(counts), max(counts)
     elif data.labels is None:
-        raise DataError(f"--conditional needs class labels, and {data.name} has none: use MNIST, CIFAR-10, or a folder "
-                        "or archive with one sub-folder per class (two or more)")
+        raise DataError(
+            f"--conditional needs class labels, and {data.name} has none: use MNIST, CIFAR-10, or a folder "
+            "or archive with one sub-folder per class (two or more)"
+        )
     else:
         lowest, highest = int(data.labels.min()), int(data.labels.max())
     classes = list(data.classes) if data.classes else [str(i) for i in range(highest + 1)]
@@ -132,15 +136,21 @@ class Trainer:
     and the callbacks; `train()` is the loop. Extra callbacks go in `callbacks`.
     """
 
-    def __init__(self, model_config: ModelConfig, config: TrainConfig, data: ImageData,
-                 run_dir: str | Path | None = None, progress: bool = True, callbacks: list[Callback] | None = None):
+    def __init__(
+        self,
+        model_config: ModelConfig,
+        config: TrainConfig,
+        data: ImageData,
+        run_dir: str | Path | None = None,
+        progress: bool = True,
+        callbacks: list[Callback] | None = None,
+    ):
         if data.in_memory and (data.images.dtype != torch.uint8 or data.images.ndim != 4):
             raise DataError("training data must be a uint8 tensor of shape (N, C, H, W)")
         shape = (data.channels, data.image_size, data.image_size)
         if shape != (model_config.channels, model_config.image_size, model_config.image_size):
             raise ConfigError(
-                f"data is {shape} but the model expects "
-                f"({model_config.channels}, {model_config.image_size}, {model_config.image_size})"
+                f"data is {shape} but the model expects ({model_config.channels}, {model_config.image_size}, {model_config.image_size})"
             )
         if len(data) < 2:
             raise DataError(f"the dataset has {len(data)} image(s); training needs at least 2")
@@ -259,8 +269,14 @@ class Trainer:
                     self.tensorboard = None
         distributed.barrier(self.dist)  # leave together: rank 0 may still be writing pictures
         summary = {k: v for c in self.callbacks for k, v in c.summary().items()}
-        return TrainResult(step=self.state.step, epoch=self.state.epoch_fraction, seconds=time.perf_counter() - start,
-                           interrupted=self._should_stop(), failure=dict(self.flags.failure), **summary)
+        return TrainResult(
+            step=self.state.step,
+            epoch=self.state.epoch_fraction,
+            seconds=time.perf_counter() - start,
+            interrupted=self._should_stop(),
+            failure=dict(self.flags.failure),
+            **summary,
+        )
 
     def _call(self, hook: str) -> None:
         for callback in self.callbacks:
@@ -269,8 +285,7 @@ class Trainer:
     def _log_due(self, total: int) -> bool:
         """Every process reaches the same log points (a stop request joins them only with one process)."""
         s = self.state
-        return (s.step % self.config.log_every == 0 or s.at_epoch_end or s.step == total
-                or (self.flags.stop_requested and not self.dist.enabled))
+        return s.step % self.config.log_every == 0 or s.at_epoch_end or s.step == total or (self.flags.stop_requested and not self.dist.enabled)
 
     def _read_window(self, sums: torch.Tensor, steps: int, started: float) -> dict:
         """The one host synchronisation: the window's averages (over all processes) as a metrics record."""
@@ -351,8 +366,7 @@ class Trainer:
             self.tensorboard = SummaryWriter(str(run.tensorboard))
 
     def _config_record(self) -> dict:
-        return {"dcgan_version": __version__, "model": self.model_config.to_dict(), "train": self.config.to_dict(),
-                "data": self._data_record()}
+        return {"dcgan_version": __version__, "model": self.model_config.to_dict(), "train": self.config.to_dict(), "data": self._data_record()}
 
     def _data_record(self) -> dict:
         return {
@@ -378,15 +392,27 @@ class Trainer:
         }
         ema = self.gan.ema
         record = TrainingRecord(
-            **self.state.state_dict(), processes=self.dist.world_size, precision=self.gan.precision,
-            train_config=self.config.to_dict(), data=self._data_record(),
+            **self.state.state_dict(),
+            processes=self.dist.world_size,
+            precision=self.gan.precision,
+            train_config=self.config.to_dict(),
+            data=self._data_record(),
             callbacks={c.name: c.state_dict() for c in self.callbacks if c.name},
             ema=ema.state_dict() if ema is not None else {},
-            torch_version=torch.__version__, saved_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
+            torch_version=torch.__version__,
+            saved_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
         )
         optimizers = {"opt_g": self.gan.opt_g, "opt_d": self.gan.opt_d}
-        return save_checkpoint(path, self.model_config, self.G, self.D, optimizers=optimizers, extra=extra,
-                               state=record.to_dict(), G_ema=self.sampling_generator() if ema is not None else None)
+        return save_checkpoint(
+            path,
+            self.model_config,
+            self.G,
+            self.D,
+            optimizers=optimizers,
+            extra=extra,
+            state=record.to_dict(),
+            G_ema=self.sampling_generator() if ema is not None else None,
+        )
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore the checkpoint at `path` (used by rollbacks)."""
@@ -431,8 +457,9 @@ class Trainer:
     # Construction from options and from checkpoints
     # ------------------------------------------------------------------ #
     @classmethod
-    def from_options(cls, run_dir: str | Path | None = None, progress: bool = True,
-                     config_file: ConfigFile | str | Path | None = None, **options) -> "Trainer":
+    def from_options(
+        cls, run_dir: str | Path | None = None, progress: bool = True, config_file: ConfigFile | str | Path | None = None, **options
+    ) -> Trainer:
         """Build a trainer from flat keyword options (any ModelConfig or TrainConfig field), as `dcgan train` does:
         `resolve_options` layers a `recipe`, then `config_file` (TOML or a run's config.json), then the options given,
         and defaults the budget (digits: 25 epochs, others: 1); no seed means a random one, recorded in the run.
@@ -453,8 +480,7 @@ class Trainer:
         model_config = ModelConfig(**model_opts)  # validates size and channels before any data is read
         check_models(model_config)  # G and D build and produce the right shapes before any data is read
         data = load_dataset(
-            train_config.data, train_config.data_dir, image_size=model_config.image_size, channels=model_config.channels,
-            progress=progress,
+            train_config.data, train_config.data_dir, image_size=model_config.image_size, channels=model_config.channels, progress=progress
         )
         if train_config.conditional:  # the classes come from the data
             classes = check_class_labels(data)
@@ -463,7 +489,7 @@ class Trainer:
         return cls(model_config, train_config, data, run_dir=run_dir, progress=progress)
 
     @classmethod
-    def resume(cls, run_dir: str | Path, data: ImageData | None = None, progress: bool = True, **overrides) -> "Trainer":
+    def resume(cls, run_dir: str | Path, data: ImageData | None = None, progress: bool = True, **overrides) -> Trainer:
         """Continue the run in `run_dir` exactly where its latest checkpoint left it.
 
         `overrides` may change the fields TrainConfig marks `resume=True` (the budget and the
@@ -490,8 +516,7 @@ class Trainer:
         expected = ckpt.record.data.get("fingerprint")
         if expected and data.fingerprint() != expected:
             raise DataError(
-                f"the data for {config.data!r} differs from the data this run was trained on; "
-                "resume needs the same data (or start a new run)"
+                f"the data for {config.data!r} differs from the data this run was trained on; resume needs the same data (or start a new run)"
             )
         trainer = cls(mc, config, data, run_dir=RunDir.of_checkpoint(ckpt.path).root, progress=progress)
         trainer.load_state(ckpt)

@@ -3,15 +3,15 @@
 
 from __future__ import annotations
 
-from . import distributed
 from ..data import default_cache_dir
 from ..errors import ConfigError
-from .health import HealthIssue, HealthMonitor
 from ..metrics.evaluate import TrackedMetric, check_classes, class_reference_features, per_class_count, reference_features
 from ..metrics.extractors import build_extractor, load_dataset_classifier, resolve_features
 from ..metrics.scores import METRICS
 from ..sampling import generate
+from . import distributed
 from .callbacks import Action, Callback, Schedule
+from .health import HealthIssue, HealthMonitor
 
 __all__ = ["Health", "Evaluate", "describe_best"]
 
@@ -72,8 +72,13 @@ class Health(Callback):
             return None
         if action == "stop":
             issue = issues[0]
-            flags.failure = {"condition": issue.condition, "message": issue.message, "hint": issue.hint,
-                             "step": trainer.state.step, "rollbacks": self.rollbacks}
+            flags.failure = {
+                "condition": issue.condition,
+                "message": issue.message,
+                "hint": issue.hint,
+                "step": trainer.state.step,
+                "rollbacks": self.rollbacks,
+            }
         return action
 
     def _report(self, trainer, issue: HealthIssue, action: str) -> None:
@@ -93,10 +98,9 @@ class Health(Callback):
         # A different noise stream, so the run does not walk into the same failure again.
         trainer.gan.noise_gen.manual_seed(trainer.config.seed + 7919 * self.rollbacks)
         # Learning rates of the n-th rollback: the configured ones times factor^n, whatever the checkpoint held.
-        trainer.gan.scale_learning_rates(trainer.config.rollback_lr_factor ** self.rollbacks)
+        trainer.gan.scale_learning_rates(trainer.config.rollback_lr_factor**self.rollbacks)
         trainer.run.truncate_metrics(trainer.state.step, keep_health=True)  # they belong to the abandoned stretch
-        note = (f"rolled back from step {failed_step} to step {trainer.state.step} "
-                f"(rollback {self.rollbacks} of {trainer.config.max_rollbacks})")
+        note = f"rolled back from step {failed_step} to step {trainer.state.step} (rollback {self.rollbacks} of {trainer.config.max_rollbacks})"
         self.events.append({"step": trainer.state.step, "health": "rollback", "message": note, "action": "rollback"})
 
     def summary(self) -> dict:
@@ -151,11 +155,9 @@ class Evaluate(Callback):
         trainer.emit(record)
         improved = self._improves(key, value)
         if improved:
-            self.best = {"fid": value, "step": state.step} if key == "fid" else \
-                {"metric": key, key: value, "fid": figures["fid"], "step": state.step}
+            self.best = {"fid": value, "step": state.step} if key == "fid" else {"metric": key, key: value, "fid": figures["fid"], "step": state.step}
         now = describe_best({"metric": key, key: value, "fid": figures["fid"]}, with_step=False)
-        trainer.say(f"step {state.step}: {now} ({protocol})"
-                    + (" - best so far" if improved else f"; best {describe_best(self.best)}"))
+        trainer.say(f"step {state.step}: {now} ({protocol})" + (" - best so far" if improved else f"; best {describe_best(self.best)}"))
         if trainer.run is not None and improved:
             trainer.save(trainer.run.best)
 
@@ -203,7 +205,7 @@ def build_tracked_metric(trainer):
         check_classes(mc.class_names, mc.num_classes, classifier=classifier)
     if spec.needs_class_references:
         check_classes(mc.class_names, mc.num_classes, real=data)
-        by_class = class_reference_features(data, extractor, mc.num_classes, per_class_count(cfg.eval_samples, mc.num_classes),
-                                            cache_dir=cache)
-    return TrackedMetric(extractor, real, cfg.eval_samples, seed=cfg.seed + 2, metric=metric, classifier=classifier,
-                         real_by_class=by_class, class_names=mc.class_names)
+        by_class = class_reference_features(data, extractor, mc.num_classes, per_class_count(cfg.eval_samples, mc.num_classes), cache_dir=cache)
+    return TrackedMetric(
+        extractor, real, cfg.eval_samples, seed=cfg.seed + 2, metric=metric, classifier=classifier, real_by_class=by_class, class_names=mc.class_names
+    )

@@ -40,19 +40,25 @@ def get_recipe(name: str) -> Recipe:
     return recipe
 
 
-register_recipe(Recipe(
-    "mnist",
-    "MNIST digits at 32x32: the paper's settings at batch 64 with the averaged G, 5 epochs, FID tracked every 500 iterations",
-    dict(data="mnist", image_size=32, channels=1, batch_size=64, epochs=5, eval_every=500, ema=True),
-))
-register_recipe(Recipe(
-    "cifar10",
-    "CIFAR-10 at 32x32 RGB: the paper's settings with the averaged G, 30 epochs, FID tracked every 1000 iterations",
-    dict(data="cifar10", image_size=32, channels=3, epochs=30, eval_every=1000, ema=True),
-))
-register_recipe(Recipe(
-    "photos64",
-    "a folder or archive of photos at 64x64 RGB (e.g. the clothing set): batch 64, 150 epochs, FID tracked every 500 iterations",
-    dict(image_size=64, channels=3, batch_size=64, epochs=150, eval_every=500, ema=True),
-    needs_data=True,
-))
+register_recipe(
+    Recipe(
+        "mnist",
+        "MNIST digits at 32x32: the paper's settings at batch 64 with the averaged G, 5 epochs, FID tracked every 500 iterations",
+        dict(data="mnist", image_size=32, channels=1, batch_size=64, epochs=5, eval_every=500, ema=True),
+    )
+)
+register_recipe(
+    Recipe(
+        "cifar10",
+        "CIFAR-10 at 32x32 RGB: the paper's settings with the averaged G, 30 epochs, FID tracked every 1000 iterations",
+        dict(data="cifar10", image_size=32, channels=3, epochs=30, eval_every=1000, ema=True),
+    )
+)
+register_recipe(
+    Recipe(
+        "photos64",
+        "a folder or archive of photos at 64x64 RGB (e.g. the clothing set): batch 64, 150 epochs, FID tracked every 500 iterations",
+        dict(image_size=64, channels=3, batch_size=64, epochs=150, eval_every=500, ema=True),
+        needs_data=True,
+    )
+)

@@ -36,8 +36,13 @@ class TrainState:
             self.batch_in_epoch = 0
 
     def state_dict(self) -> dict:
-        return {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-                "steps_per_epoch": self.steps_per_epoch, "elapsed_s": self.elapsed}
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "steps_per_epoch": self.steps_per_epoch,
+            "elapsed_s": self.elapsed,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.step = int(state["step"])

@@ -16,10 +16,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from . import distributed
 from ..errors import ConfigError
 from ..models import ModelConfig, build_models
 from ..sampling import sample_z
+from . import distributed
 from .config import TrainConfig
 from .ema import GeneratorEMA
 
@@ -103,8 +103,9 @@ class GANStep:
         # The averaged G that samples and checkpoints use (None with --no-ema); it draws no training noise.
         self.ema = None
         if config.ema:
-            self.ema = GeneratorEMA(self.G, config.ema_half_life * 1000, config.ema_rampup, config.standing_batches,
-                                    config.batch_size, seed=config.seed + 3)
+            self.ema = GeneratorEMA(
+                self.G, config.ema_half_life * 1000, config.ema_rampup, config.standing_batches, config.batch_size, seed=config.seed + 3
+            )
 
     @property
     def precision(self) -> str:

@@ -39,7 +39,19 @@ from .source import SHARD_INDEX, ShardInfo, ShardSet, expand_shard_spec, iter_sa
 from .stream import ShardStream, stream_batches, usable_workers
 
 __all__ = [
-    "SHARD_INDEX", "PARTS", "SHUFFLE_BUFFER", "ShardInfo", "ShardSet", "looks_like_shards", "expand_shard_spec",
-    "open_shards", "iter_samples", "read_samples", "buffer_permutation", "EpochPlan", "ShardStream", "stream_batches",
+    "SHARD_INDEX",
+    "PARTS",
+    "SHUFFLE_BUFFER",
+    "ShardInfo",
+    "ShardSet",
+    "looks_like_shards",
+    "expand_shard_spec",
+    "open_shards",
+    "iter_samples",
+    "read_samples",
+    "buffer_permutation",
+    "EpochPlan",
+    "ShardStream",
+    "stream_batches",
     "usable_workers",
 ]

@@ -98,5 +98,3 @@ class EpochPlan:
             if offset >= stop:
                 break
         return out
-
-

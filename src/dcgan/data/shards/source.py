@@ -8,9 +8,9 @@ import io
 import json
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -284,7 +284,7 @@ def _scan_members(url: str) -> MemberTable:
 
 # This process's most recent member tables, by cache key: a part reads a shard in one or two segments, so a few
 # are enough, and memory stays flat however many shards there are (a table is 24 bytes a sample).
-_TABLES: "collections.OrderedDict[str, MemberTable]" = collections.OrderedDict()
+_TABLES: collections.OrderedDict[str, MemberTable] = collections.OrderedDict()
 TABLES_HELD = 2 * 8
 
 
@@ -319,7 +319,7 @@ def member_table(url: str, cache: bool = True) -> MemberTable:
     return table
 
 
-def read_members(url: str, table: MemberTable, stored: "list[int] | np.ndarray") -> Iterator[tuple[bytes, int | None]]:
+def read_members(url: str, table: MemberTable, stored: list[int] | np.ndarray) -> Iterator[tuple[bytes, int | None]]:
     """(image bytes, label) of the samples at `stored` indices of a local shard, in that order (one pread each)."""
     fd = os.open(_local_path(url), os.O_RDONLY)
     try:
@@ -371,7 +371,7 @@ def _read_index(path: Path) -> tuple[list[ShardInfo], list[str] | None]:
     except (OSError, ValueError) as exc:
         raise DataError(f"cannot read the shard index {path}: {first_line(exc)}") from None
     if not isinstance(index, dict) or not isinstance(index.get("shardlist"), list):
-        raise DataError(f"{path} is not a shard index: it needs a \"shardlist\" of {{\"url\", \"nsamples\"}} entries")
+        raise DataError(f'{path} is not a shard index: it needs a "shardlist" of {{"url", "nsamples"}} entries')
     extra = index.get("dcgan") or {}
     label_counts = extra.get("labels") or []
     shards = []
@@ -379,7 +379,7 @@ def _read_index(path: Path) -> tuple[list[ShardInfo], list[str] | None]:
         try:
             url, count = str(entry["url"]), int(entry["nsamples"])
         except (KeyError, TypeError, ValueError):
-            raise DataError(f"{path}: shard entry {i} needs \"url\" and \"nsamples\"") from None
+            raise DataError(f'{path}: shard entry {i} needs "url" and "nsamples"') from None
         if _is_local(url) and not Path(url).is_absolute():
             url = str(path.parent / url)  # as wids does: relative to the index
         labels = {int(k): int(v) for k, v in label_counts[i].items()} if i < len(label_counts) else {}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -27,8 +27,10 @@ def _shard_samples(shards: ShardSet, plan: EpochPlan, shard: int, lo: int, hi: i
     if random_access(info.url):  # a local tar: read the wanted samples directly, by the member table
         table = member_table(info.url)
         if len(table) != info.count:
-            raise _ShardError(f"shard {info.url} holds {len(table)} samples, but {info.count} were counted: it changed "
-                              f"since; check it with: dcgan data check {shards.spec!r}")
+            raise _ShardError(
+                f"shard {info.url} holds {len(table)} samples, but {info.count} were counted: it changed "
+                f"since; check it with: dcgan data check {shards.spec!r}"
+            )
         yield from read_members(info.url, table, order[lo:hi])
         return
     # Any other (pipe:, gzipped): stream it, holding the samples read ahead until their turn (about one buffer).
@@ -45,8 +47,10 @@ def _shard_samples(shards: ShardSet, plan: EpochPlan, shard: int, lo: int, hi: i
         if next_out >= hi:
             return
     if n_read != info.count or next_out < hi:
-        raise _ShardError(f"shard {info.url} holds {n_read} samples, but {info.count} were counted: it changed since; "
-                          f"check it with: dcgan data check {shards.spec!r}")
+        raise _ShardError(
+            f"shard {info.url} holds {n_read} samples, but {info.count} were counted: it changed since; "
+            f"check it with: dcgan data check {shards.spec!r}"
+        )
 
 
 class _PartReader:
@@ -81,8 +85,12 @@ class _PartReader:
                 if filled == B:
                     if pending:
                         raise _ShardError(f"{B} samples in a row failed to decode in shard {self.shards.shards[shard].url}")
-                    yield (self.plan.step_of(self.part, j), torch.from_numpy(images),
-                           torch.from_numpy(labels) if self.shards.classes else None, self.failed)
+                    yield (
+                        self.plan.step_of(self.part, j),
+                        torch.from_numpy(images),
+                        torch.from_numpy(labels) if self.shards.classes else None,
+                        self.failed,
+                    )
                     images, labels = new_batch()
                     j, filled, last_good = j + 1, 0, None
 
@@ -127,8 +135,9 @@ def usable_workers(requested: int, parts: int = PARTS) -> int:
     return max(d for d in range(1, parts + 1) if parts % d == 0 and d <= requested)
 
 
-def stream_batches(shards: ShardSet, plan: EpochPlan, start: int, workers: int,
-                   pin_memory: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor | None, int]]:
+def stream_batches(
+    shards: ShardSet, plan: EpochPlan, start: int, workers: int, pin_memory: bool = False
+) -> Iterator[tuple[torch.Tensor, torch.Tensor | None, int]]:
     """(uint8 images, labels or None, failures so far) for epoch steps `start`..plan.steps-1, in order.
 
     With `workers` > 0 a DataLoader's workers read (a divisor of PARTS of them); its in-order round
@@ -139,8 +148,11 @@ def stream_batches(shards: ShardSet, plan: EpochPlan, start: int, workers: int,
     if workers == 0:
         items = iter(dataset)
     else:
-        items = iter(torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers, pin_memory=pin_memory,
-                                                 prefetch_factor=4, persistent_workers=False))
+        items = iter(
+            torch.utils.data.DataLoader(
+                dataset, batch_size=None, num_workers=workers, pin_memory=pin_memory, prefetch_factor=4, persistent_workers=False
+            )
+        )
     failures = [0] * max(1, workers)
     expected = start
     for step, images, labels, failed, error in items:
@@ -151,5 +163,3 @@ def stream_batches(shards: ShardSet, plan: EpochPlan, start: int, workers: int,
         failures[(step - start) % max(1, workers)] = failed
         expected += 1
         yield images, labels, sum(failures)
-
-
