@@ -1,6 +1,7 @@
 """Import paths moved after 0.3.0 still serve the same objects for one version, each use saying where it went."""
 
 import importlib
+from pathlib import Path
 
 import pytest
 
@@ -53,3 +54,14 @@ def test_the_explorer_classes_left_the_top_of_the_api():
         assert dcgan.Explorer is dcgan.server.Explorer
     with pytest.raises(AttributeError):
         _ = dcgan.create_app  # only the two names that stood there forward
+
+
+def test_the_old_paths_are_no_files_and_import_in_every_form():
+    from dcgan._moved import MOVED_MODULES
+
+    src = Path(importlib.import_module("dcgan").__file__).parent
+    assert not [old for old in MOVED_MODULES if (src / f"{old.split('.')[1]}.py").exists()]  # the folder shows where things are
+    with pytest.warns(DeprecationWarning, match=r"dcgan\.latent\.slerp moved to dcgan\.explore\.latent\.slerp"):
+        exec("from dcgan import latent\nlatent.slerp", {})
+    with pytest.warns(DeprecationWarning):
+        exec("import dcgan.recipes\ndcgan.recipes.RECIPES", {})

@@ -7,7 +7,7 @@ Three lines to train on the digits bundled with scikit-learn:
 >>> trainer.train()
 """
 
-from . import metrics
+from . import _moved, metrics
 from ._moved import forwarder
 from ._version import __version__
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -93,3 +93,6 @@ def __getattr__(name: str):
     if name in ("Explorer", "ServeLimits"):
         return _FROM_SERVER(name)
     raise AttributeError(f"module 'dcgan' has no attribute {name!r}")
+
+
+_moved.install()  # the module paths of 0.3.0 (dcgan.latent, dcgan.shards, ...) import for one version
