@@ -89,7 +89,7 @@ def first_layer_filters(conv: nn.Module | torch.Tensor, min_size: int = 24, padd
     return Image.fromarray(arr[..., 0], mode="L") if arr.shape[-1] == 1 else Image.fromarray(arr, mode="RGB")
 
 
-def _first_conv(module: nn.Module) -> nn.Module:
+def _first_conv(module: nn.Module) -> nn.Conv2d | nn.ConvTranspose2d:
     """The first Conv2d / ConvTranspose2d inside `module` (itself if it is one)."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
@@ -158,7 +158,7 @@ def activation_maps(D: Discriminator, images_uint8: torch.Tensor, layer: int, ch
     with evaluating(D):
         for x in unit_batches(images_uint8, batch_size, device):  # (B, C, H, W) in [-1, 1]
             x = D.join(x, None)  # a concat-conditional D reads zero label maps beside the image: no class
-            for block in D.blocks[: layer + 1]:
+            for block in list(D.blocks)[: layer + 1]:
                 x = block(x)  # after block i: (B, c_i, H / 2^(i+1), W / 2^(i+1))
             out.append(x.index_select(1, idx).float().cpu())  # (B, len(channels), h, w)
     return torch.cat(out)
@@ -209,10 +209,10 @@ def _overlay_pairs(
     # Each image's map normalised to [0, 1] on its own: where the channel fires, not how much.
     lo = heat.amin(dim=(1, 2), keepdim=True)
     hi = heat.amax(dim=(1, 2), keepdim=True)
-    heat = torch.where(hi - lo > 0, (heat - lo) / (hi - lo).clamp_min(1e-12), torch.zeros_like(heat)).numpy()
+    unit_heat = torch.where(hi - lo > 0, (heat - lo) / (hi - lo).clamp_min(1e-12), torch.zeros_like(heat)).numpy()
     big = chosen.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3)  # (n, C, S, S)
     base = _rgb(big)  # (n, S, S, 3)
-    a = (alpha * heat)[..., None]  # (n, S, S, 1)
+    a = (alpha * unit_heat)[..., None]  # (n, S, S, 1)
     red = np.array([1.0, 0.0, 0.0], dtype=np.float32)
     over = base * (1 - a) + red * a  # alpha blend towards red where the channel is active
     to8 = lambda x: (np.clip(x, 0, 1) * 255).round().astype(np.uint8)  # noqa: E731

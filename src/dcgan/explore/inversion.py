@@ -8,6 +8,7 @@ projection keeping z where G was trained (`models.priors`). Pure: tensors in, an
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ..models import ModelConfig, eval_mode
+from ..models import Generator, ModelConfig, eval_mode
 from ..models.conditioning import check_labels
 from ..models.priors import get_prior
 from ..sampling import sample_z
@@ -42,7 +43,7 @@ INVERT_CHUNK = 256  # latent vectors optimised at once; rows are independent (ev
 
 
 def _descend(
-    G: nn.Module, goal: torch.Tensor, z0: torch.Tensor, labels: torch.Tensor | None, steps: int, lr: float, prior_weight: float
+    G: Generator, goal: torch.Tensor, z0: torch.Tensor, labels: torch.Tensor | None, steps: int, lr: float, prior_weight: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Adam on the pixel MSE of G(z, labels) against `goal` (C, H, W) from each row of z0 (B, D).
 
@@ -84,12 +85,14 @@ def _checked_label(config: ModelConfig, target: torch.Tensor, label: int | None,
     if candidates is not None and candidates < 1:
         raise ConfigError(f"candidates must be at least 1, got {candidates}")
     if label is not None:
-        label = int(check_labels(torch.tensor(label), 1, config.num_classes)[0])  # one-line errors: unconditional G, out of range
+        checked = check_labels(torch.tensor(label), 1, config.num_classes)  # one-line errors: unconditional G, out of range
+        assert checked is not None  # a label for an unconditional G has raised above
+        label = int(checked[0])
     return label
 
 
 @contextmanager
-def _frozen(G: nn.Module):
+def _frozen(G: nn.Module) -> Iterator[None]:
     """G's parameters without gradients inside (only z is optimised), each given back its own flag after."""
     requires = [p.requires_grad for p in G.parameters()]
     G.requires_grad_(False)
@@ -101,7 +104,7 @@ def _frozen(G: nn.Module):
 
 
 def _classes_to_run(
-    G: nn.Module, goal: torch.Tensor, z0: torch.Tensor, label: int | None, candidates: int | None, steps: int, lr: float, prior_weight: float
+    G: Generator, goal: torch.Tensor, z0: torch.Tensor, label: int | None, candidates: int | None, steps: int, lr: float, prior_weight: float
 ) -> tuple[list[int | None], dict[int, float]]:
     """(the classes the full run optimises under, the short run's best error per class, empty without one).
 
@@ -111,7 +114,7 @@ def _classes_to_run(
     if not config.conditional or label is not None:
         return [label], {}
     num_classes, restarts = config.num_classes, z0.shape[0]
-    classes = list(range(num_classes))
+    classes: list[int | None] = list(range(num_classes))
     if candidates is None or candidates >= num_classes:
         return classes, {}
     y = torch.tensor(classes).repeat_interleave(restarts)  # (K * R,)
@@ -146,7 +149,7 @@ def _best(
 
 
 def invert(
-    G: nn.Module,
+    G: Generator,
     target: torch.Tensor,
     restarts: int = 4,
     steps: int = 300,

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..models import ModelConfig, evaluating
+from ..models import Generator, ModelConfig, evaluating
 from ..models.conditioning import LabelledSequential, TakesLabels, balanced_labels, check_labels
 from ..models.priors import get_prior
 from ..sampling import generate, sample_z
@@ -64,7 +64,9 @@ def sheet_labels(config: ModelConfig, n: int, label: int | None = None) -> torch
         return None
     if label is None:
         return balanced_labels(n, config.num_classes)
-    return check_labels(torch.tensor(label), n, config.num_classes).clone()
+    labels = check_labels(torch.tensor(label), n, config.num_classes)
+    assert labels is not None  # a conditional model: check_labels returns the labels or raises
+    return labels.clone()
 
 
 def pick(sheet: torch.Tensor, indices: list[int], what: str = "index") -> torch.Tensor:
@@ -119,7 +121,7 @@ def interpolation_path(a: torch.Tensor, b: torch.Tensor, steps: int, method: str
 
 
 def interpolate(
-    G: nn.Module,
+    G: Generator,
     starts: torch.Tensor,
     ends: torch.Tensor,
     steps: int = 10,
@@ -139,16 +141,22 @@ def interpolate(
     num_classes = G.config.num_classes
     if labels is None and end_labels is not None and num_classes > 0:
         raise ConfigError("a walk between classes needs the classes it starts in (labels) as well as those it ends in")
-    labels = check_labels(labels, pairs, num_classes)
-    if end_labels is None or labels is None:
+    start = check_labels(_as_labels(labels), pairs, num_classes)
+    if end_labels is None or start is None:
         if end_labels is not None:
-            check_labels(end_labels, pairs, 0)  # an unconditional G: "takes no class labels"
-        images = generate(G, paths.flatten(0, 1), None if labels is None else labels.repeat_interleave(steps))
+            check_labels(_as_labels(end_labels), pairs, 0)  # an unconditional G: "takes no class labels"
+        images = generate(G, paths.flatten(0, 1), None if start is None else start.repeat_interleave(steps))
     else:
-        end_labels = check_labels(end_labels, pairs, num_classes)
+        end = check_labels(_as_labels(end_labels), pairs, num_classes)
+        assert end is not None  # start is not None, so G is conditional: check_labels returns the labels or raises
         t = torch.linspace(0, 1, steps).repeat(pairs)  # (P * steps,) the share of the way to the end class
-        images = generate_between_classes(G, paths.flatten(0, 1), labels.repeat_interleave(steps), end_labels.repeat_interleave(steps), t)
+        images = generate_between_classes(G, paths.flatten(0, 1), start.repeat_interleave(steps), end.repeat_interleave(steps), t)
     return images.view(pairs, steps, *images.shape[1:])
+
+
+def _as_labels(labels: torch.Tensor | int | None) -> torch.Tensor | None:
+    """Labels given as one int or a tensor, as a tensor for check_labels (which would convert them the same way)."""
+    return None if labels is None else torch.as_tensor(labels)
 
 
 def _label_parts(G: nn.Module) -> list[nn.Module]:
@@ -161,7 +169,7 @@ def _label_parts(G: nn.Module) -> list[nn.Module]:
 
 
 def generate_between_classes(
-    G: nn.Module, z: torch.Tensor, start_labels: torch.Tensor | int, end_labels: torch.Tensor | int, t: torch.Tensor | float, batch_size: int = 256
+    G: Generator, z: torch.Tensor, start_labels: torch.Tensor | int, end_labels: torch.Tensor | int, t: torch.Tensor | float, batch_size: int = 256
 ) -> torch.Tensor:
     """G(z) with its class input a share `t` of the way from `start_labels` to `end_labels`: (n, C, H, W).
 
@@ -177,8 +185,9 @@ def generate_between_classes(
     if not config.conditional:
         raise ConfigError("this generator is unconditional: it has no classes to move between")
     n = z.shape[0]
-    start_labels = check_labels(start_labels, n, config.num_classes)
-    end_labels = check_labels(end_labels, n, config.num_classes)
+    starts = check_labels(_as_labels(start_labels), n, config.num_classes)
+    ends = check_labels(_as_labels(end_labels), n, config.num_classes)
+    assert starts is not None and ends is not None  # G is conditional: check_labels returns the labels or raises
     t = torch.as_tensor(t, dtype=torch.float32)
     t = t.expand(n) if t.ndim == 0 else t
     if t.shape != (n,):
@@ -195,7 +204,7 @@ def generate_between_classes(
     try:
         out = []
         with evaluating(G), torch.no_grad():
-            for zc, a, b, tc in zip(z.split(batch_size), start_labels.split(batch_size), end_labels.split(batch_size), t.split(batch_size)):
+            for zc, a, b, tc in zip(z.split(batch_size), starts.split(batch_size), ends.split(batch_size), t.split(batch_size)):
                 current["end"], current["t"] = b.to(device), tc.to(device)
                 out.append(G(zc.to(device), a.to(device)).float())
     finally:
@@ -204,7 +213,7 @@ def generate_between_classes(
     return torch.cat(out)
 
 
-def class_walk(G: nn.Module, z: torch.Tensor, start_class: int, end_class: int, steps: int = 10) -> torch.Tensor:
+def class_walk(G: Generator, z: torch.Tensor, start_class: int, end_class: int, steps: int = 10) -> torch.Tensor:
     """Walks across classes at a fixed z: each z (P, D) held still while the class input moves from
     `start_class` to `end_class` in `steps` (endpoints included). Returns (P, steps, C, H, W)."""
     if steps < 2:
@@ -240,7 +249,7 @@ class ArithmeticResult:
 
 
 def vector_arithmetic(
-    G: nn.Module,
+    G: Generator,
     a: torch.Tensor,
     b: torch.Tensor,
     c: torch.Tensor,
@@ -311,7 +320,7 @@ class PrincipalDirections:
     seed: int  # seed of those z
 
 
-def principal_directions(G: nn.Module, components: int = 8, samples: int = 2048, seed: int = 0, label: int | None = None) -> PrincipalDirections:
+def principal_directions(G: Generator, components: int = 8, samples: int = 2048, seed: int = 0, label: int | None = None) -> PrincipalDirections:
     """GANSpace for a DCGAN: PCA of G's first feature map, carried back to z by linear regression.
 
     z itself is isotropic, so principal components of z mean nothing; G's first

@@ -17,6 +17,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -26,6 +27,9 @@ from ..data import ImageData, unit_batches
 from ..errors import ConfigError, DataError
 from ..models import Discriminator, ModelConfig, build_discriminator, evaluating
 from ..sampling import with_real_statistics
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline  # sklearn is optional (the probe extra) and imported where it is used
 
 __all__ = [
     "discriminator_features",
@@ -124,7 +128,7 @@ def labelled_subset(labels: torch.Tensor, per_class: int, seed: int = 0) -> torc
 class SVMResult:
     """A fitted linear SVM and how its C was chosen."""
 
-    model: object  # sklearn Pipeline(StandardScaler, LinearSVC), refitted on all training labels
+    model: Pipeline  # sklearn Pipeline(StandardScaler, LinearSVC), refitted on all training labels
     best_C: float
     val_accuracy: dict[float, float]  # C -> accuracy on the held-out part of the training labels ({} if only one C)
     converged: bool  # False if liblinear stopped at max_iter in the final fit (the warning is silenced)
@@ -293,12 +297,14 @@ def _check_probe_inputs(D: Discriminator, train: ImageData, test: ImageData, bas
             raise DataError(f"the {part} data streams from disk; the probe needs it in memory")
         if data.labels is None:
             raise DataError(f"the {part} data has no labels; the probe needs a labelled dataset")
+        assert data.images is not None  # in memory, just checked
         _check_images(data.images, D.config)
 
 
 def _test_subset(test: ImageData, max_test: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(images, labels) of the test split, or of `max_test` of them chosen by `seed` (in their order in the split)."""
     test_images, test_y = test.images, test.labels
+    assert test_images is not None and test_y is not None  # in memory and labelled: checked by _check_probe_inputs
     if max_test is not None:
         if max_test < 1:
             raise ConfigError(f"max_test must be positive, got {max_test}")
@@ -314,12 +320,15 @@ def _extractors(
 ) -> list[tuple[str, Callable[[torch.Tensor], torch.Tensor]]]:
     """(name, features of uint8 images) for D and each baseline asked for, in the report's order."""
     # D reads real images here: batch-norm statistics of real batches, not training's real/fake mix.
-    D = with_real_statistics(D, train.images, seed=seed)
-    extractors = [("discriminator", lambda imgs: discriminator_features(D, imgs, grid, batch_size))]
+    assert train.images is not None  # in memory: checked by _check_probe_inputs
+    real_d = with_real_statistics(D, train.images, seed=seed)
+    assert isinstance(real_d, Discriminator)  # a copy of D
+    extractors = [("discriminator", lambda imgs: discriminator_features(real_d, imgs, grid, batch_size))]
     if "pixels" in baselines:
         extractors.append(("pixels", pixel_features))
     if "random_d" in baselines:
-        random_d = with_real_statistics(_random_discriminator(D, seed), train.images, seed=seed)
+        random_d = with_real_statistics(_random_discriminator(real_d, seed), train.images, seed=seed)
+        assert isinstance(random_d, Discriminator)  # a copy of the random D
         extractors.append(("random_d", lambda imgs: discriminator_features(random_d, imgs, grid, batch_size)))
     return extractors
 
@@ -371,6 +380,7 @@ def run_probe(
     statistics of real training batches (`sampling.with_real_statistics`).
     """
     _check_probe_inputs(D, train, test, baselines)
+    assert train.images is not None and train.labels is not None  # in memory and labelled: just checked
     train_idx = labelled_subset(train.labels, per_class, seed)  # (per_class * n_classes,)
     train_images, train_y = train.images[train_idx], train.labels[train_idx]
     test_images, test_y = _test_subset(test, max_test, seed)
