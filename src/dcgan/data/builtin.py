@@ -22,7 +22,14 @@ __all__ = ["read_idx", "FASHION_CLASSES", "CIFAR_CLASSES", "DIGITS_TEST_SIZE"]
 # --------------------------------------------------------------------------- #
 # IDX files (MNIST, Fashion-MNIST)
 # --------------------------------------------------------------------------- #
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_IDX_DTYPES: dict[int, np.dtype] = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -36,7 +43,7 @@ def read_idx(path: Path) -> np.ndarray:
         raise DataError(f"cannot read {path}: {exc}") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise DataError(f"{path} is not an IDX file")
-    dtype, ndim = np.dtype(_IDX_DTYPES[raw[2]]), raw[3]
+    dtype, ndim = _IDX_DTYPES[raw[2]], raw[3]
     if len(raw) < 4 + 4 * ndim:
         raise DataError(f"{path} is truncated")
     shape = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
@@ -59,12 +66,13 @@ def _load_idx_pair(root: Path | None, split: str, dataset: str, classes: list[st
     prefix = "train" if split == "train" else "t10k"
     stems = (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
     paths = [_find(root, s) for s in stems]
-    if None in paths:
+    image_path, label_path = paths
+    if image_path is None or label_path is None:
         missing = ", ".join(f"{s}.gz" for s, p in zip(stems, paths) if p is None)
         raise DataError(
             f"{dataset} not found in {root}: it needs {missing} there (pass --data-dir DIR, or get them with: dcgan data download {dataset} --root {root})"
         )
-    images, labels = read_idx(paths[0]), read_idx(paths[1])
+    images, labels = read_idx(image_path), read_idx(label_path)
     if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
         raise DataError(f"{dataset} files in {root} do not match: images {images.shape}, labels {labels.shape}")
     return ImageData(

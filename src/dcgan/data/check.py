@@ -129,7 +129,8 @@ def check_files(path, image_size: int = 64, channels: int = 3, split: str = "tra
     chosen = set(range(len(source)))
     if sample is not None and sample < len(source):
         chosen = set(random.Random(seed).sample(range(len(source)), sample))
-    formats, modes = collections.Counter(), collections.Counter()
+    formats: collections.Counter[str] = collections.Counter()
+    modes: collections.Counter[str] = collections.Counter()
     hashes: dict[str, list[str]] = collections.defaultdict(list)
     iterator = source.iter_bytes() if source.kind == "tar" or sample is None else ((i, source.read(source.names[i])) for i in sorted(chosen))
     for i, data in iterator:
@@ -158,7 +159,8 @@ def check_shards(spec: str, image_size: int = 64, channels: int = 3, sample: int
     report = CheckReport(str(spec), image_size, channels, total=total, classes=shards.classes, kind="shards")
     report.model_ok = _model_line(image_size, channels)
     chosen = None if sample is None or sample >= total else set(random.Random(seed).sample(range(total), sample))
-    formats, modes = collections.Counter(), collections.Counter()
+    formats: collections.Counter[str] = collections.Counter()
+    modes: collections.Counter[str] = collections.Counter()
     hashes: dict[str, list[str]] = collections.defaultdict(list)
     position, changed, one_class = 0, [], 0
     for info in shards.shards:
@@ -196,7 +198,7 @@ def check_shards(spec: str, image_size: int = 64, channels: int = 3, sample: int
     return report
 
 
-def _look(report: CheckReport, formats, modes, name: str, data: bytes) -> None:
+def _look(report: CheckReport, formats: collections.Counter[str], modes: collections.Counter[str], name: str, data: bytes) -> None:
     """Record one file's format, mode and size, and whether it decodes at the report's size."""
     try:
         with Image.open(io.BytesIO(data)) as im:
@@ -220,7 +222,7 @@ def check_named(name: str, data_dir=None, image_size: int | None = None, channel
     image_size = image_size or spec.default_size
     channels = channels or spec.native_channels
     data = load_dataset(name, data_dir, image_size=None, channels=None, split=split)
-    native = data.images
+    native = data.image_tensor
     report = CheckReport(f"{name} ({data.source})", image_size, channels, total=len(data), checked=len(data), classes=data.classes)
     report.model_ok = _model_line(image_size, channels)
     report.formats = {f"{name} ({spec.description})": len(data)}

@@ -46,7 +46,8 @@ class ImageData:
     """A dataset: uint8 images with their labels, held in memory or streamed from disk (`storage`).
 
     Exactly one of `images`, `stream` and `shards` holds the images; ask `storage` (or `in_memory`)
-    which, and read images at any indices with `images_at`.
+    which, and read images at any indices with `images_at`. `image_tensor`, `stream_dataset` and `shard_set`
+    return that field, typed, or raise a DataError for data stored otherwise.
     """
 
     images: torch.Tensor | None  # (N, C, H, W) uint8, 0..255; None when the data streams from disk
@@ -76,29 +77,51 @@ class ImageData:
         """Whether the images are a tensor in memory (`images`), rather than streamed from disk."""
         return self.storage is Storage.MEMORY
 
+    @property
+    def image_tensor(self) -> torch.Tensor:
+        """`images`, the uint8 tensor (N, C, H, W) of data in memory; a DataError for data streamed from disk."""
+        if self.images is None:
+            raise DataError(f"the dataset {self.name!r} streams from disk ({self.storage.value}): its images are not in memory")
+        return self.images
+
+    @property
+    def shard_set(self) -> ShardSet:
+        """`shards`, of data in WebDataset shards (Storage.SHARDS); a DataError for other data."""
+        if self.storage is not Storage.SHARDS or self.shards is None:
+            raise DataError(f"the dataset {self.name!r} is not in shards ({self.storage.value})")
+        return self.shards
+
+    @property
+    def stream_dataset(self) -> StreamDataset:
+        """`stream`, of a folder or archive decoded on access (Storage.STREAM); a DataError for other data."""
+        if self.storage is not Storage.STREAM or self.stream is None:
+            raise DataError(f"the dataset {self.name!r} is not streamed from files ({self.storage.value})")
+        return self.stream
+
     def __len__(self) -> int:
-        return self.images.shape[0] if self.in_memory else len(self._streamed)
+        return self.image_tensor.shape[0] if self.in_memory else len(self._streamed)
 
     @property
     def _streamed(self) -> StreamDataset | ShardSet:
-        return self.shards if self.storage is Storage.SHARDS else self.stream
+        return self.shard_set if self.storage is Storage.SHARDS else self.stream_dataset
 
     @property
     def image_size(self) -> int:
-        return self.images.shape[-1] if self.in_memory else self._streamed.size
+        return self.image_tensor.shape[-1] if self.in_memory else self._streamed.size
 
     @property
     def channels(self) -> int:
-        return self.images.shape[1] if self.in_memory else self._streamed.channels
+        return self.image_tensor.shape[1] if self.in_memory else self._streamed.channels
 
     def images_at(self, indices: torch.Tensor | list[int]) -> torch.Tensor:
         """uint8 images (n, C, H, W) at `indices`, in the order given: from memory, or decoded from disk."""
         storage = self.storage
         if storage is Storage.MEMORY:
-            return self.images[indices]
+            return self.image_tensor[indices]
         if storage is Storage.SHARDS:
-            return self.shards.read(indices)
-        return torch.stack([self.stream[int(i)] for i in indices])
+            return self.shard_set.read(indices)
+        stream = self.stream_dataset
+        return torch.stack([stream[int(i)] for i in indices])
 
     def fingerprint(self) -> str:
         """sha256 of the decoded pixels (and shape): identifies the exact training data.
@@ -107,11 +130,13 @@ class ImageData:
         each shard's name, size and sample count.
         """
         if self._fingerprint is None and not self.in_memory:
-            source = self.shards.fingerprint if self.storage is Storage.SHARDS else self.stream.source.fingerprint
+            storage = self.storage
+            source = self.shard_set.fingerprint if storage is Storage.SHARDS else self.stream_dataset.source.fingerprint
             self._fingerprint = hashlib.sha256(f"{source}:{self.image_size}:{self.channels}".encode()).hexdigest()
         if self._fingerprint is None:
-            h = hashlib.sha256(str(tuple(self.images.shape)).encode())
-            h.update(self.images.contiguous().numpy().tobytes())
+            images = self.image_tensor
+            h = hashlib.sha256(str(tuple(images.shape)).encode())
+            h.update(images.contiguous().numpy().tobytes())
             self._fingerprint = h.hexdigest()
         return self._fingerprint
 

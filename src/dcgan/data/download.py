@@ -28,9 +28,10 @@ import time
 import urllib.error
 import urllib.request
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
 
 from tqdm import tqdm
 
@@ -179,7 +180,8 @@ def file_checksum(path: str | os.PathLike, kind: str) -> str:
     Raises OSError, EOFError or zlib.error when the file (or, for
     "sha256-uncompressed", its gzip stream) cannot be read.
     """
-    readers = {
+    # kind -> (a new hash object, how to open the file for reading bytes)
+    readers: dict[str, tuple[Callable[[], Any], Callable[..., Any]]] = {
         # usedforsecurity=False: md5 here identifies files, and FIPS builds refuse plain md5().
         "md5": (lambda: hashlib.md5(usedforsecurity=False), open),
         "sha256": (hashlib.sha256, open),

@@ -86,7 +86,7 @@ def _read_cache(path: Path) -> ImageData | None:
 def _write_cache(path: Path, data: ImageData) -> None:
     from safetensors.torch import save as st_save
 
-    tensors = {"images": data.images.contiguous()}
+    tensors = {"images": data.image_tensor.contiguous()}
     if data.labels is not None:
         tensors["labels"] = data.labels.contiguous()
     meta = {"format": CACHE_FORMAT, "classes": json.dumps(data.classes), "skipped": json.dumps(data.skipped[:1000])}
@@ -122,6 +122,7 @@ def load_image_files(
     """Images from a folder (recursive) or a .zip/.tar/.tar.gz archive, labelled by sub-folder names,
     or from an LSUN lmdb (unlabelled; always streamed: see lsun.py)."""
     path = Path(path)
+    source: ImageSource
     try:
         if looks_like_lmdb(path):
             source, stream = open_lmdb(path), True

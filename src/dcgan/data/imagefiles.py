@@ -94,7 +94,7 @@ def decode_image(data: bytes, size: int, channels: int, max_pixels: int = MAX_PI
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit below decides
-            im = Image.open(io.BytesIO(data))
+            im: Image.Image = Image.open(io.BytesIO(data))
         with im:
             width, height = im.size  # from the header: nothing decoded yet
             if width * height > max_pixels:
@@ -148,6 +148,7 @@ class ImageSource:
 
     def read(self, name: str) -> bytes:
         """The bytes of one member (random access; slow for .tar.gz, fine for folders and zip)."""
+        assert self._reader is not None, "a source opened without a reader overrides read (as LmdbSource does)"
         return self._reader(name)
 
     def iter_bytes(self) -> Iterator[tuple[int, bytes | Exception]]:

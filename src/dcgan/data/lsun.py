@@ -24,6 +24,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import DataError, first_line
 from .imagefiles import ImageSource
@@ -62,8 +63,9 @@ def _open_env(root: Path):
 
 
 # One environment per lmdb per process, shared by every source reading it: py-lmdb refuses to open
-# the same files twice in a process. root -> (pid that opened it, environment, data.mdb identity).
-_ENVIRONMENTS: dict[str, tuple[int, object, tuple]] = {}
+# the same files twice in a process. root -> (pid that opened it, environment, data.mdb identity);
+# the environment is an lmdb.Environment, Any as py-lmdb ships no types.
+_ENVIRONMENTS: dict[str, tuple[int, Any, tuple]] = {}
 
 
 def _identity(root: Path) -> tuple:

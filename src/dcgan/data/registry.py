@@ -98,8 +98,8 @@ def load_dataset(
         raise DataError(f"data directory {root} does not exist")
     data = spec.loader(root, split)
     if channels is not None:
-        data.images = convert_channels(data.images, channels)
+        data.images = convert_channels(data.image_tensor, channels)
     if image_size is not None:
-        data.images = resize_uint8(data.images, image_size)
+        data.images = resize_uint8(data.image_tensor, image_size)
     data.name = name
     return data

@@ -37,7 +37,7 @@ def _registry_samples(name: str, data_dir, split: str) -> tuple[int, list | None
     from PIL import Image
 
     data = load_dataset(name, data_dir, split=split)
-    images = data.images.numpy()  # (N, C, H, W) uint8
+    images = data.image_tensor.numpy()  # (N, C, H, W) uint8
 
     def samples(order: list[int]) -> Iterator[tuple[int, str, bytes]]:
         for i in order:

@@ -26,7 +26,7 @@ class DataFeed:
         self.workers = workers if workers is not None else min(8, os.cpu_count() or 1)
         # The whole dataset lives on the training device as uint8 (a quarter of float32's size);
         # batches are gathered and scaled to [-1, 1] there.
-        self.images = data.images.to(device) if data.in_memory else None
+        self.images = data.image_tensor.to(device) if data.in_memory else None
         self.labels = data.labels.to(device) if data.labels is not None else None
         # Every process takes its own batch of each global step: an epoch is len / (batch x processes) steps.
         self.steps_per_epoch = len(data) // (batch_size * dist.world_size)  # incomplete batches are dropped
@@ -46,6 +46,8 @@ class DataFeed:
     def batch(self, order: torch.Tensor, index: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Batch `index` of the epoch with this `order`, from in-memory data."""
         rows = self.batch_indices(order, index)
+        if self.images is None:
+            raise DataError(f"the dataset {self.data.name!r} streams from disk: it has no in-memory batches")
         return to_unit_range(self.images[rows]), self._labels(rows)
 
     def _labels(self, rows: torch.Tensor) -> torch.Tensor | None:
@@ -53,7 +55,7 @@ class DataFeed:
 
     def epoch_plan(self, epoch: int) -> EpochPlan:
         """For shards: which samples this process reads in `epoch`, and in what order (see `dcgan.shards`)."""
-        return EpochPlan(self.data.shards.counts, self.seed, epoch, self.batch_size, self.dist.world_size, self.dist.rank)
+        return EpochPlan(self.data.shard_set.counts, self.seed, epoch, self.batch_size, self.dist.world_size, self.dist.rank)
 
     def epoch_batches(self, epoch: int, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         """The batches of `epoch` from batch index `start` on."""
@@ -64,12 +66,12 @@ class DataFeed:
             plan = self.epoch_plan(epoch)
             assert plan.steps == self.steps_per_epoch
             read = 0
-            for images, labels, failed in stream_batches(self.data.shards, plan, start, self.workers, pin_memory=self.device.type == "cuda"):
+            for images, labels, failed in stream_batches(self.data.shard_set, plan, start, self.workers, pin_memory=self.device.type == "cuda"):
                 read += len(images)
                 if failed > MAX_FAILED_FRACTION * read and read >= MIN_SAMPLES_TO_JUDGE:  # as for folders: >10% refuses
                     raise DataError(
                         f"{failed} of the {read} samples read from the shards this epoch could not be decoded "
-                        f"(more than {MAX_FAILED_FRACTION:.0%}); see: dcgan data check {self.data.shards.spec!r}"
+                        f"(more than {MAX_FAILED_FRACTION:.0%}); see: dcgan data check {self.data.shard_set.spec!r}"
                     )
                 yield to_unit_range(images.to(self.device, non_blocking=True)), (labels.to(self.device) if labels is not None else None)
             return
@@ -81,7 +83,7 @@ class DataFeed:
         # Streamed data: the same order, decoded by DataLoader workers.
         rows = torch.cat([self.batch_indices(order, i) for i in range(start, self.steps_per_epoch)])
         loader = torch.utils.data.DataLoader(
-            self.data.stream,
+            self.data.stream_dataset,
             batch_size=self.batch_size,
             sampler=rows.cpu().tolist(),
             drop_last=True,

@@ -127,13 +127,14 @@ def iter_samples(url: str) -> Iterator[tuple[str, bytes, int | None]]:
         finished = True
     except DataError:
         raise
-    except Exception:  # tarfile.ReadError, OSError, a failed pipe: command, ...
+    except Exception as exc:  # tarfile.ReadError, OSError, a failed pipe: command, ...
+        reason: Exception = exc
         if url.startswith("pipe:"):
             try:
                 stream.close()  # the command's exit status says more than the empty stream it left
             except Exception as status:
-                exc = status
-        raise DataError(f"cannot read shard {url}: {_reason(url, exc)}") from None
+                reason = status
+        raise DataError(f"cannot read shard {url}: {_reason(url, reason)}") from None
     finally:
         try:
             stream.close()  # a pipe: command that exited non-zero raises here
@@ -196,7 +197,7 @@ def _count_cache_dir() -> Path:
     return default_cache_dir() / "shard-counts"
 
 
-def _scan_key(url: str) -> str | None:
+def _scan_key(url: str) -> str:
     """A cache key for a shard's counts: a local file by path, size and time; a pipe: command by its text."""
     if _is_local(url):
         p = _local_path(url)
@@ -272,7 +273,8 @@ def _scan_members(url: str) -> MemberTable:
                 if suffix in current:
                     raise DataError(f"shard {url}: {name} repeats a member of sample {prefix!r}")
                 current[suffix] = info
-                tar.members = []  # keep memory flat over a large shard
+                # keep memory flat over a large shard; TarFile.members is real but missing from typeshed's stubs
+                tar.members = []  # type: ignore[attr-defined]
             flush(current, tar)
     except DataError:
         raise
@@ -347,7 +349,8 @@ def scan_shard(url: str, cache: bool = True) -> ShardInfo:
             return ShardInfo(url, int(saved["count"]), {int(k): int(v) for k, v in saved["labels"].items()}, nbytes)
         except (OSError, ValueError, KeyError, TypeError):
             pass  # a damaged cache entry is recounted
-    count, labels = 0, {}
+    count = 0
+    labels: dict[int, int] = {}
     for _, _, label in iter_samples(url):
         count += 1
         if label is not None:
@@ -458,6 +461,7 @@ def read_samples(shards: ShardSet, indices: list[int] | torch.Tensor) -> torch.T
     result = np.zeros((len(indices), shards.channels, shards.size, shards.size), dtype=np.uint8)
     for shard, offsets in sorted(want.items()):
         url = shards.shards[shard].url
+        samples: Iterator[tuple[int, bytes]]
         if random_access(url):
             stored = sorted(offsets)
             samples = zip(stored, (data for data, _ in read_members(url, member_table(url), stored)))

@@ -65,7 +65,8 @@ class _PartReader:
         B, size, c = self.plan.batch_size, self.shards.size, self.shards.channels
         new_batch = lambda: (np.empty((B, c, size, size), dtype=np.uint8), np.zeros(B, dtype=np.int64))  # noqa: E731
         images, labels = new_batch()  # filled in place, then handed over whole (no copy)
-        j, filled, last_good, pending = self.skip, 0, None, []
+        j, filled, last_good = self.skip, 0, None
+        pending: list[int] = []  # rows that failed to decode before the part's first good image
         for shard, lo, hi in self.plan.segments(self.part, self.skip):
             for data, label in _shard_samples(self.shards, self.plan, shard, lo, hi):
                 try:
