@@ -313,6 +313,7 @@ def _labelled_config(train: ImageData, test: ImageData, width: int) -> Classifie
             raise DataError(f"the {name} data must fit in memory to train the evaluation classifier")
         if part.labels is None:
             raise DataError(f"{train.name or 'this dataset'} has no labels: the evaluation classifier needs labelled data")
+    assert train.labels is not None  # just checked
     classes = tuple(train.classes or [str(i) for i in range(int(train.labels.max()) + 1)])
     num_classes = max(len(classes), int(train.labels.max()) + 1)
     return ClassifierConfig(train.image_size, train.channels, num_classes, width, classes)
@@ -341,6 +342,9 @@ def _fit(
 ) -> tuple[list[dict], float]:
     """`train_classifier`'s optimisation: (each epoch's training loss and test accuracy, the seconds the epochs took).
     One generator, seeded with `seed` on `device`, draws each epoch's order and then its batches' augmentations."""
+    assert train.images is not None and train.labels is not None  # in memory and labelled: checked by _labelled_config
+    assert test.images is not None and test.labels is not None
+    test_images, test_labels = test.images, test.labels
     images = train.images.to(device)
     labels = train.labels.to(device)
     steps_per_epoch = max(1, len(images) // batch_size)
@@ -367,7 +371,7 @@ def _fit(
             if bar is not None:
                 bar.update(1)
         train_loss = float(loss_sum) / steps_per_epoch
-        test_acc = accuracy(model, test.images, test.labels)
+        test_acc = accuracy(model, test_images, test_labels)
         history.append({"epoch": epoch + 1, "train_loss": round(train_loss, 4), "test_accuracy": test_acc})
         if bar is not None:
             bar.set_postfix_str(f"loss {train_loss:.3f} test acc {test_acc:.4f}")
@@ -406,6 +410,7 @@ def train_classifier(
         torch.manual_seed(seed)
         model = Classifier(config).to(device)
     history, seconds = _fit(model, train, test, device, epochs, batch_size, lr, seed, hflip, noise, on_epoch, progress)
+    assert train.images is not None  # in memory: checked by _labelled_config
     model.eval()
     info = {
         "dataset": train.name,
@@ -444,6 +449,7 @@ def calibrate_classifier(classifier: TrainedClassifier, train: ImageData) -> Tra
             f"these are not the images the evaluation classifier was trained on ({train.name}, "
             f"{train.image_size}x{train.image_size}x{train.channels}); give the same data, size and channels"
         )
+    assert train.images is not None  # in memory: checked above
     info = dict(classifier.info)
     info["layer_calibration"] = layer_calibration(classifier.model, train.images, int(info.get("seed", 0)))
     return TrainedClassifier(classifier.model, info)

@@ -78,11 +78,11 @@ def check_classes(
     if real is not None:
         if real.labels is None:
             raise ConfigError(f"per-class scores need the real data's class labels, and {real.name!r} has none")
-        theirs = [str(c) for c in real.classes] if real.classes else None
+        real_names = [str(c) for c in real.classes] if real.classes else None
         top = int(real.labels.max()) + 1 if len(real.labels) else 0
-        if (theirs is not None and class_names and theirs != mine) or top > num_classes:
+        if (real_names is not None and class_names and real_names != mine) or top > num_classes:
             raise ConfigError(
-                f"the real data's classes ({_shown(theirs or [str(i) for i in range(top)])}) are not the model's "
+                f"the real data's classes ({_shown(real_names or [str(i) for i in range(top)])}) are not the model's "
                 f"{num_classes} ({_shown(mine)}): compare with the data the model was trained on (--data)"
             )
 

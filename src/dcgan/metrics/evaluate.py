@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from ..data import ImageData, to_unit_range
 from ..errors import ConfigError
+from ..models import Generator
 from ..sampling import balanced_labels, generate, sample_z
 from .classifier import TrainedClassifier
 from .conditional import (  # class_reference_features and per_class_count: re-exported, imported from here
@@ -81,6 +81,17 @@ def real_reference(
     return want_probs, features, mean
 
 
+def _class_count(metric: str, class_names: list[str] | None, real_by_class: list[torch.Tensor] | None, fake_probs: torch.Tensor | None) -> int:
+    """How many classes a conditional metric scores: from the names, else the real classes, else the probabilities."""
+    if class_names:
+        return len(class_names)
+    if real_by_class is not None:
+        return len(real_by_class)
+    if fake_probs is None:
+        raise ConfigError(f"metric {metric!r} needs the classes: their names, the real features of each or the classifier's probabilities")
+    return fake_probs.shape[1]
+
+
 def score(
     metrics: list[str],
     real_features: torch.Tensor,
@@ -106,8 +117,7 @@ def score(
         if metric.conditional:
             if labels is None:
                 continue  # a subject whose classes are unknown (a degradation of mixed images)
-            k = len(class_names) if class_names else len(real_by_class) if real_by_class is not None else fake_probs.shape[1]
-            names = class_names_or_numbers(class_names, k)
+            names = class_names_or_numbers(class_names, _class_count(name, class_names, real_by_class, fake_probs))
             out["class_counts"] = {n: int((labels == c).sum()) for c, n in enumerate(names)}
             if metric.needs is Needs.FEATURES:
                 if real_by_class is None:
@@ -203,6 +213,7 @@ class FeatureCollector:
 
     @property
     def mean_image(self) -> torch.Tensor:
+        assert self.image_sum is not None, "the mean image of no images"
         return (self.image_sum / max(self.count, 1)).float()
 
     def add(self, images: torch.Tensor) -> None:
@@ -223,7 +234,7 @@ class FeatureCollector:
 
 
 def evaluate(
-    G: nn.Module | None,
+    G: Generator | None,
     real: ImageData,
     extractor: Extractor,
     metrics: list[str],
@@ -301,7 +312,7 @@ class _Scoring:
         }
 
 
-def _generator_row(scoring: _Scoring, G: nn.Module, num_samples: int, seed: int, metrics: list[str]) -> dict:
+def _generator_row(scoring: _Scoring, G: Generator, num_samples: int, seed: int, metrics: list[str]) -> dict:
     """The generator's row: `num_samples` samples from z drawn with `seed`, scored by the metrics `metrics`."""
     config = G.config
     z = sample_z(num_samples, config.z_dim, config.prior, torch.Generator().manual_seed(seed))
@@ -367,13 +378,14 @@ class TrackedMetric:
         spec = METRICS[metric]
         if spec.needs_classifier and classifier is None:
             raise ConfigError(f"tracking {metric} needs the evaluation classifier")
-        if spec.needs_class_references and real_by_class is None:
-            raise ConfigError(f"tracking {metric} needs the real features of every class")
-        if spec.needs_class_references and num_samples < 2 * len(real_by_class):
-            raise ConfigError(
-                f"{spec.label} needs at least 2 samples per class: {num_samples} samples for "
-                f"{len(real_by_class)} classes (--eval-samples {2 * len(real_by_class)} or more)"
-            )
+        if spec.needs_class_references:
+            if real_by_class is None:
+                raise ConfigError(f"tracking {metric} needs the real features of every class")
+            if num_samples < 2 * len(real_by_class):
+                raise ConfigError(
+                    f"{spec.label} needs at least 2 samples per class: {num_samples} samples for "
+                    f"{len(real_by_class)} classes (--eval-samples {2 * len(real_by_class)} or more)"
+                )
         self.spec = spec  # the METRICS entry
         self.extractor = extractor
         self.real_features = real_features
@@ -397,10 +409,11 @@ class TrackedMetric:
             real = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
             text += f"; {self.spec.label} per class: about {self.num_samples // k} generated vs {real} real"
         if self.spec.needs_classifier:
+            assert self.classifier is not None  # checked when tracking began
             text += f"; accuracy by the evaluation classifier {self.classifier.weights_id()[:8]}"
         return text
 
-    def figures(self, G: nn.Module) -> dict:
+    def figures(self, G: Generator) -> dict:
         """{"fid": ...} and, when another metric is tracked, its figure (a conditional one with its per-class
         values): every evaluation record has the overall FID."""
         c = G.config
@@ -421,7 +434,7 @@ class TrackedMetric:
         out.pop("class_counts", None)  # balanced: stated by the protocol
         return out
 
-    def __call__(self, G: nn.Module) -> float:
+    def __call__(self, G: Generator) -> float:
         return self.figures(G)[self.name]
 
 

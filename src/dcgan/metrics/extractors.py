@@ -21,6 +21,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -82,6 +83,10 @@ class Extractor:
         return torch.cat(feats), torch.cat(probs)
 
 
+if TYPE_CHECKING:
+    from ..checkpoint import Checkpoint
+
+
 @dataclass(frozen=True)
 class ExtractorContext:
     """What a builder may use: the dataset's name (to find its classifier), an explicit classifier
@@ -89,7 +94,7 @@ class ExtractorContext:
 
     dataset: str = ""
     evaluator: str | Path | None = None
-    checkpoint: object | None = None  # a dcgan Checkpoint
+    checkpoint: Checkpoint | None = None  # for the discriminator's features
     device: str = "cpu"
 
 

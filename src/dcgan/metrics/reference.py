@@ -93,4 +93,5 @@ def reference_mean_image(data: ImageData, num: int, seed: int = 0, batch_size: i
     for chunk in indices.split(batch_size):
         part = to_unit_range(real_images(data, chunk)).double().sum(0)
         total = part if total is None else total + part
+    assert total is not None, "the mean image of no images"
     return (total / len(indices)).float()
