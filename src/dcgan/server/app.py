@@ -6,11 +6,10 @@ at a time, and every failure answered as `{"error": "one line"}` with a 4xx (or
 `dcgan` (and this module) imports without it.
 """
 
-# No `from __future__ import annotations`: FastAPI reads the request models defined inside
-# create_app from the endpoint annotations, which must therefore be real classes, not strings.
+# No `from __future__ import annotations`: FastAPI reads the request models (server/bodies.py) from the
+# endpoint annotations, which must therefore be real classes, not strings.
 from importlib import resources
-from types import SimpleNamespace
-from typing import Annotated, Literal
+from typing import Annotated
 
 from ..errors import DCGANError
 from ..sampling import MAX_SEED
@@ -48,7 +47,7 @@ def create_app(explorer: Explorer, allowed_hosts: tuple[str, ...] | None = LOOPB
         return FileResponse(str(web / "index.html"), media_type="text/html")
 
     app.mount("/static", StaticFiles(directory=str(web)), name="static")
-    _add_api(app, explorer, ModelGate(limits.max_waiting, limits.wait_timeout_s), _request_models())
+    _add_api(app, explorer, ModelGate(limits.max_waiting, limits.wait_timeout_s))
 
     # Middleware, plain ASGI (the last added runs first)
     app.add_middleware(SecurityHeaders)
@@ -57,74 +56,6 @@ def create_app(explorer: Explorer, allowed_hosts: tuple[str, ...] | None = LOOPB
     if allowed_hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     return app
-
-
-def _request_models() -> SimpleNamespace:
-    """The request bodies. Types are strict (a seed of 1.5 or "3" is refused, not rounded or parsed); the bounds
-    that `dcgan serve` lets the user set are checked by the Explorer."""
-    from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
-
-    Seed = Annotated[StrictInt, Field(ge=0, le=MAX_SEED)]
-    Number = Annotated[StrictFloat, Field(allow_inf_nan=False)]
-    # "class" is a Python keyword: the field is class_, spelled "class" in JSON. Its range is the Explorer's to check.
-    Class = Annotated[StrictInt | None, Field(alias="class")]
-
-    class Body(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-
-    class LatentRef(Body):
-        seed: Seed | None = None
-        n: StrictInt | None = None
-        index: StrictInt | None = None
-        z: Annotated[list[Number], Field(max_length=4096)] | None = None
-        class_: Class = None  # the class the point was drawn in (a conditional model)
-
-        @model_validator(mode="after")
-        def _one_form(self):
-            cell = [v is not None for v in (self.seed, self.n, self.index)]
-            if (self.z is not None) == any(cell) or (any(cell) and not all(cell)):
-                raise ValueError('a latent point is either {"seed", "n", "index"} (a sample of a grid) or {"z": [...]}')
-            return self
-
-    Group = Annotated[list[LatentRef], Field(max_length=1024)]
-
-    class SheetRequest(Body):
-        seed: Seed
-        n: StrictInt = 64
-        class_: Class = None
-
-    class WalkRequest(Body):
-        a: LatentRef
-        b: LatentRef
-        steps: StrictInt = 10
-        method: Literal["spherical", "linear"] = "spherical"
-        class_: Class = None
-        end_class: StrictInt | None = None  # the class input moves from "class" to it along the walk
-
-    class ArithmeticRequest(Body):
-        a: Group
-        b: Group
-        c: Group
-        noise: Number = 0.25
-        noise_seed: Seed = 0
-        class_: Class = None
-
-    class SlideRequest(Body):
-        base: LatentRef
-        amounts: Annotated[list[Number], Field(max_length=4096)]
-        class_: Class = None
-
-    class ClassesRequest(Body):
-        base: LatentRef
-
-    return SimpleNamespace(
-        LatentRef=LatentRef,
-        SheetRequest=SheetRequest,
-        WalkRequest=WalkRequest,
-        ArithmeticRequest=ArithmeticRequest,
-        SlideRequest=SlideRequest,
-        ClassesRequest=ClassesRequest,
-    )
 
 
 def _add_error_handlers(app) -> None:
@@ -163,11 +94,13 @@ def _add_error_handlers(app) -> None:
         return _error(500, f"internal error ({type(exc).__name__}); the server keeps running")
 
 
-def _add_api(app, explorer: Explorer, gate: ModelGate, m: SimpleNamespace) -> None:
+def _add_api(app, explorer: Explorer, gate: ModelGate) -> None:
     """The JSON API under /api: each call on the model waits for the gate (one request on the model at a time)."""
     from fastapi import Query, Request
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
+
+    from .bodies import ArithmeticRequest, ClassesRequest, SheetRequest, SlideRequest, WalkRequest
 
     def on_model(fn, *args, **kwargs):
         with gate():
@@ -181,19 +114,19 @@ def _add_api(app, explorer: Explorer, gate: ModelGate, m: SimpleNamespace) -> No
         return explorer.info()
 
     @app.post("/api/sheet")
-    def sheet(req: m.SheetRequest) -> dict:
+    def sheet(req: SheetRequest) -> dict:
         return on_model(explorer.sheet, req.seed, req.n, req.class_)
 
     @app.post("/api/walk")
-    def walk(req: m.WalkRequest) -> dict:
+    def walk(req: WalkRequest) -> dict:
         return on_model(explorer.walk, ref(req.a), ref(req.b), req.steps, req.method, req.class_, req.end_class)
 
     @app.post("/api/classes")
-    def classes(req: m.ClassesRequest) -> dict:
+    def classes(req: ClassesRequest) -> dict:
         return on_model(explorer.classes, ref(req.base))
 
     @app.post("/api/arithmetic")
-    def arithmetic(req: m.ArithmeticRequest) -> dict:
+    def arithmetic(req: ArithmeticRequest) -> dict:
         groups = [[ref(r) for r in g] for g in (req.a, req.b, req.c)]
         return on_model(explorer.arithmetic, *groups, noise=req.noise, noise_seed=req.noise_seed, label=req.class_)
 
@@ -215,7 +148,7 @@ def _add_api(app, explorer: Explorer, gate: ModelGate, m: SimpleNamespace) -> No
         return on_model(explorer.direction_info, class_)
 
     @app.post("/api/slide")
-    def slide(req: m.SlideRequest) -> dict:
+    def slide(req: SlideRequest) -> dict:
         return on_model(explorer.slide, ref(req.base), req.amounts, req.class_)
 
 

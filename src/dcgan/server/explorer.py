@@ -12,7 +12,7 @@ the queue is full); the references and classes are described in `dcgan.server`.
 import base64
 import io
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
@@ -159,7 +159,7 @@ class Explorer:
         _check(n, 1, self.limits.max_samples, "n")
         return pick(latent_sheet(self.config, seed, n), [index], "index")[0]
 
-    def label(self, requested: int | None = None, refs: list[dict] = ()) -> int | None:
+    def label(self, requested: int | None = None, refs: Sequence[dict] = ()) -> int | None:
         """The class to draw in: `requested` (a request's "class"), else the one class its references carry.
 
         None for an unconditional model, which refuses any class; a conditional one needs a class
@@ -237,6 +237,7 @@ class Explorer:
         end_label = None if end_label is None else self.label(end_label)
         za, zb = self.resolve(a), self.resolve(b)
         if end_label is not None and torch.equal(za, zb):  # the class moves, z stays exactly
+            assert label is not None  # an end class means a conditional model, so a start class too
             walks = class_walk(self.G, za.unsqueeze(0), label, end_label, steps)  # (1, S, C, H, W)
         else:  # z moves, and the class too with an end class
             walks = interpolate(self.G, za.unsqueeze(0), zb.unsqueeze(0), steps, method, label, end_label)
@@ -270,7 +271,7 @@ class Explorer:
 
         On a conditional model the arithmetic is on z (the style), and every image of it, the
         exemplars' too, is drawn in class `label` (default: the one class the exemplars carry)."""
-        groups = []
+        groups: list[torch.Tensor] = []
         for name, refs in (("A", a), ("B", b), ("C", c)):
             if not 1 <= len(refs) <= self.limits.max_group:
                 raise ConfigError(f"group {name} needs 1 to {self.limits.max_group} samples, got {len(refs)}")
@@ -278,7 +279,8 @@ class Explorer:
         _check(noise, 0, self.limits.max_noise, "noise")
         _check(noise_seed, 0, MAX_SEED, "noise seed")
         label = self.label(label, [*a, *b, *c])
-        result = vector_arithmetic(self.G, *groups, noise_scale=noise, seed=noise_seed, label=label)
+        group_a, group_b, group_c = groups
+        result = vector_arithmetic(self.G, group_a, group_b, group_c, noise_scale=noise, seed=noise_seed, label=label)
         return _with_class(
             {
                 "result": _png(result.result),
