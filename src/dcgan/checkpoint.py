@@ -22,6 +22,7 @@ import socket
 import struct
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import torch
@@ -35,6 +36,8 @@ from .errors import CheckpointError, DCGANError, first_line
 from .fileio import atomic_write_bytes
 from .models import Discriminator, Generator, ModelConfig, build_discriminator, build_generator
 from .rundir import BEST, CHECKPOINT_DIR, FAILED, LATEST
+
+M = TypeVar("M", bound=nn.Module)
 
 __all__ = [
     "Checkpoint",
@@ -176,7 +179,8 @@ class Checkpoint:
     def has(self, prefix: str) -> bool:
         return any(k.startswith(prefix + ".") for k in self.tensors)
 
-    def load_module(self, prefix: str, module: nn.Module) -> nn.Module:
+    def load_module(self, prefix: str, module: M) -> M:
+        """`module` with the weights stored under `prefix` (strict), returned for chaining."""
         try:
             module.load_state_dict(self._sub(prefix), strict=True)
         except RuntimeError as exc:

@@ -37,7 +37,7 @@ INK = (20, 20, 20)
 ACCENT = (200, 30, 30)
 
 
-def label_font(size: int = 12) -> ImageFont.ImageFont:
+def label_font(size: int = 12) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1 has one bitmap size
@@ -48,7 +48,7 @@ def cell_image(image: torch.Tensor, cell: int) -> Image.Image:
     """One image (C, H, W) in [-1, 1] or uint8 as an RGB cell of `cell` pixels (nearest when enlarging)."""
     img = tensor_to_pil(image).convert("RGB")
     if img.width != cell:
-        img = img.resize((cell, cell), Image.NEAREST if img.width < cell else Image.LANCZOS)
+        img = img.resize((cell, cell), Image.Resampling.NEAREST if img.width < cell else Image.Resampling.LANCZOS)
     return img
 
 

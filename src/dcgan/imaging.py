@@ -61,7 +61,7 @@ def grid_image(images: torch.Tensor, nrow: int | None = None, padding: int = 2, 
     """A Pillow image of the grid of `images` (in [-1, 1] or uint8), optionally enlarged `scale` times."""
     img = _array_to_pil(make_grid(images, nrow=nrow, padding=padding))
     if scale > 1:
-        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+        img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
     return img
 
 

@@ -235,7 +235,7 @@ def legacy_words(words: list[str], config_classes) -> list[str]:
     replacement prints a note on stderr naming the new flag.
     """
     spelled = {
-        "--" + f.name.replace("_", "-"): (f, _meta(f)["legacy"])
+        "--" + f.name.replace("_", "-"): (f, (_meta(f) or {})["legacy"])
         for cls in config_classes
         for f in fields(cls)
         if (_meta(f) or {}).get("legacy") and isinstance(f.default, bool)

@@ -10,7 +10,7 @@ from torch.optim.swa_utils import update_bn
 
 from .errors import ConfigError
 from .imaging import to_unit_range
-from .models import evaluating
+from .models import ModelConfig, evaluating
 from .models.conditioning import balanced_labels, check_labels
 from .models.priors import get_prior
 from .options import MAX_SEED  # declared with the seed check every command shares
@@ -46,6 +46,14 @@ def sample_labels(
     return torch.randint(num_classes, (n,), generator=generator, device=device)
 
 
+def _config_of(G: nn.Module) -> ModelConfig:
+    """The `ModelConfig` a generator carries as `G.config`; a ConfigError for a module without one."""
+    config = getattr(G, "config", None)
+    if not isinstance(config, ModelConfig):
+        raise ConfigError(f"{type(G).__name__} is not a generator of this package: it has no ModelConfig as .config")
+    return config
+
+
 def generate(G: nn.Module, z: torch.Tensor, labels: torch.Tensor | int | None = None, batch_size: int = 256) -> torch.Tensor:
     """Images G(z) in [-1, 1], shape (n, C, H, W), computed in eval mode (BN running statistics).
 
@@ -54,12 +62,12 @@ def generate(G: nn.Module, z: torch.Tensor, labels: torch.Tensor | int | None = 
 
     >>> images = generate(G, sample_z(10, 100), labels=torch.arange(10))  # one of each class
     """
-    labels = check_labels(labels, z.shape[0], G.config.num_classes)
+    checked = check_labels(labels, z.shape[0], _config_of(G).num_classes)
     with evaluating(G):
         device = next(G.parameters()).device
-        if labels is None:
+        if checked is None:
             return torch.cat([G(chunk.to(device)).float() for chunk in z.split(batch_size)])
-        return torch.cat([G(chunk.to(device), y.to(device)).float() for chunk, y in zip(z.split(batch_size), labels.split(batch_size))])
+        return torch.cat([G(chunk.to(device), y.to(device)).float() for chunk, y in zip(z.split(batch_size), checked.split(batch_size))])
 
 
 STANDING_BATCHES = 8  # batches of fresh z for standing statistics (1,024 samples at batch 128); `dcgan train --standing-batches`
@@ -75,7 +83,7 @@ def standing_statistics(G: nn.Module, num_batches: int = STANDING_BATCHES, batch
     depends on its own z alone, but the statistics no longer lag the weights (BN's momentum 0.1 does).
     Modifies G's buffers in place (nothing else) and returns G, in the mode it was in.
     """
-    c = G.config
+    c = _config_of(G)
     gen = torch.Generator().manual_seed(seed)
     device = next(G.parameters()).device
     batches = [sample_z(batch_size, c.z_dim, c.prior, gen) for _ in range(num_batches)]
@@ -94,6 +102,7 @@ def standing_statistics(G: nn.Module, num_batches: int = STANDING_BATCHES, batch
     G.train()
     with torch.no_grad():
         for z, y in zip(batches, labels):
+            assert y is not None  # a conditional G has num_classes > 0
             G(z.to(device), y.to(device))
     for m in norms:
         m.momentum = momenta[m]

@@ -80,7 +80,10 @@ class ExportedFile:
 
     @property
     def passed(self) -> bool:
-        return self.max_diff is None or self.max_diff <= self.tolerance
+        if self.max_diff is None:
+            return True
+        assert self.tolerance is not None, "a checked file has its format's tolerance"
+        return self.max_diff <= self.tolerance
 
 
 def export_names(formats: list[str]) -> list[str]:

@@ -120,7 +120,9 @@ def check_inputs(G: Generator, num: int = 16, seed: int = 0) -> tuple[torch.Tens
     z = sample_z(n, c.z_dim, c.prior, gen)  # drawn first: an unconditional check sees the z it always did
     if not c.conditional:
         return z, None
-    return z, balanced_labels(n, c.num_classes)[torch.randperm(n, generator=gen)]
+    labels = balanced_labels(n, c.num_classes)
+    assert labels is not None  # a conditional G has num_classes > 0
+    return z, labels[torch.randperm(n, generator=gen)]
 
 
 def _max_difference(run: Runner, G: Generator, num: int, seed: int) -> float:
@@ -263,6 +265,7 @@ def _build_onnx(G: Generator, card: dict, state: dict) -> bytes:
         program = torch.onnx.export(
             G, example, dynamo=True, input_names=names, output_names=["images"], dynamic_shapes={name: {0: batch} for name in names}, verbose=False
         )
+    assert program is not None  # the dynamo exporter always returns its ONNXProgram (None is the legacy one's)
     model = program.model_proto
     model.graph.name = "dcgan_generator"
     model.doc_string = card["summary"]

@@ -58,7 +58,7 @@ class TakesLabels(nn.Module):
 class LabelledSequential(nn.Sequential, TakesLabels):
     """nn.Sequential that passes `labels` to the members that take them (and keeps nn.Sequential's weight names)."""
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         for module in self:
             x = module(x, labels) if isinstance(module, TakesLabels) else module(x)
         return x
@@ -245,8 +245,9 @@ def balanced_labels(n: int, num_classes: int, device: torch.device | str | None 
     return torch.arange(n, device=device) % num_classes if num_classes > 0 else None
 
 
-def check_labels(labels: torch.Tensor | None, n: int, num_classes: int) -> torch.Tensor | None:
-    """Labels for `n` samples of a model with `num_classes` (0: unconditional), checked; ConfigError otherwise."""
+def check_labels(labels: torch.Tensor | int | None, n: int, num_classes: int) -> torch.Tensor | None:
+    """Labels for `n` samples of a model with `num_classes` (0: unconditional), checked; ConfigError otherwise.
+    One int is the class of all `n`."""
     if num_classes <= 0:
         if labels is not None:
             raise ConfigError("this generator is unconditional: it takes no class labels")

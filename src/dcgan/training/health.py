@@ -89,13 +89,14 @@ class HealthMonitor:
         cfg = self.config
         issues: list[HealthIssue] = []
         losses = [record.get(k) for k in ("loss_d", "loss_g", "d_real", "d_fake")]
-        bad_loss = any(v is None or not math.isfinite(v) for v in losses)
+        finite = [v for v in losses if v is not None and math.isfinite(v)]
+        bad_loss = len(finite) < len(losses)
         bad_weights = not all_finite(models)
         if bad_loss or bad_weights:
             what = " and ".join(w for w, bad in (("losses", bad_loss), ("weights", bad_weights)) if bad)
             issues.append(HealthIssue("nonfinite", f"{what} became NaN or infinite at step {step}", HINTS["nonfinite"]))
             return issues  # the other figures mean nothing now
-        loss_d, loss_g, d_real, d_fake = losses
+        loss_d, loss_g, d_real, d_fake = finite
         warm = step >= cfg.warmup_steps
         self.saturated_logs = self.saturated_logs + 1 if (d_real > 1 - cfg.saturation_eps and d_fake < cfg.saturation_eps) else 0
         if warm and self.saturated_logs >= cfg.saturation_logs:

@@ -124,7 +124,7 @@ class Evaluate(Callback):
     def __init__(self, every: int | None) -> None:
         self.schedule = Schedule(every, at_last_step=True)
         self.enabled = every is not None
-        self.tracked = None  # the TrackedMetric, built before training (a missing classifier is reported then)
+        self.tracked: TrackedMetric | None = None  # the TrackedMetric, built before training (a missing classifier is reported then)
         # The best evaluation so far: {"fid": value, "step": step} when FID is tracked (the layout checkpoints
         # always had); otherwise {"metric": name, name: value, "fid": FID at that step, "step": step}.
         self.best: dict = {}
@@ -138,10 +138,11 @@ class Evaluate(Callback):
     def on_train_start(self, trainer):
         self.prepare(trainer)
 
-    def _improves(self, key: str, value: float) -> bool:
+    def _improves(self, tracked: TrackedMetric, value: float) -> bool:
+        key = tracked.name
         if not self.best or self.best.get("metric", "fid") != key:
             return True  # none yet (or, defensively, a best of another metric)
-        return value < self.best[key] if self.tracked.lower_is_better else value > self.best[key]
+        return value < self.best[key] if tracked.lower_is_better else value > self.best[key]
 
     def on_step_end(self, trainer):
         if self.tracked is None or not self.schedule.due(trainer):
@@ -153,7 +154,7 @@ class Evaluate(Callback):
         if key != "fid":
             record["tracked"] = key
         trainer.emit(record)
-        improved = self._improves(key, value)
+        improved = self._improves(self.tracked, value)
         if improved:
             self.best = {"fid": value, "step": state.step} if key == "fid" else {"metric": key, key: value, "fid": figures["fid"], "step": state.step}
         now = describe_best({"metric": key, key: value, "fid": figures["fid"]}, with_step=False)
@@ -184,7 +185,7 @@ def describe_best(best: dict, with_step: bool = True) -> str:
     return text + (f" at step {best['step']}" if with_step and "step" in best else "")
 
 
-def build_tracked_metric(trainer):
+def build_tracked_metric(trainer) -> TrackedMetric:
     """The tracker of --eval-every: extractor chosen by eval_features, real features cached; for a metric that
     needs them (intra-FID) also the real features of each class, for one that needs the evaluation classifier
     (conditional accuracy) that classifier, its classes checked."""

@@ -71,12 +71,16 @@ class GANStep:
 
     def __init__(self, model_config: ModelConfig, config: TrainConfig, device: torch.device, dist: distributed.DistInfo):
         self.model_config, self.config, self.device, self.dist = model_config, config, device, dist
+        if config.seed is None:
+            raise ConfigError("GANStep needs a seed: the Trainer draws one when none is given")
+        self.seed: int = config.seed
         # Model init draws from the global RNG: seeded, without disturbing the caller's stream.
         G, D = build_models(model_config, seed=config.seed)
         self.G, self.D = G.to(device), D.to(device)
         if config.channels_last:
-            self.G.to(memory_format=torch.channels_last)
-            self.D.to(memory_format=torch.channels_last)
+            # Module.to takes memory_format (documented, and it works); torch's stubs leave it out of the overloads
+            self.G.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            self.D.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         if config.sync_bn and device.type != "cuda":
             raise ConfigError("--sync-bn needs CUDA GPUs: PyTorch's SyncBatchNorm does not run on the CPU")
         if dist.enabled and config.sync_bn:
@@ -91,20 +95,23 @@ class GANStep:
         self.bf16 = config.precision == "bf16" or (
             config.precision == "auto" and (device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16()))
         )
-        self._G_fwd, self._D_fwd = self.G, self.D
+        # G and D as the steps call them: compiled and DDP-wrapped as configured
+        self._G_fwd: nn.Module = self.G
+        self._D_fwd: nn.Module = self.D
         if config.compile:
-            self._G_fwd, self._D_fwd = torch.compile(self.G), torch.compile(self.D)
-        self._D_through = self._D_fwd  # D as the G step sees it: never the DDP wrapper (its weights get no gradient there)
+            # compiling a Module gives an OptimizedModule (a Module); torch's stubs say a plain callable
+            self._G_fwd, self._D_fwd = torch.compile(self.G), torch.compile(self.D)  # type: ignore[assignment]
+        self._D_through: nn.Module = self._D_fwd  # D as the G step sees it: never the DDP wrapper (its weights get no gradient there)
         if dist.enabled:
             ids = [device.index] if device.type == "cuda" else None
             self._G_fwd, self._D_fwd = DDP(self._G_fwd, device_ids=ids), DDP(self._D_fwd, device_ids=ids)
         # The training noise: its own explicitly seeded stream, one per process.
-        self.noise_gen = torch.Generator(device=device).manual_seed(config.seed + 1_000_003 * dist.rank)
+        self.noise_gen = torch.Generator(device=device).manual_seed(self.seed + 1_000_003 * dist.rank)
         # The averaged G that samples and checkpoints use (None with --no-ema); it draws no training noise.
-        self.ema = None
+        self.ema: GeneratorEMA | None = None
         if config.ema:
             self.ema = GeneratorEMA(
-                self.G, config.ema_half_life * 1000, config.ema_rampup, config.standing_batches, config.batch_size, seed=config.seed + 3
+                self.G, config.ema_half_life * 1000, config.ema_rampup, config.standing_batches, config.batch_size, seed=self.seed + 3
             )
 
     @property
@@ -162,7 +169,7 @@ class GANStep:
         self.opt_d.zero_grad(set_to_none=True)
         # Separate forward passes: batch norm normalises real and fake batches each by their own statistics.
         # One backward per pass; with several processes the gradients are averaged once, after the second.
-        no_sync = self._D_fwd.no_sync() if self.dist.enabled else contextlib.nullcontext()
+        no_sync = self._D_fwd.no_sync() if isinstance(self._D_fwd, DDP) else contextlib.nullcontext()  # DDP: dist.enabled
         with no_sync:
             with self.autocast():
                 logits_real = self._D_fwd(real, labels).float()  # (B,)
@@ -199,7 +206,7 @@ class GANStep:
     def reseed_for_step(self, step: int) -> None:
         """With several processes: each one's noise stream restarts from (seed, rank, step) before every step,
         so a checkpoint at any step needs no per-process RNG state to resume exactly."""
-        seed = ((self.config.seed * 1_000_003 + self.dist.rank) * 1_000_033 + step) % 2**63
+        seed = ((self.seed * 1_000_003 + self.dist.rank) * 1_000_033 + step) % 2**63
         self.noise_gen.manual_seed(seed)
 
     def scale_learning_rates(self, factor: float) -> None:
