@@ -19,6 +19,7 @@ from ..explore.probe import run_probe
 from ..figures import stack_vertical, titled
 from ..fileio import atomic_write_bytes
 from ..imaging import save_image_atomic
+from ..models import Discriminator
 from ..sampling import with_real_statistics
 from .common import (
     Command,
@@ -118,8 +119,11 @@ def _run_filters(args: argparse.Namespace) -> int:
     if not data.in_memory:
         raise ConfigError("filters needs the data in memory; this dataset streams from disk")
     pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(args.seed))[: args.num_images].sort().values
+    assert data.images is not None  # in memory: just checked
     images = data.images[pick]
-    D = with_real_statistics(D, data.images, seed=args.seed)  # D reads real images: BN statistics of real batches
+    real_d = with_real_statistics(D, data.images, seed=args.seed)  # D reads real images: BN statistics of real batches
+    assert isinstance(real_d, Discriminator)  # a copy of D
+    D = real_d
     panels = [
         titled(discriminator_filters(D), f"D, first layer: {D.config.hidden_widths()[0]} filters", size=12),
         titled(generator_filters(G), "G, output layer", size=12),

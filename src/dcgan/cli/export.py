@@ -7,9 +7,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..checkpoint import load_checkpoint
+from ..checkpoint import Checkpoint, load_checkpoint
 from ..errors import ConfigError
-from ..export import EXPORT_FORMATS, export_files, export_names, parse_formats, run_metrics, tolerance_text
+from ..export import EXPORT_FORMATS, ExportedFile, export_files, export_names, parse_formats, run_metrics, tolerance_text
 from ..export.hub import HUB_FILES, hub_files, push_folder
 from ..fileio import atomic_write_bytes
 from ..rundir import RunDir
@@ -63,6 +63,18 @@ def _size_text(num_bytes: int) -> str:
     return f"{num_bytes / 1e6:.1f} MB" if num_bytes >= 1e6 else f"{num_bytes / 1e3:.1f} kB"
 
 
+def _run_of(ckpt: Checkpoint) -> RunDir:
+    """The run directory of a checkpoint loaded from a file."""
+    assert ckpt.path is not None  # load_checkpoint records the file
+    return RunDir.of_checkpoint(ckpt.path)
+
+
+def _tolerance(f: ExportedFile) -> str:
+    """The tolerance of a checked file, for people."""
+    assert f.tolerance is not None, "a checked file has its format's tolerance"
+    return tolerance_text(f.tolerance)
+
+
 def _run_export(args: argparse.Namespace) -> int:
     if args.format.strip().lower() == "hub":
         return _export_hub(args)
@@ -70,7 +82,7 @@ def _run_export(args: argparse.Namespace) -> int:
         raise ConfigError("--format hub writes a folder of its own: give it alone, not in a list")
     formats = parse_formats(args.format)
     ckpt = load_checkpoint(args.checkpoint)
-    run = RunDir.of_checkpoint(ckpt.path)
+    run = _run_of(ckpt)
     out = Path(args.out) if args.out else run.export_dir
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder to export into")
@@ -91,18 +103,14 @@ def _run_export(args: argparse.Namespace) -> int:
         f = failed[0]
         print(
             f"dcgan export: error: {f.name} does not reproduce the generator: max |diff| {f.max_diff:.2e} > tolerance "
-            f"{tolerance_text(f.tolerance)} ({EXPORT_FORMATS[f.format].runner}); nothing was written",
+            f"{_tolerance(f)} ({EXPORT_FORMATS[f.format].runner}); nothing was written",
             file=sys.stderr,
         )
         return EXIT_EXPORT_MISMATCH
     width = max(len(f.name) for f in files)
     for f in files:
         path = atomic_write_bytes(out / f.name, f.data)
-        check = (
-            ""
-            if f.max_diff is None
-            else (f"  {EXPORT_FORMATS[f.format].runner}: max |diff| {f.max_diff:.1e}, tolerance {tolerance_text(f.tolerance)}")
-        )
+        check = "" if f.max_diff is None else (f"  {EXPORT_FORMATS[f.format].runner}: max |diff| {f.max_diff:.1e}, tolerance {_tolerance(f)}")
         print(f"  {str(path):<{width + len(str(out)) + 1}}  {_size_text(len(f.data)):>9}{check}")
     if metrics:
         print(f"model card: {len(metrics)} metric(s) recorded for step {ckpt.step} ({', '.join(dict.fromkeys(m['name'] for m in metrics))})")
@@ -113,7 +121,7 @@ def _run_export(args: argparse.Namespace) -> int:
 
 def _hub_folder_files(checkpoint: str, raw: bool, license: str | None):
     ckpt = load_checkpoint(checkpoint)
-    run = RunDir.of_checkpoint(ckpt.path)
+    run = _run_of(ckpt)
     return ckpt, run, hub_files(ckpt, run_metrics(run.root, ckpt.step, ckpt.record.best), raw=raw, license=license)
 
 

@@ -112,17 +112,19 @@ def _run_generate(args: argparse.Namespace) -> int:
     ckpt = load_checkpoint(args.checkpoint)
     mc = ckpt.model_config
     classes = class_list_option(mc, args.class_)
-    rows = classes is not None and len(classes) > 1  # one row per class
+    row_classes = classes if classes is not None and len(classes) > 1 else []  # one row per class
+    rows = bool(row_classes)
     num = args.num or (10 if rows else 64)
-    total = num * (len(classes) if rows else 1)
+    total = num * (len(row_classes) if rows else 1)
     if total > MAX_GENERATE:
-        raise ConfigError(f"-n {num}{f' x {len(classes)} classes' if rows else ''} is more than {MAX_GENERATE:,} samples in one call")
+        raise ConfigError(f"-n {num}{f' x {len(row_classes)} classes' if rows else ''} is more than {MAX_GENERATE:,} samples in one call")
     if rows and args.nrow:
         raise ConfigError("--nrow does not apply to a grid of class rows: -n sets the samples per row")
     G = ckpt.build_generator(_device(args.device), raw=args.raw_g)
     z = sample_z(num, mc.z_dim, mc.prior, torch.Generator().manual_seed(args.seed))  # (n, z_dim): the same for any --class
+    labels: torch.Tensor | None
     if rows:
-        z, labels = class_grid(z, classes)  # (rows * n, z_dim), (rows * n,): row r is class classes[r]
+        z, labels = class_grid(z, row_classes)  # (rows * n, z_dim), (rows * n,): row r is class classes[r]
     else:
         labels = sheet_labels(mc, num, None if classes is None else classes[0])  # one class, balanced, or None
         if mc.conditional and classes is None:
@@ -138,9 +140,9 @@ def _run_generate(args: argparse.Namespace) -> int:
             + ("" if labels is None else " (the class at the end of each file name)")
         )
     elif rows:
-        names = [mc.class_name(k) for k in classes]
+        names = [mc.class_name(k) for k in row_classes]
         save_image_atomic(class_rows_image(images, names), out, format=IMAGE_SUFFIXES[out.suffix.lower()])
-        print(f"wrote a grid of {len(classes)} classes x {num} samples to {out} (a row per class, the same z down each column)")
+        print(f"wrote a grid of {len(row_classes)} classes x {num} samples to {out} (a row per class, the same z down each column)")
     else:
         nrow = min(args.nrow, len(images)) if args.nrow else None  # wider than the samples would be empty canvas
         save_image_atomic(grid_image(images, nrow=nrow), out, format=IMAGE_SUFFIXES[out.suffix.lower()])

@@ -115,7 +115,7 @@ def _run_train(args: argparse.Namespace) -> int:
     trainer = _resumed_trainer(args) if args.resume else _new_trainer(args)
     g_rows, d_rows = trainer.model_summaries()
     print(f"G: {_params(g_rows)}; D: {_params(d_rows)}")
-    tracked = trainer.callback(Evaluate).prepare(trainer)  # before training: a missing classifier is reported now
+    tracked = _evaluate_callback(trainer).prepare(trainer)  # before training: a missing classifier is reported now
     if tracked is not None:
         print(f"evaluating every {trainer.config.eval_every} iterations: {tracked.protocol()} ({tracked.extractor.description})")
     result = trainer.train()
@@ -169,6 +169,7 @@ def _new_trainer(args: argparse.Namespace) -> Trainer:
         first = "; ".join(f"{n}: {r}" for n, r in loaded.skipped[:2])
         print(f"skipped {len(loaded.skipped)} file(s) that could not be decoded ({first}); see: dcgan data check {data}")
     if loaded.storage is Storage.SHARDS:
+        assert loaded.shards is not None  # the storage says so
         workers = usable_workers(trainer.feed.workers)
         readers = f"{workers} DataLoader worker(s) (a divisor of {PARTS}, at most --workers)" if workers else "the training process"
         print(
@@ -205,9 +206,17 @@ def _check_against_file(file: ConfigFile, trainer: Trainer, data_overridden: boo
         print(f"note: the data differs from the data {file.path} was trained on, so the run will not repeat it exactly")
 
 
+def _evaluate_callback(trainer: Trainer) -> Evaluate:
+    """The trainer's --eval-every callback (every trainer has one: training.loop.default_callbacks)."""
+    evaluate = trainer.callback(Evaluate)
+    assert isinstance(evaluate, Evaluate)  # Trainer.callback is typed Callback | None
+    return evaluate
+
+
 def _report(trainer: Trainer, result) -> int:
     """The closing lines of rank 0, and the exit status."""
     run = trainer.run
+    assert run is not None  # rank 0 has the run directory
     if result.interrupted:
         print(
             f"\ninterrupted at step {result.step}: checkpoint saved to {result.checkpoint}\ncontinue with: dcgan train --resume {run.root}",
@@ -238,7 +247,7 @@ def _report(trainer: Trainer, result) -> int:
         counts = Counter(e["health"] for e in trainer.health_events)
         print(f"  health events:    {', '.join(f'{k} x{v}' for k, v in counts.items())} (details in {run.metrics})")
     if result.best:
-        tracked = trainer.callback(Evaluate).tracked
+        tracked = _evaluate_callback(trainer).tracked
         print(f"  best checkpoint:  {run.best} ({describe_best(result.best)}, {tracked.protocol() if tracked else 'see metrics.jsonl'})")
     print(f"  generate more:    dcgan generate {run.root} -n 64 --out {run.generated}")
     return 0
