@@ -3,8 +3,8 @@
 Commands are looked up by name in COMMANDS; each has a `--help` with an example.
 User mistakes end in one line on stderr and a non-zero exit, never a traceback.
 
-One module per command group (train, generate, export, data, evaluate, explore,
-discriminator, serve, report), each with a COMMANDS dict of `Command`s; `common` holds the
+One module per command group (train, generate, export, data, evaluate, evaluator, explore,
+search, discriminator, serve, report), each with a COMMANDS dict of `Command`s; `common` holds the
 parser class, the typed option converters, the exit codes and shared helpers.
 """
 
@@ -16,7 +16,7 @@ import sys
 from .._version import __version__
 from ..errors import DCGANError
 from ..training.distributed import cleanup
-from . import data, discriminator, evaluate, explore, export, generate, report, serve, train
+from . import data, discriminator, evaluate, evaluator, explore, export, generate, report, search, serve, train
 from .common import EXIT_EXPORT_MISMATCH, EXIT_INTERRUPTED, EXIT_TRAINING_FAILED, EXIT_USER_ERROR, Command, _help_formatter, _one_line, _Parser
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main", "EXIT_USER_ERROR", "EXIT_INTERRUPTED", "EXIT_TRAINING_FAILED", "EXIT_EXPORT_MISMATCH"]
@@ -27,8 +27,10 @@ COMMANDS: dict[str, Command] = {
     **generate.COMMANDS,  # generate, info
     **export.COMMANDS,  # export, push
     **data.COMMANDS,  # data
-    **evaluate.COMMANDS,  # evaluate, evaluator
-    **explore.COMMANDS,  # sheet, interpolate, arithmetic, invert, neighbors
+    **evaluate.COMMANDS,  # evaluate
+    **evaluator.COMMANDS,  # evaluator
+    **explore.COMMANDS,  # sheet, interpolate, arithmetic
+    **search.COMMANDS,  # invert, neighbors
     **discriminator.COMMANDS,  # probe, filters
     **serve.COMMANDS,  # serve
     **report.COMMANDS,  # report
@@ -57,8 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     for word in words:  # argparse turns `--opt=--` into an empty list that no type check sees
         if word.startswith("--") and word.endswith("=--"):
             parser.error(f"{word}: '--' is not a value")
-    if words and words[0] in COMMANDS and COMMANDS[words[0]].old_words is not None:
-        words = [words[0], *COMMANDS[words[0]].old_words(words[1:])]  # e.g. dcgan train --ema off -> --no-ema
+    old_words = COMMANDS[words[0]].old_words if words and words[0] in COMMANDS else None
+    if old_words is not None:
+        words = [words[0], *old_words(words[1:])]  # e.g. dcgan train --ema off -> --no-ema
     args = parser.parse_args(words)
     args.argv = words  # the words of this command, for re-launching it under torchrun
     if args.command is None:
