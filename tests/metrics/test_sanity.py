@@ -8,7 +8,8 @@ from dcgan.cli import main
 from dcgan.data import ImageData, load_dataset
 from dcgan.errors import ConfigError
 from dcgan.metrics import DEGRADATIONS, build_extractor, memorisation, sanity
-from dcgan.metrics.classifier import LAYER_BLOCKS, _raw_blocks, calibrate_classifier, layer_feature_dim, layer_features
+from dcgan.metrics.classifier import LAYER_BLOCKS, calibrate_classifier, layer_feature_dim, layer_features
+from dcgan.metrics.layers import _raw_blocks
 from dcgan.metrics.sanity import SanityInputs, gaussian_blur, grid_dots, shift
 
 
