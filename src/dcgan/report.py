@@ -18,11 +18,12 @@ from pathlib import Path
 
 from PIL import Image
 
-from .checkpoint import load_checkpoint
+from .checkpoint import Checkpoint, load_checkpoint
 from .errors import ConfigError
 from .explore.figures import walk_figure
 from .explore.latent import interpolate, latent_sheet, sheet_labels
 from .figures import class_rows_image, stack_vertical, titled
+from .models import Generator
 from .models.conditioning import class_grid
 from .rundir import RunDir
 from .sampling import generate
@@ -53,7 +54,7 @@ def _progress_strip(run: RunDir, frames: int = 8, width: int = 160) -> Image.Ima
     tiles = []
     for p in chosen:
         with Image.open(p) as im:
-            tile = im.convert("RGB").resize((width, round(im.height * width / im.width)), Image.LANCZOS)
+            tile = im.convert("RGB").resize((width, round(im.height * width / im.width)), Image.Resampling.LANCZOS)
         tiles.append(titled(tile, f"step {int(p.stem.split('_')[1])}", size=11))
     height = max(t.height for t in tiles)
     strip = Image.new("RGB", (sum(t.width for t in tiles) + 6 * (len(tiles) - 1), height), "white")
@@ -71,11 +72,18 @@ def build_report(run_dir: str | Path, walks: int = 4, steps: int = 8, seed: int 
     if not run.checkpoints.is_dir():
         raise ConfigError(f"{run_dir} is not a run directory (no checkpoints/ inside)")
     ckpt = load_checkpoint(run_dir)
-    record = ckpt.record
-    records = run.read_metrics()
-    mc = ckpt.model_config
     report = Report(run_dir)
-    report.summary = {
+    report.summary = _summary(run_dir, ckpt)
+    G = ckpt.build_generator(raw=raw)
+    _add_training_panels(report, run, ckpt.step)
+    _add_model_panels(report, ckpt, G, walks, steps, seed)
+    return report
+
+
+def _summary(run_dir: Path, ckpt: Checkpoint) -> dict:
+    """The report's summary line: the run, its data and model, how far and how long it trained."""
+    record, mc = ckpt.record, ckpt.model_config
+    summary = {
         "run": str(run_dir),
         "data": (record.data or {}).get("name"),
         "images": (record.data or {}).get("num_images"),
@@ -87,13 +95,18 @@ def build_report(run_dir: str | Path, walks: int = 4, steps: int = 8, seed: int 
     }
     if mc.conditional:
         names = [mc.class_name(k) for k in range(mc.num_classes)]
-        report.summary["classes"] = (
+        summary["classes"] = (
             f"{mc.num_classes} ({mc.conditioning}): " + ", ".join(names[:CLASS_GRID_ROWS]) + (", ..." if len(names) > CLASS_GRID_ROWS else "")
         )
-    G = ckpt.build_generator(raw=raw)
+    return summary
+
+
+def _add_training_panels(report: Report, run: RunDir, step: int) -> None:
+    """The pictures training left in the run: the latest samples, the progress strip, the loss plot."""
+    records = run.read_metrics()
     if run.latest_samples.exists():
         with Image.open(run.latest_samples) as im:
-            report.panels.append((f"samples at step {ckpt.step} (fixed noise)", im.convert("RGB")))
+            report.panels.append((f"samples at step {step} (fixed noise)", im.convert("RGB")))
     strip = _progress_strip(run)
     if strip is not None:
         report.panels.append(("progress over training (the frames of progress.gif)", strip))
@@ -107,6 +120,11 @@ def build_report(run_dir: str | Path, walks: int = 4, steps: int = 8, seed: int 
                 Image.open(io.BytesIO(loss_figure_png(records))).convert("RGB"),
             )
         )
+
+
+def _add_model_panels(report: Report, ckpt: Checkpoint, G: Generator, walks: int, steps: int, seed: int) -> None:
+    """The pictures drawn now from the trained pair: a class grid, spherical walks, the filters."""
+    mc = ckpt.model_config
     if mc.conditional:
         classes = list(range(min(mc.num_classes, CLASS_GRID_ROWS)))
         z, labels = class_grid(latent_sheet(mc, seed, CLASS_GRID_COLUMNS), classes)  # (rows * cols, D), (rows * cols,)
@@ -130,7 +148,6 @@ def build_report(run_dir: str | Path, walks: int = 4, steps: int = 8, seed: int 
         report.panels.append(("filters", stack_vertical(parts)))
     except Exception:  # noqa: BLE001 - a picture that cannot be made is left out, not fatal
         pass
-    return report
 
 
 def report_image(report: Report, width: int = 1100) -> Image.Image:
@@ -142,7 +159,7 @@ def report_image(report: Report, width: int = 1100) -> Image.Image:
     parts = [titled(Image.new("RGB", (width, 2), "white"), line, size=14)]
     for title, image in report.panels:
         if image.width > width:
-            image = image.resize((width, math.ceil(image.height * width / image.width)), Image.LANCZOS)
+            image = image.resize((width, math.ceil(image.height * width / image.width)), Image.Resampling.LANCZOS)
         parts.append(titled(image, title, size=13))
     return stack_vertical(parts, gap=14)
 

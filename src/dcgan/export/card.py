@@ -106,6 +106,13 @@ def run_metrics(run_dir: str | Path, step: int, best: dict | None = None) -> lis
     """
     run_dir = Path(run_dir)
     definitions = _metric_definitions()
+    found = _evaluated_metrics(run_dir, step, definitions)
+    fid = _tracked_fid(run_dir, step, best, definitions.get("fid", ("", True))[0])
+    return found if fid is None else [*found, fid]
+
+
+def _evaluated_metrics(run_dir: Path, step: int, definitions: dict[str, tuple[str, bool]]) -> list[dict]:
+    """The generator's scores in the reports `dcgan evaluate` wrote for `step`, each with its real-test floor."""
     found: list[dict] = []
     for path in RunDir(run_dir).evaluations(step):
         try:
@@ -132,37 +139,37 @@ def run_metrics(run_dir: str | Path, step: int, best: dict | None = None) -> lis
                     "source": f"eval/{path.name}",
                 }
             )
+    return found
+
+
+def _tracked_fid(run_dir: Path, step: int, best: dict | None, fid_definition: str) -> dict | None:
+    """The FID `--eval-every` logged at `step` in metrics.jsonl, else the checkpoint's `best` of that step, else None."""
     tracked = None
     for record in RunDir(run_dir).read_metrics():
         if record.get("step") == step and _is_number(record.get("fid")):
             tracked = record  # the last one wins: a resumed run may have evaluated that step again
-    fid_definition = definitions.get("fid", ("", True))[0]
     if tracked is not None:
-        found.append(
-            {
-                "name": "fid",
-                "value": tracked["fid"],
-                "lower_is_better": True,
-                "definition": fid_definition,
-                "floor": None,
-                "protocol": f"tracked during training (--eval-every) against the training data: {tracked.get('eval', 'protocol not recorded')}",
-                "source": "metrics.jsonl",
-            }
-        )
-    elif best and best.get("step") == step and _is_number(best.get("fid")):
-        found.append(
-            {
-                "name": "fid",
-                "value": best["fid"],
-                "lower_is_better": True,
-                "definition": fid_definition,
-                "floor": None,
-                "protocol": "tracked during training (--eval-every) against the training data; the checkpoint records the value, "
-                "metrics.jsonl no longer holds its protocol",
-                "source": "checkpoint state (best)",
-            }
-        )
-    return found
+        return {
+            "name": "fid",
+            "value": tracked["fid"],
+            "lower_is_better": True,
+            "definition": fid_definition,
+            "floor": None,
+            "protocol": f"tracked during training (--eval-every) against the training data: {tracked.get('eval', 'protocol not recorded')}",
+            "source": "metrics.jsonl",
+        }
+    if best and best.get("step") == step and _is_number(best.get("fid")):
+        return {
+            "name": "fid",
+            "value": best["fid"],
+            "lower_is_better": True,
+            "definition": fid_definition,
+            "floor": None,
+            "protocol": "tracked during training (--eval-every) against the training data; the checkpoint records the value, "
+            "metrics.jsonl no longer holds its protocol",
+            "source": "checkpoint state (best)",
+        }
+    return None
 
 
 # --------------------------------------------------------------------------- #

@@ -21,29 +21,34 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 
 from .._version import __version__
 from ..checkpoint import EMA_PREFIX, Checkpoint, TrainingRecord, load_checkpoint, save_checkpoint
-from ..data import DATASETS, DEFAULT_FILES_CHANNELS, DEFAULT_FILES_SIZE, ImageData, Storage, load_dataset
+from ..data import ImageData
 from ..errors import CheckpointError, ConfigError, DataError, first_line
-from ..models import ModelConfig, check_models, format_summary, model_summary
-from ..models.conditioning import MAX_CLASSES, class_grid
-from ..options import resumable_fields
+from ..models import ModelConfig, format_summary, model_summary
+from ..models.conditioning import class_grid
 from ..rundir import RunDir
 from ..sampling import sample_z
 from . import distributed
 from .callbacks import Action, Callback, Checkpointer, FinalPictures, MetricsLog, ProgressBar, SampleWriter, Schedule
 from .config import TrainConfig
 from .configfile import ConfigFile
+from .construct import check_class_labels, parts_from_options, resume_parts
 from .feed import DataFeed
 from .monitors import Evaluate, Health
-from .resolve import resolve_options
 from .state import Flags, TrainState
 from .step import GANStep
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
+
+C = TypeVar("C", bound=Callback)
 
 __all__ = ["Trainer", "TrainResult", "resolve_device", "default_callbacks"]
 
@@ -101,34 +106,6 @@ def fixed_grid(model_config: ModelConfig, num_samples: int, seed: int) -> tuple[
     return class_grid(columns, list(range(min(mc.num_classes, GRID_CLASS_ROWS))))
 
 
-def check_class_labels(data: ImageData, num_classes: int | None = None) -> list[str]:
-    """The class names of labelled `data` for a conditional run; DataError in one line when it has no labels
-    or (with `num_classes`) labels outside the model's classes."""
-    if data.storage is Storage.SHARDS:  # shards: the labels are in the stream; their counts are known per shard
-        counts = data.shards.label_counts() if data.shards.labelled else {}
-        if not counts:
-            raise DataError(
-                f"--conditional needs class labels, and {data.name} has none: every sample needs a .cls "
-                "member (dcgan data shard writes them for data with classes)"
-            )
-        lowest, highest = min(counts), max(counts)
-    elif data.labels is None:
-        raise DataError(
-            f"--conditional needs class labels, and {data.name} has none: use MNIST, CIFAR-10, or a folder "
-            "or archive with one sub-folder per class (two or more)"
-        )
-    else:
-        lowest, highest = int(data.labels.min()), int(data.labels.max())
-    classes = list(data.classes) if data.classes else [str(i) for i in range(highest + 1)]
-    if len(classes) > MAX_CLASSES:
-        raise DataError(f"{data.name} has {len(classes):,} classes; a conditional model takes at most {MAX_CLASSES:,}")
-    if len(classes) < 2:
-        raise DataError(f"{data.name} has one class ({classes[0]}); --conditional needs at least 2 (one sub-folder per class)")
-    if num_classes is not None and (lowest < 0 or highest >= num_classes):
-        raise DataError(f"{data.name} has labels outside the model's {num_classes} classes")
-    return classes
-
-
 class Trainer:
     """Trains one G/D pair, optionally writing a run directory (layout in `dcgan.rundir`).
 
@@ -145,7 +122,7 @@ class Trainer:
         progress: bool = True,
         callbacks: list[Callback] | None = None,
     ):
-        if data.in_memory and (data.images.dtype != torch.uint8 or data.images.ndim != 4):
+        if data.in_memory and (data.image_tensor.dtype != torch.uint8 or data.image_tensor.ndim != 4):
             raise DataError("training data must be a uint8 tensor of shape (N, C, H, W)")
         shape = (data.channels, data.image_size, data.image_size)
         if shape != (model_config.channels, model_config.image_size, model_config.image_size):
@@ -164,22 +141,24 @@ class Trainer:
         self.dist = distributed.setup(self.device.type)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
-        if config.seed is None:  # none given: a random seed, rank 0's on every process, recorded in the run
-            config = replace(config, seed=distributed.broadcast_from_main(secrets.randbelow(2**31), self.dist))
+        seed = config.seed
+        if seed is None:  # none given: a random seed, rank 0's on every process, recorded in the run
+            seed = distributed.broadcast_from_main(secrets.randbelow(2**31), self.dist)
+            config = replace(config, seed=seed)
         self.config = config
         # Only rank 0 writes anything; the others train and take part in the collectives.
         self.run = RunDir(run_dir) if run_dir is not None and self.dist.is_main else None
         self.progress = progress and self.dist.is_main
         self.gan = GANStep(model_config, config, self.device, self.dist)
-        self.feed = DataFeed(data, config.batch_size, config.seed, self.device, self.dist, config.workers)
+        self.feed = DataFeed(data, config.batch_size, seed, self.device, self.dist, config.workers)
         self.state = TrainState(self.feed.steps_per_epoch)
         self.flags = Flags()
         # The fixed grid noise: its own seeded stream, the same for every process. A conditional run's grid
         # has a row per class (up to GRID_CLASS_ROWS) and the same z down each column.
-        self.fixed_noise, self.fixed_labels = fixed_grid(model_config, config.num_samples, config.seed + 1)
+        self.fixed_noise, self.fixed_labels = fixed_grid(model_config, config.num_samples, seed + 1)
         self.fixed_noise = self.fixed_noise.to(self.device)
         self.fixed_labels = self.fixed_labels.to(self.device) if self.fixed_labels is not None else None
-        self.tensorboard = None  # a SummaryWriter while training with --tensorboard
+        self.tensorboard: SummaryWriter | None = None  # a SummaryWriter while training with --tensorboard
         self._summaries: tuple[list[dict], list[dict]] | None = None
         self.callbacks = default_callbacks(config, self.progress) + list(callbacks or [])
 
@@ -194,7 +173,7 @@ class Trainer:
     def run_dir(self) -> Path | None:
         return self.run.root if self.run is not None else None
 
-    def callback(self, kind: type) -> Callback | None:
+    def callback(self, kind: type[C]) -> C | None:
         """The first callback of this type, or None."""
         return next((c for c in self.callbacks if isinstance(c, kind)), None)
 
@@ -346,10 +325,16 @@ class Trainer:
     def check_run_dir(self) -> None:
         """Before training: the run directory can be written and has room for the checkpoints (a
         checkpoint, its temporary copy while it is written, a best and a failed one) and pictures."""
-        self.run.check_writable(4 * self.gan.checkpoint_size_estimate() + 20 * 2**20)
+        self._writes().check_writable(4 * self.gan.checkpoint_size_estimate() + 20 * 2**20)
+
+    def _writes(self) -> RunDir:
+        """The run directory this trainer writes; a ConfigError when it writes none (no run_dir, or not rank 0)."""
+        if self.run is None:
+            raise ConfigError("this trainer writes no run directory: give it a run_dir (only rank 0 writes one)")
+        return self.run
 
     def _prepare_run_dir(self) -> None:
-        run = self.run
+        run = self._writes()
         self.check_run_dir()
         run.samples_dir.mkdir(exist_ok=True)
         run.config.write_text(json.dumps(self._config_record(), indent=2) + "\n")
@@ -383,7 +368,7 @@ class Trainer:
     # ------------------------------------------------------------------ #
     def save(self, path: str | Path | None = None) -> Path:
         """Write a checkpoint that resumes exactly (models, optimizers, RNG, data position, noise, callbacks)."""
-        path = Path(path) if path is not None else self.run.latest
+        path = Path(path) if path is not None else self._writes().latest
         extra = {
             "fixed_noise": self.fixed_noise,
             **({"fixed_labels": self.fixed_labels} if self.fixed_labels is not None else {}),
@@ -402,7 +387,7 @@ class Trainer:
             torch_version=torch.__version__,
             saved_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
         )
-        optimizers = {"opt_g": self.gan.opt_g, "opt_d": self.gan.opt_d}
+        optimizers: dict[str, torch.optim.Optimizer] = {"opt_g": self.gan.opt_g, "opt_d": self.gan.opt_d}
         return save_checkpoint(
             path,
             self.model_config,
@@ -464,28 +449,7 @@ class Trainer:
         `resolve_options` layers a `recipe`, then `config_file` (TOML or a run's config.json), then the options given,
         and defaults the budget (digits: 25 epochs, others: 1); no seed means a random one, recorded in the run.
         `image_size` and `channels` default to the dataset's own; the data is loaded through the registry."""
-        model_keys = {f.name for f in fields(ModelConfig)}
-        train_keys = {f.name for f in fields(TrainConfig)}
-        unknown = set(options) - model_keys - train_keys
-        if unknown:
-            raise ConfigError(f"unknown option(s): {', '.join(sorted(unknown))}")
-        options = resolve_options(options, config_file)
-        train_config = TrainConfig(**{k: v for k, v in options.items() if k in train_keys})
-        spec = DATASETS.get(train_config.data)
-        model_opts = {k: v for k, v in options.items() if k in model_keys and v is not None}
-        model_opts.setdefault("image_size", spec.default_size if spec else DEFAULT_FILES_SIZE)
-        model_opts.setdefault("channels", spec.native_channels if spec else DEFAULT_FILES_CHANNELS)
-        if "conditioning" in model_opts and not train_config.conditional:
-            raise ConfigError("--conditioning chooses how a conditional model takes its class: add --conditional")
-        model_config = ModelConfig(**model_opts)  # validates size and channels before any data is read
-        check_models(model_config)  # G and D build and produce the right shapes before any data is read
-        data = load_dataset(
-            train_config.data, train_config.data_dir, image_size=model_config.image_size, channels=model_config.channels, progress=progress
-        )
-        if train_config.conditional:  # the classes come from the data
-            classes = check_class_labels(data)
-            model_config = replace(model_config, num_classes=len(classes), class_names=tuple(classes))
-            check_models(model_config)
+        model_config, train_config, data = parts_from_options(options, config_file, progress)
         return cls(model_config, train_config, data, run_dir=run_dir, progress=progress)
 
     @classmethod
@@ -495,29 +459,7 @@ class Trainer:
         `overrides` may change the fields TrainConfig marks `resume=True` (the budget and the
         bookkeeping), not the model or the optimisation.
         """
-        ckpt = load_checkpoint(run_dir)
-        if not ckpt.resumable:
-            raise CheckpointError(
-                f"{ckpt.path} is an exported generator (G's weights only, no D, optimizers or noise state) "
-                "and cannot be resumed; resume the run directory it was exported from"
-            )
-        changes = {k: v for k, v in overrides.items() if v is not None}
-        bad = set(changes) - resumable_fields(TrainConfig)
-        if bad:
-            raise ConfigError(f"cannot change {', '.join(sorted(bad))} when resuming; start a new run instead")
-        if "steps" in changes:
-            changes.setdefault("epochs", None)
-        if "epochs" in changes:
-            changes.setdefault("steps", None)
-        config = replace(TrainConfig.from_dict(ckpt.record.train_config), **changes)
-        mc = ckpt.model_config
-        if data is None:
-            data = load_dataset(config.data, config.data_dir, image_size=mc.image_size, channels=mc.channels)
-        expected = ckpt.record.data.get("fingerprint")
-        if expected and data.fingerprint() != expected:
-            raise DataError(
-                f"the data for {config.data!r} differs from the data this run was trained on; resume needs the same data (or start a new run)"
-            )
-        trainer = cls(mc, config, data, run_dir=RunDir.of_checkpoint(ckpt.path).root, progress=progress)
+        ckpt, model_config, config, data, root = resume_parts(run_dir, data, overrides)
+        trainer = cls(model_config, config, data, run_dir=root, progress=progress)
         trainer.load_state(ckpt)
         return trainer
