@@ -15,15 +15,18 @@ checkpoint, so the CLI and Python agree, and `--config RUN/config.json` (or `see
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from ..errors import ConfigError
+from .config import TrainConfig
 from .configfile import ConfigFile, read_config_file
 from .recipes import get_recipe
 
 __all__ = ["resolve_options", "default_epochs", "DEFAULT_DATA", "DEFAULT_EPOCHS"]
 
-DEFAULT_DATA = "digits"  # scikit-learn's digits: no download, a short CPU run
+# TrainConfig.data's own default (scikit-learn's digits: no download, a short CPU run), read from its declaration
+DEFAULT_DATA = str(next(f.default for f in dataclasses.fields(TrainConfig) if f.name == "data"))
 DEFAULT_EPOCHS = {"digits": 25}  # the demo's budget; other datasets default to one epoch
 
 
