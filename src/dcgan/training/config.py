@@ -175,7 +175,7 @@ class TrainConfig:
     # -- training health
     on_failure: str = option(
         "warn",
-        "on NaNs, D saturation, mode collapse or G-loss blow-up: warn and go on, stop, or roll back to the last checkpoint with a fresh noise stream",
+        "on NaNs, D saturation, mode collapse or G-loss blow-up: warn and go on, stop, or roll back to the last checkpoint with a fresh noise stream (a winning D, d_winning, only ever warns)",
         group="health",
         choices=ON_FAILURE,
         resume=True,

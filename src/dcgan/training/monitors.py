@@ -55,13 +55,21 @@ class Health(Callback):
         return None
 
     def _verdict(self, trainer, record: dict) -> str | None:
-        """None (healthy, or warn), "stop" or "rollback"."""
+        """None (healthy, or warn), "stop" or "rollback".
+
+        Advisory issues (d_winning) are reported once at their onset as a warning whatever the mode,
+        and never stop or roll back the run; the others follow --on-failure."""
         samples = generate(trainer.G, trainer.fixed_noise, trainer.fixed_labels) if trainer.fixed_noise.shape[0] >= 2 else None
-        issues = self.monitor.check(record, [trainer.G, trainer.D], samples, trainer.state.step)
+        found = self.monitor.check(record, [trainer.G, trainer.D], samples, trainer.state.step)
         flags = trainer.flags
-        flags.nonfinite = any(i.condition == "nonfinite" for i in issues)
-        onset = [i for i in issues if i.condition not in flags.warnings]
-        flags.warnings = {i.condition for i in issues}
+        flags.nonfinite = any(i.condition == "nonfinite" for i in found)
+        onset = [i for i in found if i.condition not in flags.warnings]
+        flags.warnings = {i.condition for i in found}
+        for issue in onset:
+            if issue.advisory:
+                self._report(trainer, issue, "warn")
+        issues = [i for i in found if not i.advisory]
+        onset = [i for i in onset if not i.advisory]
         if not issues:
             return None
         mode = trainer.config.on_failure
