@@ -44,6 +44,7 @@ __all__ = [
     "init_weights",
     "UPSAMPLE_BLOCKS",
     "DOWNSAMPLE_BLOCKS",
+    "D_NORMS",
     "PRIORS",
     "model_summary",
     "format_summary",
@@ -84,6 +85,31 @@ def _maxpool_down(c_in: int, c_out: int, bias: bool) -> nn.Module:
 
 UPSAMPLE_BLOCKS: dict[str, Callable[[int, int, bool], nn.Module]] = {"transposed": _transposed_up, "nearest": _nearest_up}
 DOWNSAMPLE_BLOCKS: dict[str, Callable[[int, int, bool], nn.Module]] = {"strided": _strided_down, "maxpool": _maxpool_down}
+
+
+# --------------------------------------------------------------------------- #
+# How D's hidden layers are normalised, looked up by name (--d-norm).
+# --------------------------------------------------------------------------- #
+@dataclass(frozen=True)
+class DNorm:
+    """One way to normalise D: a layer after each hidden convolution, and what is done to every convolution."""
+
+    layer: Callable[[int], nn.Module]  # channels -> the layer after each hidden conv (batch norm, or nothing)
+    conv_bias: bool  # whether the hidden convs keep a bias (batch norm's shift replaces it)
+    wrap_convs: Callable[[nn.Module], nn.Module] | None  # applied to every conv of D after initialisation
+    description: str
+
+
+def _spectral(conv: nn.Module) -> nn.Module:
+    # the weight divided by its largest singular value, estimated by one power iteration per training forward
+    return nn.utils.parametrizations.spectral_norm(conv)
+
+
+D_NORMS: dict[str, DNorm] = {
+    "batch": DNorm(nn.BatchNorm2d, False, None, "batch norm in every hidden layer (the paper's)"),
+    # SNDCGAN (Miyato et al. 2018; Kurach et al. 2019): every conv spectrally normalised, no batch norm
+    "spectral": DNorm(lambda c: nn.Identity(), True, _spectral, "spectral normalisation of every convolution, no batch norm (SNDCGAN)"),
+}
 
 
 MAX_Z_DIM = 4096  # far above any DCGAN's; a larger value in a damaged header would exhaust memory
@@ -130,6 +156,10 @@ class ModelConfig:
     d_block: str = option(
         "strided", "D downsampling", group="model", choices=tuple(DOWNSAMPLE_BLOCKS), default_text="default strided, as in the paper"
     )
+    # how D's hidden layers are normalised: "batch" (paper) or "spectral" (SNDCGAN)
+    d_norm: str = option(
+        "batch", "D's normalisation", group="model", choices=tuple(D_NORMS), default_text="default batch, as in the paper; spectral: SNDCGAN"
+    )
     # classes of a conditional pair; 0 = unconditional. Set from the data by `dcgan train --conditional`
     num_classes: int = option(0, "classes of a conditional model", group="model", cli=False)
     # the class names, indexed by label (folder names, "0".."9" for MNIST); empty for an unconditional pair
@@ -158,6 +188,8 @@ class ModelConfig:
             raise ConfigError(f"unknown G block {self.g_block!r}: use one of {', '.join(UPSAMPLE_BLOCKS)}")
         if self.d_block not in DOWNSAMPLE_BLOCKS:
             raise ConfigError(f"unknown D block {self.d_block!r}: use one of {', '.join(DOWNSAMPLE_BLOCKS)}")
+        if self.d_norm not in D_NORMS:
+            raise ConfigError(f"unknown D normalisation {self.d_norm!r}: use one of {', '.join(D_NORMS)}")
         if self.conditioning not in CONDITIONING:
             raise ConfigError(f"unknown conditioning {self.conditioning!r}: use one of {', '.join(CONDITIONING)}")
         if not isinstance(self.num_classes, int) or isinstance(self.num_classes, bool) or not 0 <= self.num_classes <= MAX_CLASSES:
@@ -267,6 +299,7 @@ class Discriminator(nn.Module):
         self.config = config
         widths = config.hidden_widths()  # from the image inwards: 64x64 -> [64, 128, 256, 512]
         down = DOWNSAMPLE_BLOCKS[config.d_block]
+        norm = D_NORMS[config.d_norm]
         cond = conditioning_parts(config.conditioning, config.num_classes)
         self.join = cond.d_input(config.num_classes)  # (B, C, H, W) -> (B, C [+ num_classes for concat], H, W)
         c_in0 = config.channels + cond.d_input_extra(config.num_classes)
@@ -277,13 +310,17 @@ class Discriminator(nn.Module):
         ]
         for c_in, c_out in zip(widths[:-1], widths[1:]):
             # (B, c_in, s, s) -> (B, c_out, s/2, s/2)
-            blocks.append(nn.Sequential(down(c_in, c_out, False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, inplace=True)))
+            blocks.append(nn.Sequential(down(c_in, c_out, norm.conv_bias), norm.layer(c_out), nn.LeakyReLU(0.2, inplace=True)))
         self.blocks = nn.Sequential(*blocks)
         # A convolution that covers the whole base map: (B, widths[-1], base, base) -> (B, 1, 1, 1).
         self.head = nn.Conv2d(widths[-1], 1, kernel_size=config.base_size, stride=1, padding=0, bias=True)
         # The class's share of the logit: (B, widths[-1], base, base) -> (B,) (zeros unless projection)
         self.projection = cond.d_projection(widths[-1], config.num_classes)
         self.apply(init_weights)
+        if norm.wrap_convs is not None:  # after init: a parametrised weight is computed, not assigned
+            for module in list(self.modules()):
+                if isinstance(module, nn.Conv2d):
+                    norm.wrap_convs(module)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         h = self.blocks(self.join(x, labels))  # (B, widths[-1], base, base)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 from ..errors import ConfigError
@@ -9,12 +10,16 @@ from ..metrics.evaluate import TRACKED_METRICS
 from ..metrics.extractors import FEATURE_EXTRACTORS
 from ..options import FRACTION, NONNEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, SEED, UNIT_FLOAT, Check, option, validate_options
 from ..sampling import STANDING_BATCHES
+from .augment import parse_policy
 from .health import ON_FAILURE
+from .losses import DEFAULT_LOSS, LOSSES
 
 __all__ = ["TrainConfig", "PRECISIONS", "ADAM_IMPLEMENTATIONS", "DEVICE"]
 
 PRECISIONS = ("auto", "fp32", "bf16")
 ADAM_IMPLEMENTATIONS = ("auto", "fused", "foreach", "loop")
+NONNEGATIVE_FLOAT = Check(float, lambda v: math.isfinite(v) and v >= 0, "a number >= 0", (int, float))
+AUGMENT_POLICY = Check(str, lambda v: parse_policy(v) is not None, "none or a comma-separated list of translation, cutout, color", (str,))
 DEVICE = Check(str, lambda v: v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit()), "auto, cpu, cuda or cuda:N", (str,))
 
 
@@ -61,6 +66,44 @@ class TrainConfig:
     beta2: float = option(0.999, "Adam beta2", group="training", check=UNIT_FLOAT, metavar="B")
     label_smoothing: float = option(
         0.0, "one-sided: D's real targets are 1-S", group="training", check=UNIT_FLOAT, metavar="S", default_text="default 0, off"
+    )
+    loss: str = option(
+        DEFAULT_LOSS,
+        "the adversarial loss (training/losses.py)",
+        group="training",
+        choices=tuple(LOSSES),
+        default_text="default non-saturating, paper",
+    )
+    r1_gamma: float = option(
+        0.0,
+        "R1 penalty on real images, gamma/2 * |grad D(x)|^2 (Mescheder et al. 2018)",
+        group="training",
+        check=NONNEGATIVE_FLOAT,
+        metavar="G",
+        default_text="default 0, off",
+    )
+    r1_every: int = option(
+        16, "D updates between R1 penalties (lazy, StyleGAN2's 16; the penalty is scaled to match)", group="training", check=POSITIVE_INT
+    )
+    augment: str = option(
+        "none",
+        "differentiable augmentation of every image D sees, real and fake (DiffAugment): none or a comma-separated list "
+        "of translation, cutout, color",
+        group="training",
+        check=AUGMENT_POLICY,
+        metavar="POLICY",
+    )
+    augment_p: float = option(1.0, "--augment: each transform's probability per image", group="training", check=FRACTION, metavar="P")
+    augment_target: float | None = option(
+        None,
+        "--augment: adapt the probability (ADA) so that E[sign D(x)] on real images stays near T; 0.6 is ADA's",
+        group="training",
+        check=UNIT_FLOAT,
+        metavar="T",
+        default_text="default off: a fixed --augment-p",
+    )
+    augment_kimg: float = option(
+        100.0, "--augment-target: thousands of images for the probability to move from 0 to 1", group="training", check=POSITIVE_FLOAT, metavar="KIMG"
     )
     d_steps: int = option(1, "D updates per iteration, each with fresh fakes on the same real batch", group="training", check=POSITIVE_INT)
     g_steps: int = option(1, "G updates per iteration, each with fresh z", group="training", check=POSITIVE_INT)

@@ -273,10 +273,12 @@ class Trainer:
         values = distributed.all_mean(sums / steps, self.dist).tolist()
         if self.dist.enabled:
             self.flags.stop_agreed = distributed.any_true(self.flags.stop_requested, self.dist, self.device)
+        augment = self.gan.augment
         return {
             "step": self.state.step,
             "epoch": round(self.state.epoch_fraction, 4),
             **dict(zip(FIGURES, values)),
+            **({"augment_p": round(float(augment.p), 4)} if augment is not None and augment.target is not None else {}),
             "images_per_s": steps * self.config.batch_size * self.dist.world_size / max(now - started, 1e-9),
             "elapsed_s": round(self.state.elapsed, 3),
         }
@@ -374,6 +376,7 @@ class Trainer:
             **({"fixed_labels": self.fixed_labels} if self.fixed_labels is not None else {}),
             "rng.noise": self.gan.noise_gen.get_state(),
             "rng.torch_cpu": torch.get_rng_state(),
+            **self.gan.state_tensors(),  # the R1 schedule, the augmentation's stream and strength
         }
         ema = self.gan.ema
         record = TrainingRecord(
@@ -426,6 +429,7 @@ class Trainer:
                 self.fixed_labels = labels.to(self.device)
             self.gan.noise_gen.set_state(ckpt.tensors["extra.rng.noise"].cpu())
             torch.set_rng_state(ckpt.tensors["extra.rng.torch_cpu"].cpu())
+            self.gan.load_state_tensors({k.removeprefix("extra."): v for k, v in ckpt.tensors.items() if k.startswith("extra.")})
         except (KeyError, ValueError, RuntimeError, TypeError) as exc:
             raise CheckpointError(f"{ckpt.path} cannot be resumed: its random-number or noise state is damaged ({first_line(exc)})") from None
         try:

@@ -1,9 +1,10 @@
 """The GAN step: G, D, their optimizers and autocast in one object; `step(batch)` is one iteration.
 
-Defaults (section 4 of the paper): Adam with lr 2e-4 and beta1 0.5, images in
-[-1, 1]. D sees a real batch and a fake batch in separate forward passes, so batch
-norm computes statistics per batch, as in the paper's code. Losses are
-BCE-with-logits; G uses the non-saturating loss -log D(G(z)).
+The paper's settings (section 4; `--recipe paper`): Adam with lr 2e-4 and beta1 0.5, images in
+[-1, 1], BCE-with-logits for D and the non-saturating -log D(G(z)) for G. D sees a real batch and a
+fake batch in separate forward passes, so batch norm computes statistics per batch, as in the
+paper's code. On top, as configured: another loss (`--loss`, losses.py), a lazy R1 penalty on the
+real images (`--r1-gamma`), and differentiable augmentation of everything D sees (`--augment`, augment.py).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import contextlib
 import os
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -20,8 +20,10 @@ from ..errors import ConfigError
 from ..models import ModelConfig, build_models
 from ..sampling import sample_z
 from . import distributed
+from .augment import Augment
 from .config import TrainConfig
 from .ema import GeneratorEMA
+from .losses import LOSSES
 
 __all__ = ["GANStep", "cpu_has_bf16", "Batch"]
 
@@ -90,6 +92,11 @@ class GANStep:
         betas = (config.beta1, config.beta2)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=config.lr_g, betas=betas, **adam)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=config.lr_d, betas=betas, **adam)
+        self.loss = LOSSES[config.loss]
+        # What D sees of real and fake images (None: the images themselves); its own seeded random stream
+        augment = Augment(config.augment, config.augment_p, config.augment_target, config.augment_kimg, config.batch_size, device, self.seed + 5)
+        self.augment: Augment | None = augment if augment.enabled else None
+        self.d_updates = 0  # D updates so far: the lazy R1 penalty is due on every r1_every-th
         # bf16 autocast by default on CUDA, and on CPUs with bf16 instructions (AVX512-BF16 or AMX), where it
         # measured 1.8x faster than fp32 (BENCHMARKS.md); elsewhere bf16 is emulated and slower.
         self.bf16 = config.precision == "bf16" or (
@@ -167,34 +174,52 @@ class GANStep:
         """One D update on a real batch and a (detached) fake batch of the same classes; figures stay on the device."""
         self.D.requires_grad_(True)
         self.opt_d.zero_grad(set_to_none=True)
+        if self.augment is not None:  # the same random transforms for both sides, each image its own draw
+            real, fake = self.augment(real), self.augment(fake)
         # Separate forward passes: batch norm normalises real and fake batches each by their own statistics.
         # One backward per pass; with several processes the gradients are averaged once, after the second.
         no_sync = self._D_fwd.no_sync() if isinstance(self._D_fwd, DDP) else contextlib.nullcontext()  # DDP: dist.enabled
         with no_sync:
             with self.autocast():
                 logits_real = self._D_fwd(real, labels).float()  # (B,)
-            target = torch.full_like(logits_real, 1.0 - self.config.label_smoothing)
-            loss_real = F.binary_cross_entropy_with_logits(logits_real, target)
+            loss_real = self.loss.d_real(logits_real, self.config.label_smoothing)
             loss_real.backward()
+            if self.config.r1_gamma > 0 and self.d_updates % self.config.r1_every == 0:
+                self.r1_penalty(real, labels).backward()
         with self.autocast():
             logits_fake = self._D_fwd(fake, labels).float()  # (B,)
-        loss_fake = F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake))
+        loss_fake = self.loss.d_fake(logits_fake)
         loss_fake.backward()
         loss = loss_real.detach() + loss_fake.detach()
         self.opt_d.step()
+        self.d_updates += 1
+        if self.augment is not None:
+            self.augment.observe(logits_real)
         return {
             "loss_d": loss.detach(),
             "d_real": torch.sigmoid(logits_real.detach()).mean(),  # D(x)
             "d_fake": torch.sigmoid(logits_fake.detach()).mean(),  # D(G(z)) before D's update
         }
 
+    def r1_penalty(self, real: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """The lazy R1 penalty (Mescheder et al. 2018; StyleGAN2's lazy schedule): gamma / 2 * E|grad_x D(x)|^2
+        on the real batch, times r1_every because it is applied on one D update in r1_every. In fp32: a second
+        derivative in bf16 would be mostly rounding. Through D itself, not its DDP wrapper, inside D's no_sync
+        block: its weight gradients join the real pass's and are averaged with the fake pass's."""
+        x = real.detach().float().requires_grad_(True)
+        logits = self._D_through(x, labels).float()  # (B,)
+        (grad,) = torch.autograd.grad(logits.sum(), x, create_graph=True)  # (B, C, H, W)
+        return self.config.r1_gamma / 2 * grad.pow(2).sum(dim=(1, 2, 3)).mean() * self.config.r1_every
+
     def g_step(self, fake: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """One G update through D on a fake batch that still carries G's graph (non-saturating loss)."""
+        """One G update through D (and the augmentation, when on) on a fake batch that still carries G's graph."""
         self.D.requires_grad_(False)  # gradients flow through D to G, but D's weight gradients are not needed
         self.opt_g.zero_grad(set_to_none=True)
+        if self.augment is not None:
+            fake = self.augment(fake)
         with self.autocast():
             logits = self._D_through(fake, labels).float()
-        loss = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+        loss = self.loss.g(logits)
         loss.backward()
         self.opt_g.step()
         self.D.requires_grad_(True)
@@ -208,6 +233,20 @@ class GANStep:
         so a checkpoint at any step needs no per-process RNG state to resume exactly."""
         seed = ((self.seed * 1_000_003 + self.dist.rank) * 1_000_033 + step) % 2**63
         self.noise_gen.manual_seed(seed)
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """The step's own state beyond models, optimizers and the noise stream (checkpoint `extra.` entries)."""
+        state = {"gan.d_updates": torch.tensor([self.d_updates], dtype=torch.int64)}
+        if self.augment is not None:
+            state.update(self.augment.state_tensors())
+        return state
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Restore `state_tensors` (keys without the `extra.` prefix); an older checkpoint without them keeps the fresh state."""
+        if "gan.d_updates" in tensors:
+            self.d_updates = int(tensors["gan.d_updates"].reshape(-1)[0])
+        if self.augment is not None:
+            self.augment.load_state_tensors(tensors)
 
     def scale_learning_rates(self, factor: float) -> None:
         """Set both learning rates to the configured ones times `factor`."""
