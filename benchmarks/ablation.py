@@ -71,11 +71,26 @@ DATA = {
     ),
 }
 
-_DEFAULT_CONFIGS = {"paper": "--recipe paper --ema", "default": "", "ttur": "--lr-d 4e-4 --lr-g 1e-4", "betas": "--beta1 0 --beta2 0.99"}
+# Each change on its own, against the paper's settings with the averaged G (the default up to issue 25).
+_TODAY = "--recipe paper --ema"
+_SINGLE = {
+    "paper+ema": _TODAY,
+    "ttur": f"{_TODAY} --lr-d 4e-4 --lr-g 1e-4",
+    "betas0": f"{_TODAY} --beta1 0 --beta2 0.99",
+    "hinge": f"{_TODAY} --loss hinge",
+    "sn": f"{_TODAY} --d-norm spectral",
+    "r1": f"{_TODAY} --r1-gamma 1",
+    "diffaug": f"{_TODAY} --augment translation,cutout",
+    "ada": f"{_TODAY} --augment translation,cutout --augment-target 0.6",
+    "batch64": f"{_TODAY} --batch-size 64",
+    "d2": f"{_TODAY} --d-steps 2",
+    "sn+hinge": f"{_TODAY} --d-norm spectral --loss hinge",
+    "default": "",  # the current default, whatever it is
+}
 CONFIGS = {  # --data -> {name: `dcgan train` options}, trained when no --config is given
-    "mnist": dict(_DEFAULT_CONFIGS),
-    "cifar10": dict(_DEFAULT_CONFIGS),
-    "clothing": dict(_DEFAULT_CONFIGS),
+    "mnist": dict(_SINGLE),
+    "cifar10": dict(_SINGLE),
+    "clothing": dict(_SINGLE),
 }
 
 
@@ -109,7 +124,7 @@ def train_all(args, configs: dict[str, list[str]], names: list[str], out: Path) 
     `--minutes`; returns {name: {"started", "wall_s", "rc", "failed"}} (also written to OUT/NAME/launch.json)."""
     data_args = DATA[args.data][0]
     pending = list(names)
-    cores = list(range(args.slots)) if args.slots > 1 else [None]
+    cores = [int(c) for c in args.cores.split(",")] if args.cores else list(range(args.slots)) if args.slots > 1 else [None]
     free = list(cores)
     running: dict[str, tuple[subprocess.Popen, float, int | None, bool]] = {}  # name -> (proc, start, core, signalled)
     info: dict[str, dict] = {}
@@ -284,10 +299,12 @@ def main() -> int:
     p.add_argument("--data", choices=list(DATA), default="mnist")
     p.add_argument("--minutes", type=float, default=6.0, help="wall-clock training minutes of every run")
     p.add_argument("--slots", type=int, default=2, help="runs training at once, each on its own core with one thread (1: each with every core)")
+    p.add_argument("--cores", default=None, help="comma-separated cores to pin runs to, one run per core (overrides --slots), e.g. 0 or 0,1")
     p.add_argument("--config", action="append", default=[], metavar="NAME=OPTIONS", help="a named config: extra `dcgan train` options (repeatable)")
     p.add_argument("--out", default=None, help="default: /tmp/ablation-DATA")
     p.add_argument("--eval-every", type=int, default=None, help="iterations between each run's tracked FID (default: 200, clothing 100)")
     p.add_argument("--num-samples", type=int, default=None, help="samples for the final scoring (default: 5000, clothing 2000)")
+    p.add_argument("--train-only", action="store_true", help="train, then stop without scoring (score later with --skip-training)")
     p.add_argument("--skip-training", action="store_true", help="score the runs already in --out")
     p.add_argument("--only", default=None, help="comma-separated names: (re)train only these configs, then score all")
     p.add_argument("--src", default=str(REPO / "src"), help="src/ folder of the code that trains (PYTHONPATH of the runs)")
@@ -316,6 +333,8 @@ def main() -> int:
     info: dict[str, dict] = {}
     if not args.skip_training:
         info = train_all(args, configs, only, out)
+        if args.train_only:
+            return 0
     for name in configs:  # runs trained earlier (--skip-training, --only)
         if name not in info and (out / name / "launch.json").exists():
             info[name] = json.loads((out / name / "launch.json").read_text())

@@ -117,7 +117,8 @@ def _run_train(args: argparse.Namespace) -> int:
     print(f"G: {_params(g_rows)}; D: {_params(d_rows)}")
     tracked = _evaluate_callback(trainer).prepare(trainer)  # before training: a missing classifier is reported now
     if tracked is not None:
-        print(f"evaluating every {trainer.config.eval_every} iterations: {tracked.protocol()} ({tracked.extractor.description})")
+        every = _evaluate_callback(trainer).schedule.every
+        print(f"evaluating every {every} iterations, the best kept: {tracked.protocol()} ({tracked.extractor.description})")
     result = trainer.train()
     if trainer.run is None:  # a process other than rank 0 of a multi-process run: rank 0 reports
         return EXIT_INTERRUPTED if result.interrupted else EXIT_TRAINING_FAILED if result.failure else 0

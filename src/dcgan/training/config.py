@@ -14,9 +14,10 @@ from .augment import parse_policy
 from .health import ON_FAILURE
 from .losses import DEFAULT_LOSS, LOSSES
 
-__all__ = ["TrainConfig", "PRECISIONS", "ADAM_IMPLEMENTATIONS", "DEVICE"]
+__all__ = ["TrainConfig", "AUTO_EVAL_EVERY", "PRECISIONS", "ADAM_IMPLEMENTATIONS", "DEVICE"]
 
 PRECISIONS = ("auto", "fp32", "bf16")
+AUTO_EVAL_EVERY = 500  # --eval-every's default: a few seconds of scoring per 500 iterations, and a best checkpoint
 ADAM_IMPLEMENTATIONS = ("auto", "fused", "foreach", "loop")
 NONNEGATIVE_FLOAT = Check(float, lambda v: math.isfinite(v) and v >= 0, "a number >= 0", (int, float))
 AUGMENT_POLICY = Check(str, lambda v: parse_policy(v) is not None, "none or a comma-separated list of translation, cutout, color", (str,))
@@ -189,11 +190,12 @@ class TrainConfig:
     num_samples: int = option(64, "images in the fixed-noise grid", group="outputs", check=POSITIVE_INT)
     eval_every: int | None = option(
         None,
-        "iterations between FID evaluations; the best is kept as checkpoints/best.safetensors",
+        "iterations between FID evaluations; the best is kept as checkpoints/best.safetensors, because DCGAN runs "
+        "often get worse after their best point; 0: off",
         group="outputs",
-        check=POSITIVE_INT,
+        check=NONNEGATIVE_INT,
         resume=True,
-        default_text="default off",
+        default_text=f"default auto: every {AUTO_EVAL_EVERY} in runs of at least {AUTO_EVAL_EVERY} iterations",
     )
     eval_samples: int = option(2000, "samples per evaluation", group="outputs", check=POSITIVE_INT)
     eval_metric: str = option(

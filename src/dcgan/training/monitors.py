@@ -11,6 +11,7 @@ from ..metrics.scores import METRICS
 from ..sampling import generate
 from . import distributed
 from .callbacks import Action, Callback, Schedule
+from .config import AUTO_EVAL_EVERY
 from .health import HealthIssue, HealthMonitor
 
 __all__ = ["Health", "Evaluate", "describe_best"]
@@ -130,8 +131,10 @@ class Evaluate(Callback):
     name = "eval"
 
     def __init__(self, every: int | None) -> None:
-        self.schedule = Schedule(every, at_last_step=True)
-        self.enabled = every is not None
+        # None (auto): every AUTO_EVAL_EVERY iterations, in runs that long (on_train_start decides); 0: off
+        self.auto = every is None
+        self.schedule = Schedule(every or AUTO_EVAL_EVERY, at_last_step=True)
+        self.enabled = every != 0
         self.tracked: TrackedMetric | None = None  # the TrackedMetric, built before training (a missing classifier is reported then)
         # The best evaluation so far: {"fid": value, "step": step} when FID is tracked (the layout checkpoints
         # always had); otherwise {"metric": name, name: value, "fid": FID at that step, "step": step}.
@@ -139,6 +142,8 @@ class Evaluate(Callback):
 
     def prepare(self, trainer):
         """Build the tracked metric now (on rank 0); returns it, or None when evaluation is off."""
+        if self.auto and trainer.total_steps() < AUTO_EVAL_EVERY:
+            self.enabled = False  # a short run (a demo, a test) has no best point worth the scoring
         if self.enabled and self.tracked is None and trainer.dist.is_main:
             self.tracked = build_tracked_metric(trainer)
         return self.tracked
