@@ -87,10 +87,19 @@ _SINGLE = {
     "sn+hinge": f"{_TODAY} --d-norm spectral --loss hinge",
     "default": "",  # the current default, whatever it is
 }
+# The chosen default against the paper's and against its own parts, for the two photo sets.
+_PHOTOS = {
+    "paper+ema": _TODAY,
+    "default": "",
+    "default-r1": "--r1-gamma 0",
+    "default+diffaug": "--augment translation,cutout,color",
+    "default+ada": "--augment translation,cutout,color --augment-target 0.6",
+}
 CONFIGS = {  # --data -> {name: `dcgan train` options}, trained when no --config is given
     "mnist": dict(_SINGLE),
-    "cifar10": dict(_SINGLE),
-    "clothing": dict(_SINGLE),
+    "cifar10": dict(_PHOTOS),
+    # the photos64 recipe before issue 25 was the paper's settings at batch 64 with the averaged G
+    "clothing": {"photos64-before": f"{_TODAY} --batch-size 64", **{k: v for k, v in _PHOTOS.items() if k != "paper+ema"}},
 }
 
 
@@ -133,7 +142,8 @@ def train_all(args, configs: dict[str, list[str]], names: list[str], out: Path) 
             name, core = pending.pop(0), free.pop(0)
             where = f"core {core}, 1 thread" if core is not None else f"{os.cpu_count()} cores"
             print(f"training {name} ({' '.join(configs[name]) or 'no options'}) for {args.minutes:g} minutes on {where} ...", flush=True)
-            proc = start_run(Path(args.src), out / name, data_args, configs[name], args.eval_every, core)
+            src = dict(item.split("=", 1) for item in args.src_for).get(name, args.src)  # --src-for NAME=PATH
+            proc = start_run(Path(src), out / name, data_args, configs[name], args.eval_every, core)
             running[name] = (proc, time.time(), core, False)
         time.sleep(1.0)
         for name, (proc, start, core, signalled) in list(running.items()):
@@ -308,6 +318,13 @@ def main() -> int:
     p.add_argument("--skip-training", action="store_true", help="score the runs already in --out")
     p.add_argument("--only", default=None, help="comma-separated names: (re)train only these configs, then score all")
     p.add_argument("--src", default=str(REPO / "src"), help="src/ folder of the code that trains (PYTHONPATH of the runs)")
+    p.add_argument(
+        "--src-for",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="train config NAME with the code in PATH (a git worktree's src/), e.g. the code before a change; repeatable",
+    )
     args = p.parse_args()
     data_args, data_name, data_dir, eval_default, samples_default = DATA[args.data]
     args.eval_every = args.eval_every or eval_default
@@ -409,7 +426,9 @@ def main() -> int:
 
     floor = next(r["fid"] for r in floor_rows if r["subject"] == "real test (floor)")
     where = machine()
-    print(f"\n== {args.data}: {args.minutes:g} minutes each, {args.slots} at a time; features {extractor.name} ({extractor.description})")
+    walls = sorted({round(r["launch"]["wall_s"] / 60, 1) for r in rows if r.get("launch")})  # what the runs had, also with --skip-training
+    budget = " / ".join(f"{w:g}" for w in walls) or f"{args.minutes:g}"
+    print(f"\n== {args.data}: {budget} wall-clock minutes each; features {extractor.name} ({extractor.description})")
     print(
         f"FID, precision, recall of {args.num_samples} samples vs {score.protocol['num_real']} real train images; floor: {score.protocol.get('num_test')} test images"
     )  # type: ignore[attr-defined]

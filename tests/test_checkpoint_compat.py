@@ -80,6 +80,9 @@ def test_old_checkpoint_resumes(old_run, digits16):
     assert trainer.state.step == 6 and trainer.state.batch_in_epoch == 6
     assert trainer.callback(MetricsLog).last["step"] == 6  # the old layout's "last" came back
     assert torch.equal(trainer.fixed_noise, tensors["extra.fixed_noise"])
+    # it trained as 0.1.0 did, and goes on so: the paper's loss, no R1 penalty (the default after 0.3.0), no augmentation
+    assert trainer.config.r1_gamma == 0 and trainer.config.loss == "non-saturating" and trainer.gan.augment is None
+    assert trainer.config.lr_g == 2e-4 and trainer.config.beta1 == 0.5
     result = trainer.train()
     assert result.step == 8 and not result.failure
     resaved = load_checkpoint(run)

@@ -22,7 +22,8 @@ def _record(loss_d=0.7, loss_g=1.5, d_real=0.6, d_fake=0.4):
 
 
 def _trainer(tmp_path=None, **opts):
-    base = dict(data="digits", progress=False, steps=60, seed=0, batch_size=64, log_every=5, **TINY)
+    # the paper's settings: the default R1 penalty would keep the provoked D from saturating
+    base = dict(data="digits", progress=False, steps=60, seed=0, batch_size=64, log_every=5, recipe="paper", **TINY)
     base.update(opts)
     t = Trainer.from_options(run_dir=tmp_path, **base)
     t.callback(Health).monitor = HealthMonitor(FAST)

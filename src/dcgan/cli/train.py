@@ -67,7 +67,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     )
     add_data(groups["data"], "dataset", default=DEFAULT_DATA)
     groups["training"].add_argument(
-        "--lr", type=POSITIVE_FLOAT.parse, default=None, metavar="LR", help="Adam learning rate of both G and D (default 2e-4, paper)"
+        "--lr", type=POSITIVE_FLOAT.parse, default=None, metavar="LR", help="Adam learning rate of both G and D (default 8e-4; the paper's 2e-4)"
     )
     groups["speed"].add_argument(
         "--nproc",

@@ -42,7 +42,7 @@ except ModuleNotFoundError:  # Python < 3.11
 from ..errors import ConfigError
 from ..models import ModelConfig
 from ..options import POSITIVE_FLOAT, current_value
-from .config import TrainConfig
+from .config import EARLIER_RUNS, TrainConfig
 from .recipes import get_recipe
 
 __all__ = ["ConfigFile", "read_config_file", "FILE_KEYS"]
@@ -198,6 +198,7 @@ def _from_run_record(path: Path, doc: dict) -> ConfigFile:
     model = dict(model)
     num_classes, class_names = model.pop("num_classes", 0), model.pop("class_names", [])
     options = {}
+    train = {**EARLIER_RUNS, **train}  # a run of an earlier version trained without what it does not record
     for table, values in (("model", model), ("train", train)):
         for key, value in values.items():
             name, _ = _field_name(path, key, table)

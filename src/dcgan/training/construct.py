@@ -103,7 +103,7 @@ def resume_parts(
         changes.setdefault("epochs", None)
     if "epochs" in changes:
         changes.setdefault("steps", None)
-    config = replace(TrainConfig.from_dict(ckpt.record.train_config), **changes)
+    config = replace(TrainConfig.from_record(ckpt.record.train_config), **changes)
     mc = ckpt.model_config
     if data is None:
         data = load_dataset(config.data, config.data_dir, image_size=mc.image_size, channels=mc.channels)
