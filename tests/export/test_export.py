@@ -202,7 +202,13 @@ def test_card_has_every_field(exported):
     assert training["data"]["name"] == "digits" and training["data"]["num_images"] == ckpt.state["data"]["num_images"]
     assert training["data"]["sha256"] == ckpt.state["data"]["fingerprint"] and len(training["data"]["sha256"]) == 64
     assert training["step"] == ckpt.step and training["epoch"] > 0 and training["batch_size"] == 32
-    assert training["lr_g"] == training["lr_d"] == 2e-4 and training["seed"] == 0 and training["precision"] in ("fp32", "bf16")
+    assert training["lr_g"] == training["lr_d"] == ckpt.state["train_config"]["lr_g"] and training["seed"] == 0
+    assert (
+        training["loss"] == "non-saturating"
+        and training["r1_gamma"] == ckpt.state["train_config"]["r1_gamma"]
+        and training["augment"] == "none"
+        and training["precision"] in ("fp32", "bf16")
+    )
     assert training["elapsed_s"] > 0 and training["saved_at"] and training["dcgan_version"] and training["torch_version"]
     assert set(card["usage"]) == set(EXPORT_FORMATS)
     assert all(f"{mc.z_dim}" in code for code in card["usage"].values())

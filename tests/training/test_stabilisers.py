@@ -13,7 +13,7 @@ from dcgan.training import TrainConfig, Trainer
 from dcgan.training.losses import LOSSES
 from dcgan.training.recipes import get_recipe
 
-from conftest import TINY
+from conftest import TINY, run_cli
 
 pytestmark = pytest.mark.kernels  # trains on the CPU's kernels: make test-avx2 reruns it
 
@@ -165,3 +165,8 @@ def test_recipe_paper_trains_the_papers_dcgan_step_for_step(digits16):
     trainer.train()
     for name, tensor in G.state_dict().items():
         assert torch.equal(tensor, trainer.G.state_dict()[name]), name
+
+
+def test_an_adaptive_target_without_transforms_is_refused(capsys):
+    assert run_cli("train", "--data", "digits", "--augment-target", "0.6", "--steps", "1") == 2
+    assert "give them too" in capsys.readouterr().err

@@ -248,6 +248,12 @@ def _training_section(ckpt: Checkpoint) -> dict:
         "label_smoothing": train.get("label_smoothing"),
         "d_steps": train.get("d_steps"),
         "g_steps": train.get("g_steps"),
+        # what a checkpoint from before these options trained with (training.config.EARLIER_RUNS and the defaults then)
+        "loss": train.get("loss", "non-saturating"),
+        "r1_gamma": train.get("r1_gamma", 0.0),
+        "r1_every": train.get("r1_every", 16),
+        "augment": train.get("augment", "none"),
+        "augment_target": train.get("augment_target"),
         # Checkpoints from before the resolved precision was recorded only know the option ("auto").
         "precision": record.precision or f"{train.get('precision')} (not resolved in the checkpoint)",
         "seed": train.get("seed"),
@@ -450,6 +456,11 @@ def _training_markdown(t: dict) -> list[str]:
                 "optimisation",
                 f"batch {t['batch_size']}, Adam lr G {t['lr_g']} / D {t['lr_d']}, betas ({t['betas'][0]}, {t['betas'][1]}), "
                 f"label smoothing {t['label_smoothing']}, {t['d_steps']} D / {t['g_steps']} G step(s) per iteration",
+            ),
+            (
+                "regularisation",
+                f"{t['loss']} loss, R1 gamma {t['r1_gamma']} every {t['r1_every']} D updates, augmentation {t['augment']}"
+                + (f" (adaptive, target {t['augment_target']})" if t.get("augment_target") is not None else ""),
             ),
             ("precision", t["precision"]),
             ("seed", t["seed"]),

@@ -75,7 +75,7 @@ class TrainConfig:
     )
     beta1: float = option(
         0.0,
-        "Adam beta1; the paper's 0.5 (0.9 'resulted in training oscillation and instability')",
+        "Adam beta1 (of 0.9 the paper says it 'resulted in training oscillation and instability')",
         group="training",
         check=UNIT_FLOAT,
         metavar="B",
@@ -257,6 +257,8 @@ class TrainConfig:
         validate_options(self)
         if self.steps is not None and self.epochs is not None:
             raise ConfigError("give either steps or epochs as the budget, not both")
+        if self.augment_target is not None and not parse_policy(self.augment):
+            raise ConfigError("--augment-target adapts the probability of the --augment transforms: give them too, e.g. --augment translation,cutout")
 
     def to_dict(self) -> dict:
         return asdict(self)
