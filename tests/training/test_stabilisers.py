@@ -170,3 +170,8 @@ def test_recipe_paper_trains_the_papers_dcgan_step_for_step(digits16):
 def test_an_adaptive_target_without_transforms_is_refused(capsys):
     assert run_cli("train", "--data", "digits", "--augment-target", "0.6", "--steps", "1") == 2
     assert "give them too" in capsys.readouterr().err
+
+
+def test_label_smoothing_with_the_hinge_loss_is_refused(capsys):
+    assert run_cli("train", "--data", "digits", "--loss", "hinge", "--label-smoothing", "0.1", "--steps", "1") == 2
+    assert "the hinge loss has none" in capsys.readouterr().err

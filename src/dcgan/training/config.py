@@ -257,6 +257,8 @@ class TrainConfig:
         validate_options(self)
         if self.steps is not None and self.epochs is not None:
             raise ConfigError("give either steps or epochs as the budget, not both")
+        if self.label_smoothing and self.loss != "non-saturating":
+            raise ConfigError(f"--label-smoothing smooths the targets of the non-saturating loss; the {self.loss} loss has none")
         if self.augment_target is not None and not parse_policy(self.augment):
             raise ConfigError("--augment-target adapts the probability of the --augment transforms: give them too, e.g. --augment translation,cutout")
 

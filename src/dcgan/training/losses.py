@@ -42,7 +42,7 @@ def _bce_g(logits: torch.Tensor) -> torch.Tensor:
 
 
 def _hinge_real(logits: torch.Tensor, smoothing: float) -> torch.Tensor:
-    # label smoothing is a BCE notion; the margin plays its part here
+    # label smoothing is a BCE notion (TrainConfig refuses it with this loss); the margin plays its part here
     return F.relu(1.0 - logits).mean()
 
 
