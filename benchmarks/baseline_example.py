@@ -125,16 +125,23 @@ class ExampleDataset(torch.utils.data.Dataset):
 class BaselineTrainer:
     """The example's training loop, stepped `n` iterations at a time."""
 
-    def __init__(self, images_uint8, nc, image_size=64, batch_size=128, workers=2, device="cpu", seed=0, nz=100):
+    def __init__(self, images_uint8, nc, image_size=64, batch_size=128, workers=2, device="cpu", seed=0, nz=100, bf16=False, channels_last=False):
+        """`bf16` and `channels_last` are the two settings a user of the example would try first for speed (the
+        example has neither): bf16 autocast around the forward passes (BCELoss on the fp32 output, outside it,
+        since autocast refuses BCELoss), and both networks and the real batch in channels_last."""
         if image_size != 64:
             raise ValueError("the example's networks are for 64x64 images")
         torch.manual_seed(seed)
         self.device, self.nz = torch.device(device), nz
+        self.bf16, self.channels_last = bf16, channels_last
         self.dataset = ExampleDataset(images_uint8, image_size, nc)
         self.loader = torch.utils.data.DataLoader(
             self.dataset, batch_size=batch_size, shuffle=True, num_workers=workers, generator=torch.Generator().manual_seed(seed)
         )
         self.generator, self.netD = build_baseline(nc, nz, device=self.device)
+        if channels_last:
+            self.generator.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            self.netD.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.criterion = nn.BCELoss()
         self.optimizerD = optim.Adam(self.netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
         self.optimizerG = optim.Adam(self.generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
@@ -150,11 +157,21 @@ class BaselineTrainer:
         self._it = iter(self.loader)  # a new epoch: the example's `for i, data in enumerate(dataloader)`
         return next(self._it)
 
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
     def _step(self) -> dict:
-        netG, netD, criterion, device = self.generator, self.netD, self.criterion, self.device
+        netG, criterion, device = self.generator, self.criterion, self.device
+
+        def netD(x):  # the example's netD(x), in bf16 when asked; BCELoss gets fp32 either way
+            with self._autocast():
+                return self.netD(x).float()
+
         # (1) Update D: maximise log(D(x)) + log(1 - D(G(z)))
-        netD.zero_grad()
+        self.netD.zero_grad()
         real_cpu = self._next_batch()[0].to(device)
+        if self.channels_last:
+            real_cpu = real_cpu.contiguous(memory_format=torch.channels_last)
         batch_size = real_cpu.size(0)
         label = torch.full((batch_size,), 1.0, dtype=real_cpu.dtype, device=device)
         output = netD(real_cpu).view(-1)
@@ -162,7 +179,8 @@ class BaselineTrainer:
         errD_real.backward()
         D_x = output.mean().item()
         noise = torch.randn(batch_size, self.nz, 1, 1, device=device)
-        fake = netG(noise)
+        with self._autocast():
+            fake = netG(noise)
         label.fill_(0.0)
         output = netD(fake.detach()).view(-1)
         errD_fake = criterion(output, label)
