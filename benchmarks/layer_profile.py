@@ -25,12 +25,16 @@ import argparse
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from dcgan.models import ModelConfig, build_models
 from dcgan.training.step import cpu_has_bf16
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from throughput import matmul_peak  # noqa: E402
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
@@ -97,12 +101,6 @@ def profile_layer(conv: nn.Module, in_shape: tuple, dtype: torch.dtype, repeats:
         }
 
 
-def matmul_peak(dtype: torch.dtype, n: int, repeats: int) -> float:
-    """GFLOP/s of an n x n by n x n matmul in `dtype`."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    return 2 * n**3 / timed(lambda: a @ b, repeats) / 1e9
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--image-size", type=int, default=64)
@@ -118,7 +116,7 @@ def main() -> int:
     mc = ModelConfig(image_size=args.image_size, channels=args.channels, width=args.width)
     G, D = build_models(mc, seed=0)
     B = args.batch_size
-    peak = matmul_peak(dtype, args.matmul_n, max(3, args.repeats // 2))
+    peak = matmul_peak(torch.device("cpu"), dtype, args.matmul_n)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {name}, channels_last; model {args.image_size}x{args.image_size}x{args.channels}, width {args.width}, batch {B}"
     )
