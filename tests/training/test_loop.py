@@ -7,6 +7,7 @@ import torch
 from dcgan.errors import ConfigError
 from dcgan.models import ModelConfig
 from dcgan.training import Callback, TrainConfig, Trainer, cpu_has_bf16
+from dcgan.training.step import cpu_matrix_units
 
 from conftest import TINY
 
@@ -185,3 +186,19 @@ def test_a_onednn_cap_below_bf16_means_fp32(monkeypatch, cap):
     assert not cpu_has_bf16()
     trainer = Trainer.from_options(data="digits", steps=1, precision="auto", device="cpu", progress=False, **TINY)
     assert not trainer.gan.bf16
+
+
+@pytest.mark.parametrize("cap", [None, "AVX2"])
+def test_compute_path_says_which_precision_and_why(monkeypatch, cap):
+    """`dcgan train` prints GANStep.compute_path(): auto precision names the CPU's matrix units and the choice
+    it made from them; a cap on oneDNN is named as the reason for fp32 on a CPU that has bf16."""
+    if cap:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    trainer = Trainer.from_options(data="digits", steps=1, precision="auto", device="cpu", progress=False, **TINY)
+    path = trainer.gan.compute_path()
+    assert path.startswith("bf16 autocast (this CPU has " if trainer.gan.bf16 else "fp32 (")
+    assert "channels_last" in path and "fused Adam" in path and "thread(s)" in path
+    if cap and cpu_matrix_units() in ("AMX", "AVX512-BF16"):
+        assert "capped" in path
+    forced = Trainer.from_options(data="digits", steps=1, precision="fp32", channels_last=False, device="cpu", progress=False, **TINY)
+    assert forced.gan.compute_path().startswith("fp32, NCHW, fused Adam")

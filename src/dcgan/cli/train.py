@@ -115,6 +115,7 @@ def _run_train(args: argparse.Namespace) -> int:
     trainer = _resumed_trainer(args) if args.resume else _new_trainer(args)
     g_rows, d_rows = trainer.model_summaries()
     print(f"G: {_params(g_rows)}; D: {_params(d_rows)}")
+    print(f"compute: {trainer.gan.compute_path()}")
     tracked = _evaluate_callback(trainer).prepare(trainer)  # before training: a missing classifier is reported now
     if tracked is not None:
         every = _evaluate_callback(trainer).schedule.every

@@ -25,7 +25,7 @@ from .config import TrainConfig
 from .ema import GeneratorEMA
 from .losses import LOSSES
 
-__all__ = ["GANStep", "cpu_has_bf16", "Batch"]
+__all__ = ["GANStep", "cpu_has_bf16", "cpu_matrix_units", "Batch"]
 
 Batch = tuple  # (images (B, C, H, W) float in [-1, 1], labels (B,) int64 or None)
 
@@ -35,6 +35,29 @@ ADAM_KWARGS = {"fused": {"fused": True}, "foreach": {"foreach": True}, "loop": {
 _ISAS_WITHOUT_BF16 = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"}
 
 
+def _cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (Linux); empty elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_matrix_units() -> str:
+    """What this CPU multiplies matrices with, for the person watching: "AMX", "AVX512-BF16", or the
+    vector ISA ATen dispatches to (e.g. "AVX2", which `ATEN_CPU_CAPABILITY=avx2` forces)."""
+    flags = _cpu_flags()
+    if "amx_bf16" in flags:
+        return "AMX"
+    if "avx512_bf16" in flags:
+        return "AVX512-BF16"
+    return torch.backends.cpu.get_cpu_capability()
+
+
 def cpu_has_bf16() -> bool:
     """Whether this CPU does bf16 arithmetic natively (x86 AVX512-BF16 or AMX) and oneDNN may use it.
 
@@ -42,15 +65,7 @@ def cpu_has_bf16() -> bool:
     `ONEDNN_MAX_CPU_ISA` can narrow (with `ONEDNN_MAX_CPU_ISA=AVX2` an AMX machine runs the kernels of
     an AVX2-only CPU, so it must also choose fp32 as one would).
     """
-    flags: set[str] = set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
-    except OSError:
-        pass
+    flags = _cpu_flags()
     if not flags & {"avx512_bf16", "amx_bf16"}:
         return False
     # oneDNN's ISA caps below AVX512_CORE_BF16: it would emulate bf16 there (ONEDNN_MAX_CPU_ISA=AVX512_CORE
@@ -125,6 +140,30 @@ class GANStep:
     def precision(self) -> str:
         """What the run computes in: "bf16" (autocast) or "fp32"."""
         return "bf16" if self.bf16 else "fp32"
+
+    def compute_path(self) -> str:
+        """The path this step takes, in one line: precision and why, memory layout, Adam, compilation, threads."""
+        if self.device.type == "cpu":
+            units, why = cpu_matrix_units(), None
+            if self.config.precision == "auto" and self.bf16:
+                why = f"this CPU has {units}"
+            elif self.config.precision == "auto" and units in ("AMX", "AVX512-BF16"):
+                why = f"the CPU has {units} but oneDNN is capped below it (ONEDNN_MAX_CPU_ISA)"
+            elif self.config.precision == "auto":
+                why = f"no bf16 instructions on this CPU ({units})"
+            where = f"cpu, {torch.get_num_threads()} thread(s)"
+        else:
+            why, where = None, str(self.device)
+        precision = "bf16 autocast" if self.bf16 else "fp32"
+        adam = "fused" if self.config.adam == "auto" else self.config.adam
+        parts = [
+            f"{precision} ({why})" if why else precision,
+            "channels_last" if self.config.channels_last else "NCHW",
+            f"{adam} Adam",
+            *(["torch.compile"] if self.config.compile else []),
+            where,
+        ]
+        return ", ".join(parts)
 
     def autocast(self):
         """bf16 autocast on the training device when the run uses it, else a no-op context."""
