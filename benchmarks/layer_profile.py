@@ -13,7 +13,10 @@ times (real, fake, and the fake again for G's update), backward-weights twice (r
 D's weights need no gradient) and backward-data three times (every pass sends its gradient down through D's
 layers; only G's update needs it out of D's first layer, towards G). The last table weighs the per-pass
 times with those counts: the share of the iteration's convolution time each layer takes, and the
-iteration's convolution-only images/s and GFLOP/s.
+iteration's convolution-only images/s and GFLOP/s. Last, the whole training step (`GANStep.step` as
+`dcgan train` builds it, R1 and the averaged G's update included) is timed on a random batch of the same
+size: the convolutions' share of it is what the rest of the step (batch norm, activations, casts, Adam)
+leaves.
 
     .venv/bin/python benchmarks/layer_profile.py                       # 64x64x1, batch 64, bf16 where the CPU has it
     .venv/bin/python benchmarks/layer_profile.py --image-size 32 --dtype fp32
@@ -31,6 +34,7 @@ import torch
 from torch import nn
 
 from dcgan.models import ModelConfig, build_models
+from dcgan.training import Trainer
 from dcgan.training.step import cpu_has_bf16
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -110,6 +114,7 @@ def main() -> int:
     p.add_argument("--dtype", choices=("auto", *DTYPES), default="auto", help="auto: bf16 where the CPU has it, as dcgan train picks")
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--matmul-n", type=int, default=4096)
+    p.add_argument("--step-iterations", type=int, default=16, help="iterations per round of the whole-step timing (16: one R1 step in each)")
     args = p.parse_args()
     name = args.dtype if args.dtype != "auto" else ("bf16" if cpu_has_bf16() else "fp32")
     dtype = DTYPES[name]
@@ -156,7 +161,30 @@ def main() -> int:
         f"{flops / total / 1e9:,.0f} GFLOP/s = {100 * flops / total / 1e9 / peak:.0f}% of the matmul peak "
         f"({flops / B / 1e9:.2f} GFLOP of convolution per training image)"
     )
+    step = whole_step(mc, B, name, args.step_iterations)
+    print(
+        f"the whole training step (GANStep.step, median of {args.step_iterations} iterations in 3 rounds): "
+        f"{1e3 * step:.1f} ms per iteration, {B / step:,.0f} images/s; the convolutions alone are {100 * total / step:.0f}% of it"
+    )
     return 0
+
+
+def whole_step(mc: ModelConfig, batch_size: int, precision: str, iterations: int) -> float:
+    """Median seconds of one `GANStep.step` (as `dcgan train` builds it for this model) on a random batch."""
+    trainer = Trainer.from_options(
+        data="digits", steps=1, device="cpu", progress=False, seed=0, precision=precision,
+        image_size=mc.image_size, channels=mc.channels, width=mc.width, batch_size=batch_size,
+    )  # fmt: skip
+    real = torch.rand(batch_size, mc.channels, mc.image_size, mc.image_size) * 2 - 1
+    for _ in range(3):
+        trainer.gan.step((real, None))
+    rounds = []
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(iterations):
+            trainer.gan.step((real, None))
+        rounds.append((time.perf_counter() - start) / iterations)
+    return statistics.median(rounds)
 
 
 if __name__ == "__main__":
