@@ -97,3 +97,19 @@ def test_photo_recipe_needs_data_and_runs_on_a_folder(tmp_path, capsys):
 def test_resume_refuses_a_recipe(tmp_path, capsys):
     assert main(["train", "--resume", str(tmp_path), "--recipe", "mnist"]) == 2
     assert "drop --recipe" in capsys.readouterr().err
+
+
+def test_a_dataset_default_width_applies_unless_given_or_the_paper_recipe(monkeypatch):
+    """MNIST trains at width 48 by default (measured best, docs/recipe.md); `--width` and `--recipe paper`
+    (the PyTorch example's 64, as up to 0.3.0) override a dataset's default width."""
+    import dataclasses
+
+    from dcgan.data.registry import DATASETS
+    from dcgan.training import Trainer
+
+    assert DATASETS["mnist"].default_width == 48
+    monkeypatch.setitem(DATASETS, "digits", dataclasses.replace(DATASETS["digits"], default_width=24))
+    small = dict(data="digits", image_size=16, steps=1, progress=False, device="cpu")
+    assert Trainer.from_options(**small).model_config.width == 24
+    assert Trainer.from_options(**small, width=16).model_config.width == 16
+    assert Trainer.from_options(**small, recipe="paper").model_config.width == 64

@@ -139,7 +139,7 @@ def test_recipe_paper_trains_the_papers_dcgan_step_for_step(digits16):
     """--recipe paper against the paper's algorithm written out here: BCE losses, G's non-saturating loss,
     Adam(2e-4, (0.5, 0.999)), batch 128; the same initial weights, batches and noise give the same G, bit for bit."""
     options = {**get_recipe("paper").options, "data": "digits", "seed": 0, "steps": 3, "device": "cpu", "channels_last": False, "precision": "fp32"}
-    trainer = Trainer.from_options(progress=False, **options, **TINY)
+    trainer = Trainer.from_options(progress=False, **{**options, **TINY})  # the tiny model over the recipe's width
     assert trainer.config.batch_size == 128 and trainer.gan.ema is None
     cfg = trainer.model_config
     G, D = build_models(cfg, seed=0)

@@ -84,7 +84,12 @@ def _load_idx_pair(root: Path | None, split: str, dataset: str, classes: list[st
 
 
 @register_dataset(
-    "mnist", default_size=32, native_channels=1, description="MNIST handwritten digits, 28x28 grey (IDX files)", download=download.MNIST
+    "mnist",
+    default_size=32,
+    native_channels=1,
+    description="MNIST handwritten digits, 28x28 grey (IDX files)",
+    download=download.MNIST,
+    default_width=48,  # 12 minutes on a core: FID 0.065 against width 64's 0.095 (1.5x more iterations; docs/recipe.md)
 )
 def _load_mnist(root: Path | None, split: str) -> ImageData:
     return _load_idx_pair(root, split, "mnist", [str(i) for i in range(10)])

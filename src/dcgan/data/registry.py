@@ -33,18 +33,27 @@ class DatasetSpec:
     description: str  # one line for `--help` and errors
     needs_files: bool = True  # False for datasets bundled with a package
     download: DownloadSpec | None = None  # where `dcgan data download NAME` fetches its files; None: no download
+    # the model width (--width) used when the user gives none: the one measured best on this dataset
+    # (docs/recipe.md); None: ModelConfig's default
+    default_width: int | None = None
 
 
 DATASETS: dict[str, DatasetSpec] = {}
 
 
 def register_dataset(
-    name: str, default_size: int, native_channels: int, description: str, needs_files: bool = True, download: DownloadSpec | None = None
+    name: str,
+    default_size: int,
+    native_channels: int,
+    description: str,
+    needs_files: bool = True,
+    download: DownloadSpec | None = None,
+    default_width: int | None = None,
 ):
     """Decorator that adds a loader to the registry under `name` (with its download, where it has one)."""
 
     def wrap(fn: Callable[[Path | None, str], ImageData]):
-        DATASETS[name] = DatasetSpec(name, fn, default_size, native_channels, description, needs_files, download)
+        DATASETS[name] = DatasetSpec(name, fn, default_size, native_channels, description, needs_files, download, default_width)
         return fn
 
     return wrap

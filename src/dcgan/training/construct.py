@@ -70,6 +70,8 @@ def parts_from_options(
     model_opts = {k: v for k, v in options.items() if k in model_keys and v is not None}
     model_opts.setdefault("image_size", spec.default_size if spec else DEFAULT_FILES_SIZE)
     model_opts.setdefault("channels", spec.native_channels if spec else DEFAULT_FILES_CHANNELS)
+    if spec is not None and spec.default_width is not None:
+        model_opts.setdefault("width", spec.default_width)
     if "conditioning" in model_opts and not train_config.conditional:
         raise ConfigError("--conditioning chooses how a conditional model takes its class: add --conditional")
     model_config = ModelConfig(**model_opts)  # validates size and channels before any data is read
