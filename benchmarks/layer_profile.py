@@ -14,8 +14,7 @@ D's weights need no gradient) and backward-data three times (every pass sends it
 layers; only G's update needs it out of D's first layer, towards G). The last table weighs the per-pass
 times with those counts: the share of the iteration's convolution time each layer takes, and the
 iteration's convolution-only images/s and GFLOP/s. Last, the whole training step (`GANStep.step` as
-`dcgan train` builds it, R1 and the averaged G's update included) is timed on a random batch of the same
-size: the convolutions' share of it is what the rest of the step (batch norm, activations, casts, Adam)
+`dcgan train` builds it, R1 and the averaged G's update included) is timed on batches of the same size: the convolutions' share of it is what the rest of the step (batch norm, activations, casts, Adam)
 leaves.
 
     .venv/bin/python benchmarks/layer_profile.py                       # 64x64x1, batch 64, bf16 where the CPU has it
@@ -38,7 +37,7 @@ from dcgan.training import Trainer
 from dcgan.training.step import cpu_has_bf16
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import matmul_peak  # noqa: E402
+from throughput import matmul_peak, time_trainer  # noqa: E402
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
@@ -170,21 +169,14 @@ def main() -> int:
 
 
 def whole_step(mc: ModelConfig, batch_size: int, precision: str, iterations: int) -> float:
-    """Median seconds of one `GANStep.step` (as `dcgan train` builds it for this model) on a random batch."""
+    """Median seconds of one `GANStep.step` (as `dcgan train` builds it for this model) over 3 rounds of
+    `iterations`, timed by throughput.py's `time_trainer` on the digits at this size."""
     trainer = Trainer.from_options(
         data="digits", steps=1, device="cpu", progress=False, seed=0, precision=precision,
         image_size=mc.image_size, channels=mc.channels, width=mc.width, batch_size=batch_size,
     )  # fmt: skip
-    real = torch.rand(batch_size, mc.channels, mc.image_size, mc.image_size) * 2 - 1
-    for _ in range(3):
-        trainer.gan.step((real, None))
-    rounds = []
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(iterations):
-            trainer.gan.step((real, None))
-        rounds.append((time.perf_counter() - start) / iterations)
-    return statistics.median(rounds)
+    images_per_s = [time_trainer(trainer, iterations, warmup=3) for _ in range(3)]
+    return batch_size / statistics.median(images_per_s)
 
 
 if __name__ == "__main__":

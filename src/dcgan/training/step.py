@@ -103,7 +103,8 @@ class GANStep:
         if dist.enabled and config.sync_bn:
             self.G = nn.SyncBatchNorm.convert_sync_batchnorm(self.G)
             self.D = nn.SyncBatchNorm.convert_sync_batchnorm(self.D)
-        adam = ADAM_KWARGS["fused" if config.adam == "auto" else config.adam]
+        self.adam = "fused" if config.adam == "auto" else config.adam  # the Adam implementation, resolved
+        adam = ADAM_KWARGS[self.adam]
         betas = (config.beta1, config.beta2)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=config.lr_g, betas=betas, **adam)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=config.lr_d, betas=betas, **adam)
@@ -155,11 +156,10 @@ class GANStep:
         else:
             why, where = None, str(self.device)
         precision = "bf16 autocast" if self.bf16 else "fp32"
-        adam = "fused" if self.config.adam == "auto" else self.config.adam
         parts = [
             f"{precision} ({why})" if why else precision,
             "channels_last" if self.config.channels_last else "NCHW",
-            f"{adam} Adam",
+            f"{self.adam} Adam",
             *(["torch.compile"] if self.config.compile else []),
             where,
         ]
