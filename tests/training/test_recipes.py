@@ -100,7 +100,7 @@ def test_resume_refuses_a_recipe(tmp_path, capsys):
 
 
 def test_a_dataset_default_width_applies_unless_given_or_the_paper_recipe(monkeypatch):
-    """MNIST trains at width 48 by default (measured best, docs/recipe.md); `--width` and `--recipe paper`
+    """MNIST trains at width 48 and CIFAR-10 at 32 by default (measured best, docs/recipe.md); `--width` and `--recipe paper`
     (the PyTorch example's 64, as up to 0.3.0) override a dataset's default width."""
     import dataclasses
 
@@ -108,6 +108,7 @@ def test_a_dataset_default_width_applies_unless_given_or_the_paper_recipe(monkey
     from dcgan.training import Trainer
 
     assert DATASETS["mnist"].default_width == 48
+    assert DATASETS["cifar10"].default_width == 32
     monkeypatch.setitem(DATASETS, "digits", dataclasses.replace(DATASETS["digits"], default_width=24))
     small = dict(data="digits", image_size=16, steps=1, progress=False, device="cpu")
     assert Trainer.from_options(**small).model_config.width == 24

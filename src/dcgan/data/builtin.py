@@ -211,7 +211,12 @@ def _cifar_files(root: Path, split: str) -> tuple[list[Path], str]:
 
 
 @register_dataset(
-    "cifar10", default_size=32, native_channels=3, description="CIFAR-10, 32x32 RGB (python or binary batches)", download=download.CIFAR10
+    "cifar10",
+    default_size=32,
+    native_channels=3,
+    description="CIFAR-10, 32x32 RGB (python or binary batches)",
+    download=download.CIFAR10,
+    default_width=32,  # 12 minutes on a core: FID 0.338 against 64f8a4c's 1.366 (width 64: 2.2x fewer iterations; docs/recipe.md)
 )
 def _load_cifar10(root: Path | None, split: str) -> ImageData:
     root = root if root is not None else default_data_root() / "cifar10"
