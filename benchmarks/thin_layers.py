@@ -11,24 +11,19 @@ step keeps the native path unless this shows a gain worth a second code path (BE
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from layer_profile import timed  # noqa: E402
+
 
 def timed_ms(fn, repeats: int = 20, warmup: int = 3) -> float:
-    """Median milliseconds of `fn()` over `repeats` calls after `warmup`."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+    """Median milliseconds of `fn()` over `repeats` calls after `warmup` (layer_profile's timer)."""
+    return 1e3 * timed(fn, repeats, warmup)
 
 
 def d_first_native(x, w):
